@@ -1,0 +1,3 @@
+from donna_nas.cli import main
+
+main()

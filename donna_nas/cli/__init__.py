@@ -1,0 +1,46 @@
+"""The ``donna-nas`` command line: a thin layer over the Python API.
+
+Each command group lives in its own module here and is registered below. User mistakes raise
+``UserError`` and are printed as one line (exit status 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from donna_nas.errors import UserError
+
+app = typer.Typer(
+    name="donna-nas",
+    help="Hardware-aware neural architecture search (DONNA) and X-Distill depth on a CPU.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from donna_nas.cli import space as space_cli
+
+    app.add_typer(space_cli.app, name="space")
+    # command groups of other subsystems are registered here, one line each
+    for register in _REGISTRARS:
+        register(app)
+
+
+_REGISTRARS: list = []
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
