@@ -1,0 +1,179 @@
+"""Monodepth2 losses: SSIM, photometric error, min-reprojection with auto-masking, edge-aware smoothness.
+
+Everything is written from the paper's description (Godard et al., ICCV 2019) and the behaviour
+notes; shapes are B×C×H×W with images in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "SSIM",
+    "photometric_error",
+    "min_reprojection",
+    "smoothness",
+    "ReprojectionResult",
+]
+
+
+class SSIM(nn.Module):
+    """Per-channel SSIM dissimilarity map clamp((1−SSIM)/2, 0, 1) on 3×3 box windows (reflection pad 1)."""
+
+    C1 = 0.01**2
+    C2 = 0.03**2
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+        box = lambda t: F.avg_pool2d(t, 3, 1)  # noqa: E731
+        mx, my = box(x), box(y)
+        sx = box(x * x) - mx * mx
+        sy = box(y * y) - my * my
+        sxy = box(x * y) - mx * my
+        num = (2 * mx * my + self.C1) * (2 * sxy + self.C2)
+        den = (mx * mx + my * my + self.C1) * (sx + sy + self.C2)
+        return torch.clamp((1 - num / den) / 2, 0, 1)
+
+
+_SSIM = SSIM()
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
+    """pe = 0.85·mean_c SSIM_dissim + 0.15·mean_c |target − pred|, shape B×1×H×W."""
+    l1 = (target - pred).abs().mean(1, keepdim=True)
+    if ssim_weight == 0:
+        return l1
+    s = _SSIM(pred, target).mean(1, keepdim=True)
+    return ssim_weight * s + (1 - ssim_weight) * l1
+
+
+@dataclass
+class ReprojectionResult:
+    loss: torch.Tensor  # scalar: mean of the per-pixel minimum
+    per_pixel: torch.Tensor  # B×H×W minimum
+    mask: torch.Tensor  # B×H×W bool: True where a warped source won (pixel trains the network)
+
+
+def min_reprojection(
+    warped: list[torch.Tensor],
+    target: torch.Tensor,
+    sources: list[torch.Tensor] | None = None,
+    automask: bool = True,
+    noise: float = 1e-5,
+    generator: torch.Generator | None = None,
+) -> ReprojectionResult:
+    """Per-pixel minimum over source frames of pe(warped_f, target), with auto-masking.
+
+    Auto-masking adds the identity errors pe(source_f, target) of the *unwarped* sources as extra
+    candidates (first, plus 1e-5·N(0,1) to break exact ties): where the scene does not move
+    relative to the camera (static camera, objects moving with it), the unwarped source already
+    matches best, that pixel takes a network-independent value and gets no gradient.
+    """
+    reproj = torch.cat([photometric_error(w, target) for w in warped], 1)
+    n_ident = 0
+    if automask:
+        if sources is None:
+            raise ValueError("automask needs the unwarped source frames")
+        ident = torch.cat([photometric_error(s, target) for s in sources], 1)
+        if noise:
+            ident = ident + noise * torch.randn(
+                ident.shape, generator=generator, device=ident.device, dtype=ident.dtype
+            )
+        n_ident = ident.shape[1]
+        stack = torch.cat([ident, reproj], 1)
+    else:
+        stack = reproj
+    if stack.shape[1] == 1:
+        per_pixel = stack[:, 0]
+        idx = torch.full_like(per_pixel, n_ident, dtype=torch.long)
+    else:
+        per_pixel, idx = stack.min(1)
+    return ReprojectionResult(per_pixel.mean(), per_pixel, idx >= n_ident)
+
+
+def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware smoothness of mean-normalised disparity: mean(|∂x d̃|e^{−|∂x I|}) + mean(|∂y d̃|e^{−|∂y I|})."""
+    d = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
+    dx = (d[:, :, :, :-1] - d[:, :, :, 1:]).abs()
+    dy = (d[:, :, :-1, :] - d[:, :, 1:, :]).abs()
+    ix = (image[:, :, :, :-1] - image[:, :, :, 1:]).abs().mean(1, keepdim=True)
+    iy = (image[:, :, :-1, :] - image[:, :, 1:, :]).abs().mean(1, keepdim=True)
+    return (dx * torch.exp(-ix)).mean() + (dy * torch.exp(-iy)).mean()
+
+
+def downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """Image at pyramid scale s: size (H // 2^s, W // 2^s), antialiased bilinear."""
+    if scale == 0:
+        return image
+    h, w = image.shape[-2] // 2**scale, image.shape[-1] // 2**scale
+    return F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+
+
+class Monodepth2Loss(nn.Module):
+    """Total self-supervised loss: mean over scales of (min-reprojection + 1e-3/2^s · smoothness).
+
+    Each scale's disparity is upsampled (bilinear) to the input size before warping, so every
+    photometric term is computed at full resolution with the scale-0 intrinsics; the smoothness term
+    uses the native-resolution disparity with the target image at that scale.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        frame_ids: tuple[int, ...] = (0, -1, 1),
+        scales: tuple[int, ...] = (0, 1, 2, 3),
+        min_depth: float = 0.1,
+        max_depth: float = 100.0,
+        smoothness_weight: float = 1e-3,
+        automask: bool = True,
+    ):
+        super().__init__()
+        from donna_nas.tasks.depth.geometry import BackprojectDepth, Project3D
+
+        if frame_ids[0] != 0:
+            raise ValueError("frame_ids must start with the target frame 0")
+        self.height, self.width = height, width
+        self.frame_ids, self.scales = tuple(frame_ids), tuple(scales)
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self.smoothness_weight, self.automask = smoothness_weight, automask
+        self.backproject = BackprojectDepth(height, width)
+        self.project = Project3D(height, width)
+
+    def forward(
+        self,
+        disps: list[torch.Tensor],
+        images: torch.Tensor,
+        K: torch.Tensor,
+        inv_K: torch.Tensor,
+        poses: dict[int, torch.Tensor],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """disps[s]: B×1×H/2^s×W/2^s sigmoid output; images: B×F×3×H×W in frame_ids order; poses[f]: target→source f 4×4."""
+        from donna_nas.tasks.depth.geometry import disp_to_depth, warp
+
+        target = images[:, 0]
+        sources = [images[:, i] for i in range(1, len(self.frame_ids))]
+        total = images.new_zeros(())
+        info: dict[str, torch.Tensor] = {}
+        for s in self.scales:
+            disp = disps[s]
+            up = F.interpolate(disp, size=(self.height, self.width), mode="bilinear", align_corners=False)
+            _, depth = disp_to_depth(up, self.min_depth, self.max_depth)
+            pts = self.backproject(depth, inv_K)
+            warped = [
+                warp(src, self.project(pts, K, poses[f])) for f, src in zip(self.frame_ids[1:], sources)
+            ]
+            rep = min_reprojection(warped, target, sources if self.automask else None, automask=self.automask)
+            sm = smoothness(disp, downsample(target, s))
+            total = total + rep.loss + self.smoothness_weight / 2**s * sm
+            if s == 0:
+                info["reprojection"] = rep.loss.detach()
+                info["smoothness"] = sm.detach()
+                info["automask_fraction"] = rep.mask.float().mean().detach()
+        loss = total / len(self.scales)
+        return loss, info
