@@ -1,0 +1,134 @@
+"""Export a depth network to ONNX, quantise it to INT8 (static QDQ) and time it with ONNX Runtime.
+
+The exported graph is the deployable network only: encoder + decoder, one input ``image``
+(1x3xHxW in [0, 1]) and one output ``disp`` (the sigmoid disparity at full resolution). Training
+helpers (pose network, X-Distill transfer network) are never part of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from donna_nas.errors import UserError
+from donna_nas.runtime.io import atomic_path
+
+OPSET = 17
+
+
+def export_depth_onnx(model: nn.Module, size: tuple[int, int], path: str | Path) -> Path:
+    """Write ``model`` (image → disparity) as ONNX with a fixed 1x3xHxW input; atomic."""
+    model = model.eval()
+    x = torch.rand(1, 3, *size)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=["image"], output_names=["disp"], do_constant_folding=True)
+    return Path(path)
+
+
+def ort_session(path: str | Path, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def max_abs_diff_vs_torch(model: nn.Module, onnx_path: str | Path, images: np.ndarray) -> float:
+    """Largest |ONNX − PyTorch| disparity difference over ``images`` (N,3,H,W)."""
+    sess = ort_session(onnx_path)
+    model = model.eval()
+    worst = 0.0
+    with torch.no_grad():
+        for img in images:
+            ref = model(torch.from_numpy(img[None]).float()).numpy()
+            out = sess.run(None, {"image": img[None].astype(np.float32)})[0]
+            worst = max(worst, float(np.abs(ref - out).max()))
+    return worst
+
+
+def sigmoid_nodes(onnx_path: str | Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    return [n.name for n in graph.node if n.op_type == "Sigmoid"]
+
+
+def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calib_images: Iterable[np.ndarray],
+                 input_name: str = "image", keep_float: Sequence[str] = ()) -> Path:
+    """Static INT8 QDQ quantisation (U8 activations, per-channel S8 weights) calibrated on real
+    inputs. ``keep_float`` names nodes left in float (e.g. the disparity sigmoids, whose output
+    range [0, 1] in 8 bits would cap depth resolution)."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    batches = [{input_name: np.asarray(img, dtype=np.float32)[None]} for img in calib_images]
+    if not batches:
+        raise UserError("INT8 calibration needs at least one image (--calib N with N >= 1)")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as dst:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.disable(logging.WARNING)
+            try:
+                quantize_static(str(fp32_path), str(Path(tmp) / "q.onnx"), Reader(),
+                                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, per_channel=True,
+                                nodes_to_exclude=list(keep_float))
+            finally:
+                logging.disable(logging.NOTSET)
+        dst.write_bytes((Path(tmp) / "q.onnx").read_bytes())
+    return Path(out_path)
+
+
+def predict_disparities(onnx_path: str | Path, images: Iterable[np.ndarray]) -> np.ndarray:
+    """Run the exported network on (3,H,W) images; returns (N,H,W) sigmoid disparities."""
+    sess = ort_session(onnx_path)
+    out = [sess.run(None, {"image": np.asarray(img, np.float32)[None]})[0][0, 0] for img in images]
+    return np.stack(out)
+
+
+@dataclass
+class FpsResult:
+    fps: float
+    median_ms: float
+    std_ms: float
+    threads: int
+
+
+def measure_fps(onnx_path: str | Path, size: tuple[int, int], threads: int = 1, warmup: int = 5,
+                repeats: int = 30) -> FpsResult:
+    """Batch-1 frames per second with ONNX Runtime on this CPU (median over ``repeats`` runs)."""
+    sess = ort_session(onnx_path, threads)
+    x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+    for _ in range(warmup):
+        sess.run(None, {"image": x})
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, {"image": x})
+        times.append((time.perf_counter() - t0) * 1e3)
+    med = statistics.median(times)
+    return FpsResult(1000.0 / med, med, statistics.pstdev(times), threads)
