@@ -1,0 +1,226 @@
+"""Measuring op instances and whole models with ONNX Runtime on this machine's CPU.
+
+Each op instance is exported alone to ONNX (``make_layer``), optionally quantised to INT8 with
+static QDQ quantisation calibrated on sample inputs, and timed in a session with a fixed thread
+count: warm-up runs, then N timed runs; the row stores their median and standard deviation.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from donna_nas.errors import UserError
+from donna_nas.latency.source import LatencySource
+from donna_nas.latency.table import LookupTable, TableRow
+from donna_nas.nn.ops import OpInstance, make_layer
+
+INT8_REL_TOLERANCE = 0.15
+"""Documented INT8 accuracy bound: relative L2 error ||y_int8 - y_fp32|| / ||y_fp32|| of one
+op instance with random weights, calibrated on inputs of the same distribution as the test input."""
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def op_input_shape(op: OpInstance) -> tuple[int, int, int, int]:
+    return (1, op.cin, op.h, op.w)
+
+
+def sample_input(shape: Sequence[int], image: bool, seed: int) -> np.ndarray:
+    """Images lie in [0, 1]; feature maps are BN-normalised, roughly standard normal."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(*shape, generator=g) if image else torch.randn(*shape, generator=g)
+    return x.numpy()
+
+
+def export_onnx(module: nn.Module, shape: Sequence[int], path: str | Path | None = None) -> bytes:
+    """The module exported to ONNX (opset 17, fixed shape, input ``x``); also written to ``path``."""
+    module = module.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(*shape),), buf, dynamo=False, opset_version=17,
+                          input_names=["x"], do_constant_folding=True)
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BatchNorm layers non-trivial statistics so exported graphs behave like trained ones."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+    return module
+
+
+def quantize_int8(fp32: bytes, shape: Sequence[int], image: bool, calib_samples: int = 8) -> bytes:
+    """Static QDQ INT8 quantisation (U8 activations, per-channel S8 weights) of an ONNX model,
+    calibrated with ``calib_samples`` sample inputs."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"x": sample_input(shape, image, 1000 + i)}
+                               for i in range(calib_samples)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(fp32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.disable(logging.WARNING)  # ORT's "consider pre-processing" advice, per call
+            try:
+                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                per_channel=True)
+            finally:
+                logging.disable(logging.NOTSET)
+        return dst.read_bytes()
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    std_ms: float
+    runs: int
+
+
+class OrtMeasurer(LatencySource):
+    """Measure op latencies live with ONNX Runtime (CPU). Use ``CachedMeasurer`` to keep results."""
+
+    def __init__(self, precision: str = "fp32", threads: int = 1, warmup: int = 5,
+                 repeats: int = 20, device: str | None = None, calib_samples: int = 8):
+        if precision not in ("fp32", "int8"):
+            raise UserError(f"--precision must be fp32 or int8, got {precision!r}")
+        if threads < 1 or repeats < 1 or warmup < 0:
+            raise UserError("threads and repeats must be >= 1 and warmup >= 0")
+        import onnxruntime
+
+        self.precision = precision
+        self.threads = threads
+        self.warmup = warmup
+        self.repeats = repeats
+        self.calib_samples = calib_samples
+        self.device = device or cpu_name()
+        self.runtime = f"onnxruntime-{onnxruntime.__version__}-cpu-{threads}t"
+
+    # ------------------------------------------------------------------ sessions
+    def session(self, model: bytes):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+    def time_session(self, sess, x: np.ndarray, repeats: int | None = None) -> Timing:
+        feed = {"x": x}
+        for _ in range(self.warmup):
+            sess.run(None, feed)
+        times = []
+        for _ in range(repeats or self.repeats):
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1e3)
+        std = statistics.pstdev(times) if len(times) > 1 else 0.0
+        return Timing(statistics.median(times), std, len(times))
+
+    def prepare(self, module: nn.Module, shape: Sequence[int], image: bool) -> bytes:
+        """The ONNX bytes that get timed: fp32 export, or its INT8 QDQ quantisation."""
+        fp32 = export_onnx(randomize_bn(module), shape)
+        if self.precision == "int8":
+            return quantize_int8(fp32, shape, image, self.calib_samples)
+        return fp32
+
+    def measure_module(self, module: nn.Module, shape: Sequence[int], image: bool = False,
+                       repeats: int | None = None) -> Timing:
+        sess = self.session(self.prepare(module, shape, image))
+        return self.time_session(sess, sample_input(shape, image, 0), repeats)
+
+    def measure_op(self, op: OpInstance) -> Timing:
+        torch.manual_seed(0)
+        return self.measure_module(make_layer(op), op_input_shape(op), image=op.kind == "stem")
+
+    def row(self, op: OpInstance, t: Timing) -> TableRow:
+        return TableRow(op.key, t.median_ms, t.std_ms, self.device, self.precision, self.runtime,
+                        f"measured {time.strftime('%Y-%m-%d')} warmup={self.warmup} "
+                        f"repeats={t.runs}")
+
+    # ------------------------------------------------------------------ LatencySource
+    def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
+        cache: dict[str, float] = {}
+        for op in ops:
+            if op.key not in cache:
+                cache[op.key] = self.measure_op(op).median_ms
+        return [cache[op.key] for op in ops]
+
+    def measure_ops(self, ops: Sequence[OpInstance], table: LookupTable | None, out: str | Path,
+                    progress: bool = True, time_budget_s: float | None = None,
+                    save_every_s: float = 20.0,
+                    on_row: Callable[[TableRow], None] | None = None) -> LookupTable:
+        """Measure ``ops`` missing from ``table`` and write the table to ``out`` (atomically, every
+        ``save_every_s`` seconds too, so an interrupted run resumes where it stopped)."""
+        table = table if table is not None else LookupTable([], out)
+        if len(table) and (table.precision != self.precision or table.device != self.device):
+            raise UserError(f"{out}: holds {table.device}/{table.precision} rows; this measurement "
+                            f"is {self.device}/{self.precision}: write to another --out file")
+        todo = [op for op in dict((o.key, o) for o in ops).values() if op.key not in table]
+        new: list[TableRow] = []
+        start = last_save = time.monotonic()
+
+        def save() -> None:
+            nonlocal table, new
+            table = table.merged(new)
+            new = []
+            table.to_csv(out)
+
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        with Progress(TextColumn("measuring ops"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as bar:
+            task = bar.add_task("ops", total=len(todo))
+            for op in todo:
+                if time_budget_s is not None and time.monotonic() - start > time_budget_s:
+                    break
+                r = self.row(op, self.measure_op(op))
+                new.append(r)
+                if on_row:
+                    on_row(r)
+                bar.advance(task)
+                if time.monotonic() - last_save > save_every_s:
+                    save()
+                    last_save = time.monotonic()
+        save()
+        return table
