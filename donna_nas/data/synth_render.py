@@ -1,0 +1,337 @@
+"""Vectorised ray casting of a synthetic street scene (numpy).
+
+Rays are organised as 2-D grids (a pinhole image or a velodyne beam x azimuth sweep). For every box
+the caster first bounds the grid cells whose rays can hit it (projected corner rectangle for a
+pinhole camera, azimuth/elevation interval for the scanner) and runs the slab test only there, so the
+cost is roughly proportional to the screen area the boxes cover, not to rays x boxes. Surfaces are
+textured in object/world coordinates, so the same surface point has the same colour in every frame
+(up to the distance fade of fine texture octaves, which prevents aliasing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from donna_nas.data import semantics as sem
+from donna_nas.data.synth_scene import (
+    ROAD_HALF, SIDEWALK, TEX_CAR, TEX_FACADE, TEX_FOLIAGE, TEX_POLE, TEX_TRUNK, Scene,
+)
+
+SKY, GROUND = -2, -1  # object ids of non-box hits
+_EDGES = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7)]
+_SUN = np.array([0.35, 0.55, 0.76], np.float32) / np.linalg.norm([0.35, 0.55, 0.76])
+
+
+@dataclass
+class Rendered:
+    """One rendered camera view."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 camera z in metres; inf where the ray sees the sky
+    labels: np.ndarray  # (H, W) uint8 semantic ids (semantics.CLASSES)
+    obj: np.ndarray  # (H, W) int32 box index, -1 ground, -2 sky
+
+
+def _corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(M, 8, 3) box corners; corner k uses hi on axis a iff bit a of k is set."""
+    bits = np.array([[(k >> a) & 1 for a in range(3)] for k in range(8)], bool)
+    return np.where(bits[None], hi[:, None, :], lo[:, None, :])
+
+
+def _front_points(local: np.ndarray, axis: int, near: float) -> np.ndarray:
+    """Vertices of a box (8 local-frame corners) clipped to the half-space ``local[axis] >= near``."""
+    pts = [local[local[:, axis] >= near]]
+    for a, b in _EDGES:
+        za, zb = local[a, axis], local[b, axis]
+        if (za - near) * (zb - near) < 0:
+            s = (near - za) / (zb - za)
+            pts.append((local[a] + s * (local[b] - local[a]))[None])
+    return np.concatenate(pts, 0)
+
+
+class PinholeGrid:
+    """Rays of a pinhole camera with pixel centres at integer indices (u = column, v = row)."""
+
+    def __init__(self, K: np.ndarray, H: int, W: int):
+        self.K, self.H, self.W = np.asarray(K, np.float64)[:3, :3], H, W
+        u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+        pix = np.stack([u, v, np.ones_like(u)], -1)
+        self.dirs = (pix @ np.linalg.inv(self.K).T).astype(np.float32)  # camera frame, z = 1
+
+    def ranges(self, local: np.ndarray) -> list:
+        """Cell rectangles (r0, r1, c0, c1) per box from its (M, 8, 3) corners in the camera frame."""
+        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
+        near = 0.05
+        out = []
+        for pts in local:
+            z = pts[:, 2]
+            if z.max() < near:
+                out.append(None)
+                continue
+            if z.min() < near:
+                pts = _front_points(pts, 2, near)
+            u = fx * pts[:, 0] / pts[:, 2] + cx
+            v = fy * pts[:, 1] / pts[:, 2] + cy
+            c0, c1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())) + 1, self.W)
+            r0, r1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())) + 1, self.H)
+            out.append((r0, r1, c0, c1) if (r1 > r0 and c1 > c0) else None)
+        return out
+
+
+class ScannerGrid:
+    """Rays of a rotating multi-beam LiDAR in its own frame (x forward, y left, z up).
+
+    Rows are beams sorted by ascending elevation, columns ascending azimuth (from right to left).
+    """
+
+    def __init__(self, elevations_deg: np.ndarray, azimuths_deg: np.ndarray):
+        self.el = np.deg2rad(np.sort(np.asarray(elevations_deg, np.float64)))
+        self.az = np.deg2rad(np.sort(np.asarray(azimuths_deg, np.float64)))
+        e, a = np.meshgrid(self.el, self.az, indexing="ij")
+        self.dirs = np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], -1).astype(np.float32)
+        self.H, self.W = len(self.el), len(self.az)
+
+    def ranges(self, local: np.ndarray) -> list:
+        near = 0.05
+        out = []
+        for pts in local:
+            x = pts[:, 0]
+            if x.max() < near:
+                out.append(None)
+                continue
+            if x.min() < near:
+                pts = _front_points(pts, 0, near)
+            az = np.arctan2(pts[:, 1], pts[:, 0])
+            rh = np.hypot(pts[:, 0], pts[:, 1])
+            xmin, rmax = pts[:, 0].min(), rh.max()
+            zmin, zmax = pts[:, 2].min(), pts[:, 2].max()
+            el_hi = np.arctan2(zmax, xmin if zmax > 0 else rmax)
+            el_lo = np.arctan2(zmin, xmin if zmin < 0 else rmax)
+            c0 = int(np.searchsorted(self.az, az.min(), "left"))
+            c1 = int(np.searchsorted(self.az, az.max(), "right"))
+            r0 = int(np.searchsorted(self.el, el_lo, "left"))
+            r1 = int(np.searchsorted(self.el, el_hi, "right"))
+            c0, r0 = max(c0 - 1, 0), max(r0 - 1, 0)
+            c1, r1 = min(c1 + 1, self.W), min(r1 + 1, self.H)
+            out.append((r0, r1, c0, c1) if (r1 > r0 and c1 > c0) else None)
+        return out
+
+
+def cast(scene: Scene, time_s: float, pose: np.ndarray, grid, max_range: float = 250.0):
+    """Closest hit along every ray of ``grid`` from a sensor at ``pose`` (sensor-to-world 4x4).
+
+    Returns (t, obj, dirs_world): ray parameter (inf = no hit), object id, world ray directions. With
+    a pinhole grid t is the camera z depth (directions have z = 1 in the camera frame).
+    """
+    R = np.asarray(pose[:3, :3], np.float64)
+    o = np.asarray(pose[:3, 3], np.float64)
+    D = (grid.dirs @ R.T.astype(np.float32)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = (1.0 / D).astype(np.float32)
+        # ground plane z = 0, bounded in x to the generated street
+        tg = (-o[2] / D[..., 2]).astype(np.float32)
+        xg = o[0] + tg * D[..., 0]
+        ground = (D[..., 2] < 0) & (xg > scene.x_range[0]) & (xg < scene.x_range[1])
+    t = np.where(ground, tg, np.float32(np.inf)).astype(np.float32)
+    obj = np.where(ground, GROUND, SKY).astype(np.int32)
+    lo, hi = scene.boxes_at(time_s)
+    # cull boxes far away
+    center = 0.5 * (lo + hi)
+    radius = 0.5 * np.linalg.norm(hi - lo, axis=1)
+    keep = np.nonzero(np.linalg.norm(center - o, axis=1) - radius < max_range)[0]
+    local = (_corners(lo[keep], hi[keep]) - o) @ R  # world -> sensor frame
+    ol = o.astype(np.float32)
+    inv_planes = [np.ascontiguousarray(inv[..., a]) for a in range(3)]
+    for k, rect in zip(keep, grid.ranges(local)):
+        if rect is None:
+            continue
+        r0, r1, c0, c1 = rect
+        tmin = tmax = None
+        with np.errstate(invalid="ignore", over="ignore"):
+            for a in range(3):  # slab test, one axis at a time (fast contiguous planes)
+                ia = inv_planes[a][r0:r1, c0:c1]
+                t1 = (np.float32(lo[k, a]) - ol[a]) * ia
+                t2 = (np.float32(hi[k, a]) - ol[a]) * ia
+                near, far = np.minimum(t1, t2), np.maximum(t1, t2)
+                tmin = near if tmin is None else np.maximum(tmin, near)
+                tmax = far if tmax is None else np.minimum(tmax, far)
+            tcur = t[r0:r1, c0:c1]
+            upd = (tmax >= tmin) & (tmin > 1e-4) & (tmin < tcur)
+        if upd.any():
+            tcur[upd] = tmin[upd]
+            obj[r0:r1, c0:c1][upd] = k
+    return t, obj, D
+
+
+# ---------------------------------------------------------------- textures
+
+def _hash(ix: np.ndarray, iy: np.ndarray, seed) -> np.ndarray:
+    h = (ix.astype(np.int64).astype(np.uint32) * np.uint32(0x8DA6B343)) ^ (
+        iy.astype(np.int64).astype(np.uint32) * np.uint32(0xD8163841)) ^ np.asarray(seed, np.uint32)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0x5BD1E995)
+    h ^= h >> np.uint32(15)
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
+
+
+def vnoise(a: np.ndarray, b: np.ndarray, scale: float, seed) -> np.ndarray:
+    """Smooth value noise in [0, 1] on a lattice of spacing ``scale`` (metres)."""
+    a = a / np.float32(scale)
+    b = b / np.float32(scale)
+    ia, ib = np.floor(a), np.floor(b)
+    fa, fb = a - ia, b - ib
+    fa = fa * fa * (3 - 2 * fa)
+    fb = fb * fb * (3 - 2 * fb)
+    n00, n10 = _hash(ia, ib, seed), _hash(ia + 1, ib, seed)
+    n01, n11 = _hash(ia, ib + 1, seed), _hash(ia + 1, ib + 1, seed)
+    return (n00 + (n10 - n00) * fa) * (1 - fb) + (n01 + (n11 - n01) * fa) * fb
+
+
+def _fade(fp: np.ndarray, wavelength: float) -> np.ndarray:
+    """Weight of a texture octave: 1 when well resolved, 0 when a pixel covers half its wavelength."""
+    return np.clip(2.0 - 4.0 * fp / wavelength, 0.0, 1.0).astype(np.float32)
+
+
+def _ground_albedo(x, y, fp, seed):
+    ay = np.abs(y)
+    out = np.empty(x.shape + (3,), np.float32)
+    lab = np.full(x.shape, sem.ID["terrain"], np.uint8)
+    road = ay < ROAD_HALF
+    side = (~road) & (ay < ROAD_HALF + SIDEWALK)
+    terr = ~(road | side)
+    lab[road], lab[side] = sem.ROAD, sem.SIDEWALK
+    if road.any():
+        xr, yr, f = x[road], y[road], fp[road]
+        g = 0.30 + 0.12 * (vnoise(xr, yr, 3.0, seed) - 0.5) + 0.14 * _fade(f, 0.4) * (vnoise(xr, yr, 0.4, seed + 1) - 0.5)
+        ayr = np.abs(yr)
+        mark = ((ayr < 0.08) & (np.mod(xr, 9.0) < 3.0)) | (np.abs(ayr - 3.5) < 0.08)
+        g = np.where(mark, 0.85, g)
+        out[road] = np.stack([g, g, g * 1.04], -1)
+    if side.any():
+        xs, ys, f = x[side], y[side], fp[side]
+        g = 0.56 + 0.10 * (vnoise(xs, ys, 1.0, seed + 2) - 0.5) + 0.12 * _fade(f, 0.25) * (vnoise(xs, ys, 0.25, seed + 3) - 0.5)
+        joint = (np.mod(xs, 1.2) < 0.06) | (np.mod(ys, 1.2) < 0.06)
+        g = g * (1 - 0.35 * joint * _fade(f, 0.3))
+        out[side] = np.stack([g, g * 0.98, g * 0.94], -1)
+    if terr.any():
+        xt, yt, f = x[terr], y[terr], fp[terr]
+        n = 0.7 + 0.6 * vnoise(xt, yt, 1.5, seed + 4) + 0.4 * _fade(f, 0.3) * (vnoise(xt, yt, 0.3, seed + 5) - 0.5)
+        out[terr] = np.array([0.33, 0.38, 0.18], np.float32) * n[:, None]
+    return out, lab
+
+
+def _box_albedo(tex, col, s, z, zr, top, fp, seed):
+    """Albedo of box surface points; s horizontal and z vertical face coordinates (object frame)."""
+    out = np.empty(s.shape + (3,), np.float32)
+    for kind in (TEX_FACADE, TEX_CAR, TEX_POLE, TEX_TRUNK, TEX_FOLIAGE):
+        m = tex == kind
+        if not m.any():
+            continue
+        ss, zz, c, f, sd, tp, zrel = s[m], z[m], col[m], fp[m], seed[m], top[m], zr[m]
+        if kind == TEX_FACADE:
+            a = c * (0.8 + 0.4 * vnoise(ss, zz, 2.0, sd))[:, None]
+            row = np.floor(zz / 0.25)
+            brick = (np.mod(zz, 0.25) < 0.03) | (np.mod(ss + 0.25 * np.mod(row, 2), 0.5) < 0.03)
+            a = a * (1 - 0.25 * brick * _fade(f, 0.25))[:, None]
+            win = ((np.mod(ss, 3.5) > 0.9) & (np.mod(ss, 3.5) < 2.6) & (np.mod(zz, 3.2) > 0.9)
+                   & (np.mod(zz, 3.2) < 2.5) & (zz > 3.0) & ~tp)
+            glass = (0.10 + 0.25 * vnoise(ss, zz, 0.8, sd + 7))[:, None] * np.array([0.9, 1.0, 1.2], np.float32)
+            a = np.where(win[:, None], glass, a)
+        elif kind == TEX_CAR:
+            a = c * (0.85 + 0.3 * vnoise(ss, zz, 0.5, sd))[:, None]
+            dark = (zrel < 0.3) & ~tp
+            glass = (zrel > 0.6) & (zrel < 0.92) & ~tp
+            a = np.where(dark[:, None], np.float32(0.07), a)
+            a = np.where(glass[:, None], (0.12 + 0.2 * vnoise(ss, zz, 0.3, sd + 3))[:, None] * np.ones(3, np.float32), a)
+        elif kind == TEX_POLE:
+            a = c * (0.75 + 0.5 * vnoise(zz, ss, 0.3, sd))[:, None]
+        elif kind == TEX_TRUNK:
+            a = c * (0.6 + 0.8 * vnoise(ss * 4, zz, 0.3, sd))[:, None]
+        else:
+            n = 0.45 + 0.8 * vnoise(ss, zz, 0.6, sd) + 0.6 * _fade(f, 0.2) * (vnoise(ss, zz, 0.2, sd + 1) - 0.5)
+            a = c * n[:, None]
+        out[m] = a
+    return out
+
+
+def shade(scene: Scene, time_s: float, origin: np.ndarray, D: np.ndarray, t: np.ndarray, obj: np.ndarray,
+          focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """Colour (float32 (..., 3) in [0, 1]) and semantic ids of every ray's hit."""
+    shape = t.shape
+    n = t.size
+    rgb = np.empty((n, 3), np.float32)
+    lab = np.empty(n, np.uint8)
+    Dx, Dy, Dz = (np.ascontiguousarray(D[..., a]).ravel() for a in range(3))
+    tf, of = t.ravel(), obj.ravel()
+    norm = np.sqrt(Dx * Dx + Dy * Dy + Dz * Dz)
+    o = origin.astype(np.float32)
+    sky = np.flatnonzero(of == SKY)
+    el = np.clip(Dz[sky] / norm[sky] * 3.0, 0, 1)[:, None]
+    rgb[sky] = (1 - el) * np.array([0.78, 0.84, 0.90], np.float32) + el * np.array([0.33, 0.52, 0.85], np.float32)
+    lab[sky] = sem.SKY
+    g = np.flatnonzero(of == GROUND)
+    if len(g):
+        tg = tf[g]
+        x, y = o[0] + tg * Dx[g], o[1] + tg * Dy[g]
+        fp = tg / focal / np.maximum(np.abs(Dz[g]) / norm[g], 0.05) * norm[g]
+        alb, lab[g] = _ground_albedo(x, y, fp, scene.texture_seed)
+        rgb[g] = alb * np.float32(0.6 + 0.4 * _SUN[2])
+    b = np.flatnonzero(of >= 0)
+    if len(b):
+        k = of[b]
+        lo, hi = scene.boxes_at(time_s)
+        lo, hi = lo.astype(np.float32)[k], hi.astype(np.float32)[k]
+        tb = tf[b]
+        dxyz = (Dx[b], Dy[b], Dz[b])
+        rel = [o[a] + tb * dxyz[a] - lo[:, a] for a in range(3)]  # hit point in the box frame
+        ext = hi - lo
+        # the face the point lies on: smallest distance to one of the six planes
+        best = np.abs(rel[0])
+        face = np.zeros(len(b), np.int8)
+        for f in range(1, 6):
+            a = f % 3
+            dist = np.abs(rel[a]) if f < 3 else np.abs(ext[:, a] - rel[a])
+            closer = dist < best
+            best = np.where(closer, dist, best)
+            face[closer] = f
+        axis = face % 3
+        sign = np.where(face < 3, np.float32(-1), np.float32(1))
+        top = axis == 2
+        s = np.where(axis == 0, rel[1], rel[0])
+        z = np.where(top, rel[1], rel[2])
+        zr = rel[2] / np.maximum(ext[:, 2], 1e-3)
+        dn_axis = np.choose(axis, dxyz) / norm[b]
+        cosi = np.abs(dn_axis)
+        fp = tb * norm[b] / focal / np.maximum(cosi, 0.05)
+        seed = np.uint32(scene.texture_seed) + k.astype(np.uint32) * np.uint32(7919)
+        alb = _box_albedo(scene.tex[k], scene.color.astype(np.float32)[k], s, z, zr, top, fp, seed)
+        light = 0.6 + 0.4 * np.maximum(sign * _SUN[axis], 0)
+        rgb[b] = alb * light[:, None]
+        lab[b] = scene.cls[k].astype(np.uint8)
+    return np.clip(rgb, 0, 1).reshape(shape + (3,)), lab.reshape(shape)
+
+
+def render_view(scene: Scene, time_s: float, cam_pose: np.ndarray, grid: PinholeGrid) -> Rendered:
+    """Render colour, depth (camera z), semantic ids and object ids of one pinhole view."""
+    t, obj, D = cast(scene, time_s, cam_pose, grid)
+    rgb, lab = shade(scene, time_s, cam_pose[:3, 3], D, t, obj, float(grid.K[0, 0]))
+    img = np.round(rgb * 255).astype(np.uint8)
+    return Rendered(rgb=img, depth=t.astype(np.float32), labels=lab, obj=obj)
+
+
+def scan(scene: Scene, time_s: float, velo_pose: np.ndarray, grid: ScannerGrid, max_range: float = 120.0,
+         seed: int = 0) -> np.ndarray:
+    """LiDAR points (N, 4) float32: x, y, z in the scanner frame and a reflectance in [0, 1]."""
+    t, obj, _ = cast(scene, time_s, velo_pose, grid, max_range=max_range + 10)
+    hit = np.isfinite(t) & (t <= max_range)
+    pts = grid.dirs[hit] * t[hit][:, None]
+    refl_of_class = np.full(256, 0.3, np.float32)
+    for cid, r in ((sem.ROAD, 0.25), (sem.SIDEWALK, 0.35), (sem.BUILDING, 0.4), (sem.CAR, 0.6),
+                   (sem.POLE, 0.5), (sem.VEGETATION, 0.2)):
+        refl_of_class[cid] = r
+    o = obj[hit]
+    cls = np.where(o >= 0, scene.cls[np.maximum(o, 0)], sem.ROAD)
+    refl = refl_of_class[cls] + 0.1 * _hash(np.arange(len(o)), np.full(len(o), seed), 17)
+    return np.concatenate([pts, refl[:, None]], 1).astype(np.float32)
