@@ -1,0 +1,480 @@
+"""What a search optimises: a predicted task metric, latency, params and MACs of an architecture.
+
+The search never builds networks. A block's cost depends on its own choice and on its incoming
+width (the previous block's ``out_channels``; the stem's width for block 1), so every per-block
+quantity here is keyed by ``(block index, choice, cin)`` and cached: evaluating an architecture is
+then a handful of dictionary look-ups, and the exact solver can reuse the same terms.
+
+Predictors follow the ``Predictor`` protocol (``predict``); additive ones also expose
+``intercept`` + ``block_term`` and set ``is_additive``. ``LinearBlockPredictor`` is the additive
+form the supernet stage writes to ``RUN/predictor.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from donna_nas.errors import UserError
+from donna_nas.nn.ops import OpInstance, conv_out
+from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+# --------------------------------------------------------------------------- predictors
+@runtime_checkable
+class Predictor(Protocol):
+    """Predicts the task metric of an architecture. ``direction`` says whether lower is better
+    (``minimize``, e.g. Sq Rel) or higher (``maximize``, e.g. top-1)."""
+
+    direction: str
+
+    def predict(self, space: SearchSpace, arch: Architecture) -> float: ...
+
+
+@runtime_checkable
+class AdditivePredictor(Predictor, Protocol):
+    """A predictor that is a constant plus one term per block: the exact solver needs this."""
+
+    is_additive: bool
+    intercept: float
+
+    def block_term(self, space: SearchSpace, index: int, choice: BlockChoice, cin: int) -> float: ...
+
+
+def is_additive_predictor(p: Any) -> bool:
+    return bool(getattr(p, "is_additive", False)) and hasattr(p, "block_term")
+
+
+@dataclass
+class LinearBlockPredictor:
+    """intercept + Σ_blocks term(block, choice).
+
+    ``terms[block_name]`` maps keys to coefficients; a key matches a block choice either as its
+    full token (``ir_d2_k5_e4_c32_se_relu``, a per-choice table, e.g. coef_i · NSR(i, choice)) or
+    as an option feature ``option=value`` (``kernel=5``, ``se=true``). A block's term is the sum
+    of every matching key, so per-choice tables, one-hot linear models and mixtures all fit.
+    ``default`` is used for a block choice that matches no key when ``strict`` is false.
+    """
+
+    intercept: float
+    terms: dict[str, dict[str, float]]
+    direction: str = "minimize"
+    metric: str = "metric"
+    strict: bool = True
+    source: str = "<python>"
+    is_additive: bool = field(default=True, init=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise UserError(f"{self.source}: field 'direction' is {self.direction!r}; "
+                            f"allowed: {', '.join(DIRECTIONS)}")
+
+    def block_term(self, space: SearchSpace, index: int, choice: BlockChoice, cin: int = 0) -> float:
+        key = (space.blocks[index].name, choice)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        name = space.blocks[index].name
+        table = self.terms.get(name, {})
+        token = choice.token()
+        total, matched = 0.0, False
+        if token in table:
+            total += table[token]
+            matched = True
+        for opt, value in (("op", choice.op), ("kernel", choice.kernel), ("expand", choice.expand),
+                           ("depth", choice.depth), ("out_channels", choice.out_channels),
+                           ("se", choice.se), ("act", choice.act)):
+            k = f"{opt}={_feature_value(value)}"
+            if k in table:
+                total += table[k]
+                matched = True
+        if not matched and self.strict and table:
+            raise UserError(f"{self.source}: predictor has no term for block {name} choice "
+                            f"{token!r}; add it to terms.{name} (or an option=value feature)")
+        self._cache[key] = total
+        return total
+
+    def predict(self, space: SearchSpace, arch: Architecture) -> float:
+        cin = space.stem.channels
+        total = self.intercept
+        for i, bc in enumerate(arch.choices):
+            total += self.block_term(space, i, bc, cin)
+            cin = bc.out_channels
+        return total
+
+    # ------------------------------------------------------------------ serialisation
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "linear_block", "metric": self.metric, "direction": self.direction,
+                "intercept": self.intercept, "terms": self.terms}
+
+    def save(self, path: str | Path) -> None:
+        from donna_nas.runtime.io import write_json_atomic
+
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, path_or_obj: str | Path | dict) -> "LinearBlockPredictor":
+        """Load ``{"kind": "linear_block", "intercept": .., "terms": {block: {key: coef}}}``."""
+        if isinstance(path_or_obj, dict):
+            obj, src = path_or_obj, "<dict>"
+        else:
+            path = Path(path_or_obj)
+            src = str(path)
+            if not path.exists():
+                raise UserError(f"{path}: predictor file not found (created by "
+                                f"`donna-nas build-supernet`, or pass --predictor FILE)")
+            try:
+                obj = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{src}: a predictor must be a JSON object with 'kind', 'intercept', 'terms'")
+        if obj.get("kind") != "linear_block":
+            raise UserError(f"{src}: field 'kind' is {obj.get('kind')!r}; this version reads "
+                            f"'linear_block' predictors")
+        for key in ("intercept", "terms"):
+            if key not in obj:
+                raise UserError(f"{src}: missing field '{key}'")
+        terms = obj["terms"]
+        if not isinstance(terms, dict) or not all(isinstance(v, dict) for v in terms.values()):
+            raise UserError(f"{src}: field 'terms' must map block names to {{key: coefficient}}")
+        try:
+            clean = {str(b): {str(k): float(v) for k, v in t.items()} for b, t in terms.items()}
+            intercept = float(obj["intercept"])
+        except (TypeError, ValueError):
+            raise UserError(f"{src}: 'intercept' and every coefficient in 'terms' must be numbers") from None
+        bad = [b for b, t in clean.items() if any(math.isnan(v) for v in t.values())]
+        if bad or math.isnan(intercept):
+            raise UserError(f"{src}: NaN coefficient (block {bad[0] if bad else 'intercept'})")
+        return cls(intercept=intercept, terms=clean, direction=obj.get("direction", "minimize"),
+                   metric=str(obj.get("metric", "metric")), strict=bool(obj.get("strict", True)),
+                   source=src)
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Fail early (naming the block) when the predictor was made for another space."""
+        unknown = sorted(set(self.terms) - set(space.block_names))
+        if unknown:
+            raise UserError(f"{self.source}: terms name block(s) {unknown} that space "
+                            f"{space.name!r} does not have ({', '.join(space.block_names)})")
+
+
+def _feature_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def synthetic_predictor(space: SearchSpace, seed: int = 0, noise: float = 0.02,
+                        direction: str = "minimize") -> LinearBlockPredictor:
+    """A random additive stand-in for a fitted predictor (tests, benchmarks, demos).
+
+    Bigger choices (more depth, expansion, width, larger kernels, SE, swish) lower the metric
+    with diminishing returns, plus seeded per-feature noise: the kind of trade-off against
+    latency a real NSR-based predictor shows, with a non-trivial front.
+    """
+    rng = random.Random(seed)
+    nb = len(space.blocks)
+    terms: dict[str, dict[str, float]] = {}
+    for i, block in enumerate(space.blocks):
+        weight = 0.2 * (1.0 + 0.5 * i / max(1, nb - 1))
+        t: dict[str, float] = {}
+        for opt, values in block.options().items():
+            for v in values:
+                if opt in ("kernel", "expand", "depth", "out_channels"):
+                    rel = float(v) / max(float(x) for x in values)
+                    base = -weight * 0.25 * math.log1p(3 * rel)
+                elif opt == "se":
+                    base = -weight * 0.05 if v else 0.0
+                elif opt == "act":
+                    base = {"relu": 0.0, "hswish": -0.01, "swish": -0.015}[v] * weight * 4
+                else:  # op
+                    base = {"ir": 0.0, "fused_ir": -0.01, "gconv": 0.005}[v] * weight * 4
+                t[f"{opt}={_feature_value(v)}"] = base + rng.gauss(0.0, noise * weight)
+        terms[block.name] = t
+    pred = LinearBlockPredictor(intercept=1.5, terms=terms, direction="minimize",
+                                metric="synthetic_sq_rel", source="<synthetic>")
+    if direction == "maximize":
+        pred = LinearBlockPredictor(intercept=-pred.intercept + 3.0,
+                                    terms={b: {k: -v for k, v in t.items()} for b, t in terms.items()},
+                                    direction="maximize", metric="synthetic_top1",
+                                    source="<synthetic>")
+    return pred
+
+
+# --------------------------------------------------------------------------- op shapes
+def block_input_hw(space: SearchSpace, index: int, input_size: tuple[int, int]) -> tuple[int, int]:
+    """Spatial size entering block ``index``: fixed by the strides, independent of the choices."""
+    h, w = conv_out(input_size[0], space.stem.stride), conv_out(input_size[1], space.stem.stride)
+    for b in space.blocks[:index]:
+        h, w = conv_out(h, b.stride), conv_out(w, b.stride)
+    return h, w
+
+
+def stem_op(space: SearchSpace, input_size: tuple[int, int]) -> OpInstance:
+    st = space.stem
+    return OpInstance("stem", space.in_channels, st.channels, st.kernel, st.stride,
+                      input_size[0], input_size[1], st.act)
+
+
+def block_layer_ops(space: SearchSpace, index: int, choice: BlockChoice, cin: int,
+                    input_size: tuple[int, int]) -> list[OpInstance]:
+    """The op instances of one block given its incoming width (same as ``space.ops`` per block)."""
+    h, w = block_input_hw(space, index, input_size)
+    block = space.blocks[index]
+    out = []
+    for layer in range(choice.depth):
+        op = OpInstance(choice.op, cin, choice.out_channels, choice.kernel,
+                        block.stride if layer == 0 else 1, h, w, choice.act, choice.expand,
+                        choice.se)
+        out.append(op)
+        h, w = op.out_hw
+        cin = choice.out_channels
+    return out
+
+
+def incoming_widths(space: SearchSpace, index: int) -> tuple[int, ...]:
+    """Possible incoming widths of block ``index``."""
+    if index == 0:
+        return (space.stem.channels,)
+    return tuple(space.blocks[index - 1].out_channels)
+
+
+# --------------------------------------------------------------------------- latency
+@runtime_checkable
+class BlockLatencySource(Protocol):
+    """What the search asks of a latency source (``donna_nas.latency`` implements it)."""
+
+    def block_latency(self, space: SearchSpace, block_index: int, block_choice: BlockChoice,
+                      cin: int, input_size: tuple[int, int] | None = None) -> float: ...
+
+    def stem_latency(self, space: SearchSpace, input_size: tuple[int, int] | None = None) -> float: ...
+
+    def arch_latency(self, space: SearchSpace, arch: Architecture,
+                     input_size: tuple[int, int] | None = None) -> float: ...
+
+
+def latency_is_additive(src: Any) -> bool:
+    """A source is additive when its architecture latency is the sum of stem and block latencies
+    (a lookup table); whole-model measurement is not. Sources say so with ``is_additive``;
+    without the attribute, a source with ``latency_of`` (a table) counts as additive."""
+    flag = getattr(src, "is_additive", None)
+    if flag is not None:
+        return bool(flag)
+    return hasattr(src, "latency_of") or hasattr(getattr(src, "table", None), "latency_of")
+
+
+@dataclass
+class SyntheticLatency:
+    """Latency from MACs with per-op factors: an additive stand-in for a device table (tests,
+    benchmarks). ms = Σ_ops (macs · factor_kind / macs_per_ms + overhead)."""
+
+    macs_per_ms: float = 2e7
+    overhead_ms: float = 0.05
+    factors: dict[str, float] = field(default_factory=lambda: {
+        "stem": 1.0, "ir": 1.6, "fused_ir": 0.8, "gconv": 1.2})
+    is_additive: bool = True
+
+    def op_ms(self, op: OpInstance) -> float:
+        ms = op.macs / self.macs_per_ms * self.factors.get(op.kind, 1.0) + self.overhead_ms
+        if op.se:
+            ms += 0.02
+        if op.act == "swish":
+            ms *= 1.05
+        return ms
+
+    def block_latency(self, space, block_index, block_choice, cin, input_size=None) -> float:
+        ops = block_layer_ops(space, block_index, block_choice, cin, input_size or space.input_size)
+        return sum(self.op_ms(o) for o in ops)
+
+    def stem_latency(self, space, input_size=None) -> float:
+        return self.op_ms(stem_op(space, input_size or space.input_size))
+
+    def arch_latency(self, space, arch, input_size=None) -> float:
+        return sum(self.op_ms(o) for o in space.ops(arch, input_size))
+
+
+@dataclass
+class TableLatency:
+    """Adapter: any table with ``latency_of(keys)`` (sum or per-key list) or a plain mapping
+    ``key -> ms`` becomes a block latency source. ``check_space`` lists missing keys up front."""
+
+    table: Any
+    source: str = "<table>"
+    is_additive: bool = True
+
+    def _lookup(self, keys: list[str]) -> float:
+        t = self.table
+        if hasattr(t, "latency_of"):
+            val = t.latency_of(keys)
+            return float(val) if _is_scalar(val) else float(sum(val))
+        return float(sum(t[k] for k in keys))
+
+    def _has(self, keys: list[str]) -> list[str]:
+        t = self.table
+        if hasattr(t, "missing_keys"):
+            return list(t.missing_keys(keys))
+        if hasattr(t, "latency_of"):
+            missing = []
+            for k in keys:
+                try:
+                    t.latency_of([k])
+                except Exception:  # noqa: BLE001 - any lookup failure means the key is absent
+                    missing.append(k)
+            return missing
+        return [k for k in keys if k not in t]
+
+    def check_space(self, space: SearchSpace, input_size: tuple[int, int] | None = None) -> None:
+        size = input_size or space.input_size
+        keys = {stem_op(space, size).key}
+        for i, block in enumerate(space.blocks):
+            for cin in incoming_widths(space, i):
+                for bc in block.all_choices():
+                    keys.update(o.key for o in block_layer_ops(space, i, bc, cin, size))
+        missing = sorted(set(self._has(sorted(keys))))
+        if missing:
+            shown = "; ".join(missing[:8]) + (f"; ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+            raise UserError(f"{self.source}: latency table lacks {len(missing)} of {len(keys)} op keys "
+                            f"space {space.name!r} needs: {shown} (measure them with "
+                            f"`donna-nas latency measure`)")
+
+    def block_latency(self, space, block_index, block_choice, cin, input_size=None) -> float:
+        ops = block_layer_ops(space, block_index, block_choice, cin, input_size or space.input_size)
+        return self._lookup([o.key for o in ops])
+
+    def stem_latency(self, space, input_size=None) -> float:
+        return self._lookup([stem_op(space, input_size or space.input_size).key])
+
+    def arch_latency(self, space, arch, input_size=None) -> float:
+        return self._lookup([o.key for o in space.ops(arch, input_size)])
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) or (hasattr(v, "ndim") and getattr(v, "ndim") == 0)
+
+
+def as_latency_source(obj: Any, source: str = "<latency>") -> Any:
+    """Accept a latency source (``block_latency``/``arch_latency``), a table (``latency_of``)
+    or a mapping ``op key -> ms``."""
+    if hasattr(obj, "arch_latency") or hasattr(obj, "block_latency"):
+        return obj
+    if hasattr(obj, "latency_of") or isinstance(obj, dict):
+        return TableLatency(obj, source=source)
+    raise UserError(f"{source}: not a latency source (expected a lookup table or an ORT measurer)")
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Evaluation:
+    """Objective values of one architecture. ``metric`` is in the predictor's own direction."""
+
+    arch: str
+    metric: float
+    latency_ms: float
+    params: int
+    macs: int
+
+
+@dataclass
+class Constraints:
+    """Upper bounds an architecture must meet; ``None`` means unbounded."""
+
+    max_latency_ms: float | None = None
+    max_params: int | None = None
+
+    def violations(self, latency_ms: float, params: float) -> list[float]:
+        """optuna-style constraint values: <= 0 means satisfied."""
+        out = []
+        if self.max_latency_ms is not None:
+            out.append(latency_ms - self.max_latency_ms)
+        if self.max_params is not None:
+            out.append(float(params) - float(self.max_params))
+        return out
+
+    def ok(self, latency_ms: float, params: float) -> bool:
+        return all(v <= 1e-9 for v in self.violations(latency_ms, params))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_latency_ms": self.max_latency_ms, "max_params": self.max_params}
+
+
+class Evaluator:
+    """Computes ``Evaluation``s with per-(block, choice, cin) caches.
+
+    With an additive latency source each block's latency is looked up once per (choice, cin);
+    otherwise (whole-model measurement) each distinct architecture is measured once.
+    """
+
+    def __init__(self, space: SearchSpace, predictor: Predictor, latency: Any,
+                 input_size: tuple[int, int] | None = None):
+        self.space = space
+        self.predictor = predictor
+        self.latency = latency
+        self.input_size = tuple(input_size or space.input_size)
+        self.additive_latency = latency_is_additive(latency) and hasattr(latency, "block_latency")
+        self.additive_metric = is_additive_predictor(predictor)
+        self._block: dict[tuple[int, BlockChoice, int], tuple[float, int, int]] = {}
+        self._metric_term: dict[tuple[int, BlockChoice, int], float] = {}
+        self._arch_latency: dict[str, float] = {}
+        stem = stem_op(space, self.input_size)
+        self.stem_params, self.stem_macs = stem.params, stem.macs
+        self._stem_ms: float | None = None
+        self.evaluations = 0
+
+    @property
+    def stem_ms(self) -> float:
+        if self._stem_ms is None:
+            self._stem_ms = float(self.latency.stem_latency(self.space, self.input_size)) \
+                if self.additive_latency else 0.0
+        return self._stem_ms
+
+    def block_cost(self, index: int, choice: BlockChoice, cin: int) -> tuple[float, int, int]:
+        """(latency ms or 0 when not additive, params, MACs) of one block."""
+        key = (index, choice, cin)
+        hit = self._block.get(key)
+        if hit is None:
+            ops = block_layer_ops(self.space, index, choice, cin, self.input_size)
+            ms = (float(self.latency.block_latency(self.space, index, choice, cin, self.input_size))
+                  if self.additive_latency else 0.0)
+            hit = (ms, sum(o.params for o in ops), sum(o.macs for o in ops))
+            self._block[key] = hit
+        return hit
+
+    def metric_term(self, index: int, choice: BlockChoice, cin: int) -> float:
+        key = (index, choice, cin)
+        hit = self._metric_term.get(key)
+        if hit is None:
+            hit = float(self.predictor.block_term(self.space, index, choice, cin))
+            self._metric_term[key] = hit
+        return hit
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        self.evaluations += 1
+        cin = self.space.stem.channels
+        ms, params, macs = self.stem_ms, self.stem_params, self.stem_macs
+        metric = float(getattr(self.predictor, "intercept", 0.0)) if self.additive_metric else 0.0
+        for i, bc in enumerate(arch.choices):
+            b_ms, b_p, b_m = self.block_cost(i, bc, cin)
+            ms += b_ms
+            params += b_p
+            macs += b_m
+            if self.additive_metric:
+                metric += self.metric_term(i, bc, cin)
+            cin = bc.out_channels
+        text = arch.encode()
+        if not self.additive_metric:
+            metric = float(self.predictor.predict(self.space, arch))
+        if not self.additive_latency:
+            ms = self._arch_latency.get(text)
+            if ms is None:
+                ms = float(self.latency.arch_latency(self.space, arch, self.input_size))
+                self._arch_latency[text] = ms
+        return Evaluation(text, metric, ms, params, macs)
