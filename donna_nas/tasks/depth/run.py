@@ -1,0 +1,194 @@
+"""Depth run directory: resolved config, atomic checkpoints (safetensors + JSON), final model files.
+
+Layout of ``RUN/``::
+
+    config.yaml                 resolved training settings (what --resume continues with)
+    checkpoints/last.safetensors  every tensor needed to continue: weights, optimizer moments, torch RNG;
+                                  the JSON state is embedded in its metadata so the pair can never disagree
+    checkpoints/last.json       the same JSON state, human-readable (step, epoch, lr, RNG of python/numpy)
+    model.safetensors, model.json  the trained depth network (encoder + decoder) and how to rebuild it
+    metrics.json, report.md, plots/   written by ``evaluate``
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from donna_nas.errors import UserError
+from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
+
+__all__ = ["DepthConfig", "save_config", "load_config", "save_checkpoint", "load_checkpoint", "checkpoint_path"]
+
+
+@dataclass
+class DepthConfig:
+    """Every setting of a depth training run (Monodepth2 defaults unless noted)."""
+
+    data: str = ""
+    backbone: str = "resnet18"
+    space: str | None = None
+    weights: str | None = None  # torchvision-format ResNet file for the depth encoder
+    pose_weights: str | None = None  # same for the pose encoder (ResNet18)
+    height: int = 192
+    width: int = 640
+    epochs: int = 20
+    batch: int = 12
+    lr: float = 1e-4
+    lr_step: int = 15  # epochs per ×lr_gamma decay
+    lr_gamma: float = 0.1
+    act: str = "elu"
+    frame_ids: list[int] = field(default_factory=lambda: [0, -1, 1])
+    scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    smoothness: float = 1e-3
+    automask: bool = True
+    xdistill: bool = False
+    seg_teacher: str | None = None
+    xdistill_weight: float = 0.1
+    groups: str | None = None  # YAML class→group mapping; default: the shipped one
+    seed: int = 0
+    workers: int = 0
+    checkpoint_every: int = 200  # steps
+    max_steps: int | None = None  # stop early after this many optimizer steps in total
+    train_split: str | None = None  # default DATA/splits/train_files.txt
+
+    def validate(self) -> None:
+        if self.height % 32 or self.width % 32:
+            raise UserError(f"--size {self.height}x{self.width}: height and width must be multiples of 32")
+        if self.act not in ("elu", "relu"):
+            raise UserError(f"--act {self.act}: use elu or relu")
+        if self.frame_ids[0] != 0 or len(self.frame_ids) < 2:
+            raise UserError(f"frame_ids {self.frame_ids}: must start with 0 and name at least one source frame")
+        if self.xdistill and not self.seg_teacher:
+            raise UserError("--xdistill needs --seg-teacher (a teacher file, an ONNX/TorchScript model, a label folder or 'labels')")
+        if self.batch < 1 or self.epochs < 1:
+            raise UserError("--batch and --epochs must be at least 1")
+
+
+def save_config(run: Path, cfg: DepthConfig) -> None:
+    write_text_atomic(Path(run) / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+
+
+def load_config(run: Path) -> DepthConfig:
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; is {run} a depth run directory (made by finetune --task depth)?")
+    obj = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in fields(DepthConfig)}
+    bad = sorted(set(obj) - known)
+    if bad:
+        raise UserError(f"{path}: unknown field(s) {', '.join(bad)}")
+    return DepthConfig(**obj)
+
+
+def checkpoint_path(run: Path) -> Path:
+    return Path(run) / "checkpoints" / "last.safetensors"
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    tensors = {"rng.torch": torch.get_rng_state().clone(), "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64))}
+    meta = {
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    n = meta["numpy"]
+    np.random.set_state((n[0], tensors["rng.numpy"].numpy().astype(np.uint32), n[1], n[2], n[3]))
+    p = meta["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
+    """Atomically write weights, optimizer moments, RNG and ``state`` (step, epoch, …)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous().clone()
+    opt = optimizer.state_dict()
+    for pid, st in opt["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"optim.{pid}.{k}"] = t.detach().cpu().contiguous().clone()
+    rng_t, rng_meta = _rng_state()
+    tensors.update(rng_t)
+    full = dict(state)
+    full["param_groups"] = opt["param_groups"]
+    full["rng"] = rng_meta
+    text = json.dumps(full, sort_keys=True)
+    path = checkpoint_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": text})
+    write_json_atomic(path.with_suffix(".json"), {k: v for k, v in full.items() if k != "rng"})
+    return path
+
+
+def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    """Restore what ``save_checkpoint`` wrote (RNG included); returns the JSON state."""
+    path = checkpoint_path(run)
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint to resume from; run without --resume to start training")
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads((f.metadata() or {})["state"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if optimizer is not None:
+        per: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, name = k.split(".", 2)
+                per.setdefault(int(pid), {})[name] = v
+        optimizer.load_state_dict({"state": per, "param_groups": state["param_groups"]})
+    _set_rng_state(tensors, state["rng"])
+    return state
+
+
+def save_model(run: Path, depth_net: torch.nn.Module, cfg: DepthConfig, extra: dict[str, Any] | None = None) -> None:
+    """The exportable depth network alone, plus what is needed to rebuild it."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in depth_net.state_dict().items()}
+    with atomic_path(Path(run) / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    info = {
+        "backbone": cfg.backbone,
+        "space": cfg.space,
+        "act": cfg.act,
+        "height": cfg.height,
+        "width": cfg.width,
+        "min_depth": cfg.min_depth,
+        "max_depth": cfg.max_depth,
+        "params": int(sum(p.numel() for p in depth_net.parameters())),
+    }
+    info.update(extra or {})
+    write_json_atomic(Path(run) / "model.json", info)
+
+
+def load_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the depth network of a finished run."""
+    from donna_nas.tasks.depth.backbones import make_encoder
+    from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
+
+    run = Path(run)
+    mj = run / "model.json"
+    if not mj.is_file():
+        raise UserError(f"{mj}: not found; training in {run} has not finished (use --resume to complete it)")
+    info = json.loads(mj.read_text())
+    enc = make_encoder(info["backbone"], info.get("space"))
+    net = DepthNet(enc, DepthDecoder(enc.channels, act=info["act"]))
+    net.load_state_dict(load_file(str(run / "model.safetensors")))
+    return net.eval(), info

@@ -1,0 +1,274 @@
+"""Monodepth2 (+ optional X-Distill) training loop: resumable, NaN-guarded, DDP-capable.
+
+Exact resume: the sample order of epoch e is a permutation drawn from a generator seeded with
+(seed, e), the DataLoader gets its own generator (so building an iterator mid-epoch does not
+consume the global RNG), and checkpoints carry weights, Adam moments and every RNG state. K steps
+in one go and K/2 + resume K/2 therefore give identical weights on CPU.
+
+DDP: started by ``torchrun``, each rank takes an interleaved slice of the epoch's permutation;
+gradients are averaged by DistributedDataParallel (gloo on CPU). Rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from donna_nas.errors import UserError
+from donna_nas.tasks.depth.backbones import make_encoder
+from donna_nas.tasks.depth.geometry import transformation_from_parameters
+from donna_nas.tasks.depth.losses import Monodepth2Loss
+from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet, PoseNet
+from donna_nas.tasks.depth.run import (
+    DepthConfig,
+    checkpoint_path,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+    save_config,
+    save_model,
+)
+
+__all__ = ["TrainingDiverged", "DepthTrainer", "build_depth_net", "train_depth", "epoch_batches"]
+
+
+class TrainingDiverged(UserError):
+    """Loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+def build_depth_net(cfg: DepthConfig) -> DepthNet:
+    enc = make_encoder(cfg.backbone, cfg.space, cfg.weights)
+    return DepthNet(enc, DepthDecoder(enc.channels, tuple(cfg.scales), cfg.act))
+
+
+class DepthTrainer(nn.Module):
+    """Everything trainable in one module (depth net, pose net, optional transfer net); forward → loss."""
+
+    def __init__(self, cfg: DepthConfig, teacher: Any | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.depth = build_depth_net(cfg)
+        pose_enc = None
+        if cfg.pose_weights:
+            from donna_nas.nn.resnet import load_torchvision_state_dict, resnet18
+
+            pose_enc = resnet18(num_input_images=2)
+            load_torchvision_state_dict(pose_enc, cfg.pose_weights)
+        self.pose = PoseNet(pose_enc)
+        self.loss_fn = Monodepth2Loss(
+            cfg.height, cfg.width, tuple(cfg.frame_ids), tuple(cfg.scales),
+            cfg.min_depth, cfg.max_depth, cfg.smoothness, cfg.automask,
+        )
+        self.transfer: nn.Module | None = None
+        if cfg.xdistill:
+            from donna_nas.tasks.depth.xdistill import TransferNet
+
+            if teacher is None:
+                raise ValueError("X-Distill needs a teacher")
+            self.transfer = TransferNet(teacher.num_groups)
+
+    def poses(self, images_aug: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Target→source transforms; the pose net always sees a pair in temporal order."""
+        out = {}
+        i0 = images_aug[:, 0]
+        for j, f in enumerate(self.cfg.frame_ids[1:], start=1):
+            fj = images_aug[:, j]
+            if f < 0:
+                aa, t = self.pose(fj, i0)
+                out[f] = transformation_from_parameters(aa, t, invert=True)
+            else:
+                aa, t = self.pose(i0, fj)
+                out[f] = transformation_from_parameters(aa, t, invert=False)
+        return out
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, aug = batch["images"], batch["images_aug"]
+        disps = self.depth.multiscale(aug[:, 0])
+        poses = self.poses(aug)
+        loss, info = self.loss_fn(disps, images, batch["K"], batch["inv_K"], poses)
+        info["photometric"] = loss.detach()
+        if self.transfer is not None:
+            from donna_nas.tasks.depth.xdistill import xdistill_loss
+
+            seg = xdistill_loss(self.transfer, [disps[s] for s in self.cfg.scales], batch["groups"])
+            info["xdistill"] = seg.detach()
+            loss = loss + self.cfg.xdistill_weight * seg
+        return loss, info
+
+
+def epoch_batches(n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This rank's batches of epoch ``epoch``: a seeded permutation, interleaved over ranks, full batches only."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per_rank = (n // (batch * world)) * batch
+    mine = perm[rank::world][:per_rank]
+    return [mine[i : i + batch] for i in range(0, per_rank, batch)]
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _maybe_init_distributed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+        return True
+    return False
+
+
+def make_train_dataset(cfg: DepthConfig, semantics: bool) -> Dataset:
+    from donna_nas.data.kitti import KittiRawDataset
+
+    split = cfg.train_split or str(Path(cfg.data) / "splits" / "train_files.txt")
+    if not Path(split).is_file():
+        raise UserError(f"{split}: training split file not found; pass --data with a splits/ folder (see `donna-nas data synth`)")
+    return KittiRawDataset(
+        cfg.data, split, size=(cfg.height, cfg.width), frame_ids=tuple(cfg.frame_ids),
+        train=True, semantics=semantics, stereo=False, seed=cfg.seed,
+    )
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train_depth(
+    cfg: DepthConfig,
+    run: str | Path,
+    resume: bool = False,
+    dataset: Dataset | None = None,
+    teacher: Any | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train into ``run``; returns the final state (step, epoch, last losses)."""
+    run = Path(run)
+    started_dist = _maybe_init_distributed()
+    rank, world = _dist_info()
+    try:
+        if resume:
+            saved = load_config(run)
+            # the stored config wins; only the length of training may be extended
+            saved.epochs, saved.max_steps = cfg.epochs, cfg.max_steps
+            cfg = saved
+        else:
+            if checkpoint_path(run).exists():
+                raise UserError(f"{run}: already holds a checkpoint; pass --resume to continue it or choose another --out")
+        cfg.validate()
+        _seed_all(cfg.seed)
+        if teacher is None and cfg.xdistill:
+            from donna_nas.tasks.depth.xdistill import make_teacher
+
+            teacher = make_teacher(cfg)
+        if dataset is None:
+            dataset = make_train_dataset(cfg, semantics=bool(teacher is not None and teacher.needs_semantics))
+        model = DepthTrainer(cfg, teacher)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        step, losses = 0, []
+        if resume:
+            st = load_checkpoint(run, model, optimizer)
+            step, losses = int(st["step"]), list(st.get("losses", []))
+            if log and rank == 0:
+                log(f"resuming {run} at step {step}")
+        elif rank == 0:
+            run.mkdir(parents=True, exist_ok=True)
+            save_config(run, cfg)
+        ddp_model: nn.Module = model
+        if world > 1:
+            ddp_model = nn.parallel.DistributedDataParallel(model)
+
+        n_batches = len(epoch_batches(len(dataset), cfg.batch, cfg.seed, 0, rank, world))
+        if n_batches == 0:
+            raise UserError(f"{cfg.data}: {len(dataset)} training samples are fewer than one batch of {cfg.batch}·{world}")
+        total = cfg.epochs * n_batches
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        loader_gen = torch.Generator().manual_seed(cfg.seed)
+        last_saved = step if resume else None
+        t0, s0 = time.time(), step
+
+        prog = None
+        if progress and rank == 0:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            prog = Progress(
+                TextColumn("[bold]depth[/] ep {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+            )
+            prog.start()
+            task = prog.add_task("train", total=total, completed=step, epoch=step // n_batches, loss="-")
+        try:
+            model.train()
+            while step < total:
+                epoch, within = divmod(step, n_batches)
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(epoch)
+                lr = cfg.lr * cfg.lr_gamma ** (epoch // max(cfg.lr_step, 1))
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                batches = epoch_batches(len(dataset), cfg.batch, cfg.seed, epoch, rank, world)[within:]
+                loader = DataLoader(
+                    dataset, batch_sampler=batches, num_workers=cfg.workers, generator=loader_gen,
+                    persistent_workers=False,
+                )
+                for batch in loader:
+                    if step >= total:
+                        break
+                    if teacher is not None:
+                        with torch.no_grad():
+                            batch["groups"] = teacher(batch)
+                    loss, info = ddp_model(batch)
+                    bad = torch.tensor(float(not torch.isfinite(loss).item()))
+                    if world > 1:
+                        dist.all_reduce(bad)
+                    if bad.item() > 0:
+                        where = f"step {step} (epoch {epoch})"
+                        kept = (
+                            f"the last good checkpoint {checkpoint_path(run)} (step {last_saved}) is kept"
+                            if last_saved is not None
+                            else "no checkpoint was written yet"
+                        )
+                        raise TrainingDiverged(
+                            f"{run}: loss became {loss.item()} at {where}; {kept}; lower --lr or check the data, then --resume"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    losses.append(round(float(loss.item()), 6))
+                    if prog is not None:
+                        prog.update(task, completed=step, epoch=epoch, loss=f"{loss.item():.4f}")
+                    if step % cfg.checkpoint_every == 0 or step == total:
+                        if rank == 0:
+                            save_checkpoint(run, model, optimizer, {"step": step, "epoch": epoch, "lr": lr, "losses": losses})
+                        last_saved = step
+        finally:
+            if prog is not None:
+                prog.stop()
+        if rank == 0:
+            done = cfg.max_steps is None or step >= cfg.epochs * n_batches
+            save_model(run, model.depth, cfg, {"steps": step, "complete": bool(done)})
+            dt = time.time() - t0
+            if log:
+                ips = (step - s0) * cfg.batch * world / max(dt, 1e-9)
+                log(f"trained {step - s0} steps in {dt:.1f}s ({ips:.1f} images/s); last loss {losses[-1] if losses else float('nan'):.4f}")
+        return {"step": step, "losses": losses, "config": asdict(cfg), "model": model}
+    finally:
+        if started_dist:
+            dist.destroy_process_group()

@@ -1,0 +1,182 @@
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+from donna_nas.errors import UserError
+from donna_nas.tasks.depth.run import DepthConfig, load_model
+from donna_nas.tasks.depth.train import TrainingDiverged, epoch_batches, train_depth
+
+H, W = 32, 96
+
+
+class FakeFrames(Dataset):
+    """Same dict contract as KittiRawDataset: a textured scene panning sideways, random labels."""
+
+    def __init__(self, n=6, h=32, w=96, nan_from_epoch=None, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.n, self.h, self.w = n, h, w
+        base = torch.nn.functional.interpolate(torch.rand(n, 3, h // 4, w // 4 + 4, generator=g), size=(h, w + 16), mode="bilinear")
+        self.frames = torch.stack([base[:, :, :, 8 + s : 8 + s + w] for s in (0, -2, 2)], 1)  # n,F,3,h,w
+        self.sem = torch.randint(0, 19, (n, h, w), generator=g)
+        K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+        self.K, self.inv_K = K, torch.linalg.inv(K)
+        self.nan_from_epoch, self.epoch = nan_from_epoch, 0
+
+    def set_epoch(self, e):
+        self.epoch = e
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        img = self.frames[i].clone()
+        if self.nan_from_epoch is not None and self.epoch >= self.nan_from_epoch:
+            img = img * float("nan")
+        return {"images": img, "images_aug": img, "K": self.K, "inv_K": self.inv_K, "semantics": self.sem[i], "index": i}
+
+
+def _cfg(**kw):
+    base = dict(data="fake", height=H, width=W, batch=2, epochs=2, checkpoint_every=2, seed=3, lr=1e-3)
+    base.update(kw)
+    return DepthConfig(**base)
+
+
+def test_epoch_batches_partition_over_ranks():
+    a = epoch_batches(10, 2, 0, 1, 0, 2)
+    b = epoch_batches(10, 2, 0, 1, 1, 2)
+    flat = sum(a, []) + sum(b, [])
+    assert len(a) == len(b) == 2 and len(set(flat)) == 8
+    assert epoch_batches(10, 2, 0, 1) != epoch_batches(10, 2, 0, 2)  # reshuffled per epoch
+    assert epoch_batches(10, 2, 0, 1) == epoch_batches(10, 2, 0, 1)
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    ds = FakeFrames()
+    train_depth(_cfg(max_steps=4), tmp_path / "a", dataset=ds, progress=False, log=None)
+    train_depth(_cfg(max_steps=2), tmp_path / "b", dataset=ds, progress=False, log=None)
+    st = json.loads((tmp_path / "b/checkpoints/last.json").read_text())
+    assert st["step"] == 2
+    train_depth(_cfg(max_steps=4), tmp_path / "b", resume=True, dataset=ds, progress=False, log=None)
+    a = load_file(str(tmp_path / "a/checkpoints/last.safetensors"))
+    b = load_file(str(tmp_path / "b/checkpoints/last.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # training actually moved the weights
+    c = train_depth(_cfg(max_steps=1), tmp_path / "c", dataset=ds, progress=False, log=None)
+    assert not torch.equal(a["model.depth.decoder.dispconv.0.conv.weight"], c["model"].state_dict()["depth.decoder.dispconv.0.conv.weight"])
+
+
+def test_existing_run_needs_resume(tmp_path):
+    ds = FakeFrames()
+    train_depth(_cfg(max_steps=2), tmp_path / "r", dataset=ds, progress=False, log=None)
+    with pytest.raises(UserError, match="--resume"):
+        train_depth(_cfg(max_steps=2), tmp_path / "r", dataset=ds, progress=False, log=None)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    ds = FakeFrames(nan_from_epoch=1)  # 3 batches per epoch: steps 0-2 fine, step 3 NaN
+    with pytest.raises(TrainingDiverged) as ei:
+        train_depth(_cfg(epochs=3), tmp_path / "n", dataset=ds, progress=False, log=None)
+    msg = str(ei.value)
+    assert "nan" in msg.lower() and "step 3" in msg and "step 2" in msg
+    st = json.loads((tmp_path / "n/checkpoints/last.json").read_text())
+    assert st["step"] == 2
+    w = load_file(str(tmp_path / "n/checkpoints/last.safetensors"))
+    assert all(torch.isfinite(v.float()).all() for v in w.values())
+
+
+def _graph_signature(net):
+    ep = torch.export.export(net.eval(), (torch.rand(1, 3, H, W),))
+    return [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+
+
+def test_xdistill_changes_training_only(tmp_path):
+    ds = FakeFrames()
+    train_depth(_cfg(max_steps=2), tmp_path / "plain", dataset=ds, progress=False, log=None)
+    res = train_depth(_cfg(max_steps=2, xdistill=True, seg_teacher="labels"), tmp_path / "xd", dataset=ds, progress=False, log=None)
+    assert res["model"].transfer is not None
+    n0, info0 = load_model(tmp_path / "plain")
+    n1, info1 = load_model(tmp_path / "xd")
+    assert info0["params"] == info1["params"] == sum(p.numel() for p in n1.parameters())
+    assert {k: v.shape for k, v in n0.state_dict().items()} == {k: v.shape for k, v in n1.state_dict().items()}
+    assert _graph_signature(n0) == _graph_signature(n1)
+    # the transfer network is in the training checkpoint but not in the exported model
+    ck = load_file(str(tmp_path / "xd/checkpoints/last.safetensors"))
+    assert any(k.startswith("model.transfer.") for k in ck)
+    assert not any("transfer" in k for k in load_file(str(tmp_path / "xd/model.safetensors")))
+
+
+def test_xdistill_loss_reaches_depth_encoder():
+    from donna_nas.tasks.depth.train import DepthTrainer
+    from donna_nas.tasks.depth.xdistill import LabelTeacher, load_groups, xdistill_loss
+
+    torch.manual_seed(0)
+    teacher = LabelTeacher(load_groups())
+    m = DepthTrainer(_cfg(xdistill=True, seg_teacher="labels"), teacher)
+    ds = FakeFrames(n=2)
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    groups = teacher(batch)
+    disps = m.depth.multiscale(batch["images_aug"][:, 0])
+    xdistill_loss(m.transfer, disps, groups).backward()
+    g = m.depth.encoder.conv1.weight.grad
+    assert g is not None and g.abs().sum() > 0
+
+
+def test_group_mapping(tmp_path):
+    from donna_nas.tasks.depth.xdistill import load_groups
+
+    g = load_groups()
+    assert g.names[g(torch.tensor([0]))[0]] == "flat"  # road
+    assert g.names[g(torch.tensor([13]))[0]] == "vehicle"  # car
+    assert g.names[g(torch.tensor([10]))[0]] == "sky"
+    assert g(torch.tensor([255]))[0] == 255
+    bad = tmp_path / "g.yaml"
+    bad.write_text("groups:\n  a: [road, pixie]\n")
+    with pytest.raises(UserError, match="pixie"):
+        load_groups(bad)
+    bad.write_text("groups:\n  a: [road]\n  b: [road]\n")
+    with pytest.raises(UserError, match="both groups"):
+        load_groups(bad)
+
+
+_DDP_SCRIPT = """
+import sys, json, hashlib, os
+import torch
+from torch.utils.data import Dataset
+sys.path.insert(0, {root!r})
+from donna_nas.tasks.depth.run import DepthConfig
+from donna_nas.tasks.depth.train import train_depth
+{fake}
+cfg = DepthConfig(data="fake", height={H}, width={W}, batch=1, epochs=1, checkpoint_every=2, seed=3, max_steps=3)
+res = train_depth(cfg, {run!r}, dataset=FakeFrames(n=6), progress=False, log=None)
+h = hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in res["model"].parameters())).hexdigest()
+json.dump({{"hash": h, "losses": res["losses"]}}, open({run!r} + "/rank" + os.environ["RANK"] + ".json", "w"))
+"""
+
+
+def test_ddp_two_processes_keep_identical_weights(tmp_path):
+    run = tmp_path / "ddp"
+    run.mkdir()
+    script = tmp_path / "ddp_train.py"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script.write_text(_DDP_SCRIPT.format(root=root, fake=textwrap.dedent(inspect.getsource(FakeFrames)), H=H, W=W, run=str(run)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29571", str(script)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    r0 = json.loads((run / "rank0.json").read_text())
+    r1 = json.loads((run / "rank1.json").read_text())
+    assert r0["hash"] == r1["hash"]
+    assert len(r0["losses"]) == 3 and r0["losses"] != r1["losses"]  # different data, same weights
+    assert json.loads((run / "checkpoints/last.json").read_text())["step"] == 3
