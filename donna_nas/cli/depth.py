@@ -1,0 +1,85 @@
+"""``finetune --task depth`` and ``train-seg-teacher``: thin wrappers over donna_nas.tasks.depth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from donna_nas.cli.common import parse_size
+from donna_nas.errors import UserError
+
+
+def finetune(
+    task: str = typer.Option("depth", "--task", help="Task to train; 'depth' (Monodepth2 / X-Distill)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder in KITTI raw layout with splits/."),
+    backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50 or an architecture string (with --space)."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search space YAML or shipped name, for architecture strings."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights for the depth encoder."),
+    pose_weights: Optional[Path] = typer.Option(None, "--pose-weights", help="torchvision-format ResNet18 weights for the pose encoder."),
+    xdistill: bool = typer.Option(False, "--xdistill", help="Add the X-Distill semantic loss (training only)."),
+    seg_teacher: Optional[str] = typer.Option(None, "--seg-teacher", help="Teacher: train-seg-teacher .safetensors, .onnx, TorchScript .pt, or 'labels'."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="Class→group YAML (default: shipped mapping)."),
+    xdistill_weight: float = typer.Option(0.1, "--xdistill-weight", help="Weight of the X-Distill cross-entropy."),
+    size: str = typer.Option("192x640", "--size", help="Training size HxW (multiples of 32)."),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch: int = typer.Option(12, "--batch"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    lr_step: int = typer.Option(15, "--lr-step", help="Epochs between ×0.1 learning-rate decays."),
+    act: str = typer.Option("elu", "--act", help="Decoder activation: elu (Monodepth2) or relu (INT8-friendly)."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the Eigen test split at the end."),
+) -> None:
+    """Train a depth network (Monodepth2 self-supervision, optionally X-Distill) into a run directory."""
+    if task != "depth":
+        raise UserError(f"--task {task}: only 'depth' is handled by this command")
+    from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.train import train_depth
+
+    h, w = parse_size(size)
+    cfg = DepthConfig(
+        data=str(data), backbone=backbone, space=space, weights=str(weights) if weights else None,
+        pose_weights=str(pose_weights) if pose_weights else None, height=h, width=w, epochs=epochs, batch=batch,
+        lr=lr, lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
+        xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,
+        checkpoint_every=checkpoint_every, max_steps=max_steps,
+    )
+    res = train_depth(cfg, out, resume=resume)
+    if evaluate and int(os.environ.get("RANK", "0")) == 0:
+        from donna_nas.tasks.depth.evaluate import evaluate_run
+
+        m = evaluate_run(out)
+        typer.echo("Eigen: " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+        typer.echo(f"report: {Path(out) / 'report.md'}")
+    else:
+        typer.echo(f"trained {res['step']} steps; model in {Path(out) / 'model.safetensors'}")
+
+
+def train_seg_teacher_cmd(
+    data: Path = typer.Option(..., "--data", help="Dataset folder with semantics/ label maps."),
+    out: Path = typer.Option(..., "--out", help="Output teacher file (.safetensors)."),
+    size: str = typer.Option("96x320", "--size"),
+    epochs: int = typer.Option(5, "--epochs"),
+    batch: int = typer.Option(8, "--batch"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train a small segmentation network on the dataset's labels (X-Distill teacher)."""
+    from donna_nas.tasks.depth.seg_teacher import train_seg_teacher
+
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out}: the teacher file must end in .safetensors")
+    meta = train_seg_teacher(data, out, parse_size(size), epochs, batch, lr, seed)
+    typer.echo(f"wrote {out}: pixel accuracy (last epoch, train) {meta['last_epoch_pixel_acc']:.3f}, {meta['seconds']} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune")(finetune)
+    app.command("train-seg-teacher")(train_seg_teacher_cmd)

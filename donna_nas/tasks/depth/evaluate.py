@@ -1,0 +1,112 @@
+"""Evaluate a finished depth run on the Eigen test split and write metrics + report.
+
+Predictions are Monodepth2's ``scaled_disp`` (disparity in [1/max_depth, 1/min_depth]) at the
+training size; the Eigen protocol (resize to GT size, Garg crop, per-image median scaling, clamp,
+per-image averaging) lives in ``donna_nas.tasks.depth.metrics``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from donna_nas.errors import UserError
+from donna_nas.runtime.io import write_json_atomic
+from donna_nas.tasks.depth.geometry import disp_to_depth
+from donna_nas.tasks.depth.run import load_config, load_model
+
+__all__ = ["predict_disparities", "evaluate_run", "load_gt", "METRIC_NAMES"]
+
+METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
+def _test_dataset(data: str, size: tuple[int, int], split: str | None = None):
+    from donna_nas.data.kitti import KittiRawDataset
+
+    split = split or str(Path(data) / "splits" / "test_files.txt")
+    if not Path(split).is_file():
+        raise UserError(f"{split}: test split not found; pass --data with a splits/test_files.txt")
+    return KittiRawDataset(data, split, size=size, frame_ids=(0,), train=False, semantics=False, stereo=False, seed=0)
+
+
+@torch.no_grad()
+def predict_disparities(net: torch.nn.Module, dataset, min_depth: float = 0.1, max_depth: float = 100.0,
+                        batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled disparities (N,h,w) float32 and the input images (N,h,w,3) uint8 (for the report)."""
+    from torch.utils.data import DataLoader
+
+    net.eval()
+    disps, images = [], []
+    for b in DataLoader(dataset, batch_size=batch, shuffle=False):
+        x = b["images"][:, 0]
+        d, _ = disp_to_depth(net(x), min_depth, max_depth)
+        disps.append(d[:, 0].numpy().astype(np.float32))
+        images.append((x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
+    return np.concatenate(disps), np.concatenate(images)
+
+
+def load_gt(data: str, gt: str | None = None) -> Any:
+    """Eigen ground truth: ``gt`` file, else DATA/gt_depths.npz (written by ``donna-nas data export-gt``)."""
+    path = Path(gt) if gt else Path(data) / "gt_depths.npz"
+    if not path.is_file():
+        try:
+            from donna_nas.data import gt as gt_mod
+
+            gt_mod.export_gt(data, split="eigen", out=path)
+        except Exception as exc:  # noqa: BLE001 - any failure means: tell the user how to make the file
+            raise UserError(
+                f"{path}: ground truth not found; run `donna-nas data export-gt --data {data} --split eigen` "
+                f"or pass --gt ({type(exc).__name__}: {exc})"
+            ) from None
+    z = np.load(path, allow_pickle=False)
+    if "data" in z.files:
+        return z["data"]
+    keys = sorted(z.files)
+    return [z[k] for k in keys]
+
+
+def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None, report: bool = True,
+                 split: str | None = None) -> dict[str, float]:
+    """Predict the test split with RUN's model; write RUN/metrics.json (and report.md + plots/)."""
+    from donna_nas.tasks.depth.metrics import evaluate_disparities
+
+    run = Path(run)
+    cfg = load_config(run)
+    net, info = load_model(run)
+    data = data or cfg.data
+    ds = _test_dataset(data, (info["height"], info["width"]), split)
+    disps, images = predict_disparities(net, ds, info["min_depth"], info["max_depth"])
+    gts = load_gt(data, gt)
+    if len(gts) != len(disps):
+        raise UserError(f"ground truth has {len(gts)} maps but the test split has {len(disps)} frames; re-export it for this split")
+    metrics, ratios = evaluate_disparities(disps, gts, crop="garg", median_scaling=True)
+    const, _ = evaluate_disparities(np.ones_like(disps), gts, crop="garg", median_scaling=True)
+    out = {k: float(metrics[k]) for k in METRIC_NAMES}
+    result = {
+        "metrics": out,
+        "constant_depth_baseline": {k: float(const[k]) for k in METRIC_NAMES},
+        "frames": int(len(disps)),
+        "data": str(data),
+        "median_scaling": _jsonable(ratios),
+    }
+    write_json_atomic(run / "metrics.json", result)
+    if report:
+        from donna_nas.tasks.depth.report import write_report
+
+        write_report(run, result, images, disps, gts, cfg, info)
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist() if x.size <= 16 else {"mean": float(x.mean()), "std": float(x.std())}
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return x
