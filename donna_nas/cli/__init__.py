@@ -31,6 +31,7 @@ def _register() -> None:
     app.add_typer(space_cli.app, name="space")
     # command groups of other subsystems are registered here, one line each
     from donna_nas.cli import depth as _depth; _depth.register(app)
+    from donna_nas.cli import latency as _latency; _latency.register(app)
     for register in _REGISTRARS:
         register(app)
 

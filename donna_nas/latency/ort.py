@@ -2,7 +2,7 @@
 
 Each op instance is exported alone to ONNX (``make_layer``), optionally quantised to INT8 with
 static QDQ quantisation calibrated on sample inputs, and timed in a session with a fixed thread
-count: warm-up runs, then N timed runs; the row stores their median and standard deviation.
+count: warm-up runs, then N timed runs in a few rounds; the row stores the lowest round median and the std.
 """
 
 from __future__ import annotations
@@ -117,11 +117,12 @@ class OrtMeasurer(LatencySource):
     """Measure op latencies live with ONNX Runtime (CPU). Use ``CachedMeasurer`` to keep results."""
 
     def __init__(self, precision: str = "fp32", threads: int = 1, warmup: int = 5,
-                 repeats: int = 20, device: str | None = None, calib_samples: int = 8):
+                 repeats: int = 20, device: str | None = None, calib_samples: int = 8,
+                 rounds: int = 3):
         if precision not in ("fp32", "int8"):
             raise UserError(f"--precision must be fp32 or int8, got {precision!r}")
-        if threads < 1 or repeats < 1 or warmup < 0:
-            raise UserError("threads and repeats must be >= 1 and warmup >= 0")
+        if threads < 1 or repeats < 1 or warmup < 0 or rounds < 1:
+            raise UserError("threads, repeats and rounds must be >= 1 and warmup >= 0")
         import onnxruntime
 
         self.precision = precision
@@ -129,6 +130,7 @@ class OrtMeasurer(LatencySource):
         self.warmup = warmup
         self.repeats = repeats
         self.calib_samples = calib_samples
+        self.rounds = rounds
         self.device = device or cpu_name()
         self.runtime = f"onnxruntime-{onnxruntime.__version__}-cpu-{threads}t"
 
@@ -145,16 +147,50 @@ class OrtMeasurer(LatencySource):
         return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
     def time_session(self, sess, x: np.ndarray, repeats: int | None = None) -> Timing:
-        feed = {"x": x}
+        """Warm up, then ``rounds`` rounds of timed runs; the latency is the lowest round median
+        (a round overlapping a burst of load from other processes is discarded that way) and the
+        std is over all timed runs."""
+        rounds = [[] for _ in range(self.rounds)]
+        self._warm(sess, x)
+        for r in range(self.rounds):
+            rounds[r] = self._timed(sess, x, self._per_round(repeats))
+        return self._combine(rounds)
+
+    def _per_round(self, repeats: int | None) -> int:
+        return max(1, -(-(repeats or self.repeats) // self.rounds))
+
+    def _warm(self, sess, x: np.ndarray) -> None:
         for _ in range(self.warmup):
-            sess.run(None, feed)
+            sess.run(None, {"x": x})
+
+    @staticmethod
+    def _timed(sess, x: np.ndarray, n: int) -> list[float]:
+        feed = {"x": x}
         times = []
-        for _ in range(repeats or self.repeats):
+        for _ in range(n):
             t0 = time.perf_counter()
             sess.run(None, feed)
             times.append((time.perf_counter() - t0) * 1e3)
-        std = statistics.pstdev(times) if len(times) > 1 else 0.0
-        return Timing(statistics.median(times), std, len(times))
+        return times
+
+    @staticmethod
+    def _combine(rounds: list[list[float]]) -> Timing:
+        flat = [t for r in rounds for t in r]
+        std = statistics.pstdev(flat) if len(flat) > 1 else 0.0
+        return Timing(min(statistics.median(r) for r in rounds), std, len(flat))
+
+    def time_interleaved(self, sessions: list, inputs: list[np.ndarray],
+                         repeats: int | None = None) -> list[Timing]:
+        """Time several sessions round-robin: each one's rounds are spread over the whole batch's
+        duration, so a load burst rarely hits all rounds of one op."""
+        n = self._per_round(repeats)
+        for sess, x in zip(sessions, inputs):
+            self._warm(sess, x)
+        rounds: list[list[list[float]]] = [[] for _ in sessions]
+        for _ in range(self.rounds):
+            for i, (sess, x) in enumerate(zip(sessions, inputs)):
+                rounds[i].append(self._timed(sess, x, n))
+        return [self._combine(r) for r in rounds]
 
     def prepare(self, module: nn.Module, shape: Sequence[int], image: bool) -> bytes:
         """The ONNX bytes that get timed: fp32 export, or its INT8 QDQ quantisation."""
@@ -168,14 +204,20 @@ class OrtMeasurer(LatencySource):
         sess = self.session(self.prepare(module, shape, image))
         return self.time_session(sess, sample_input(shape, image, 0), repeats)
 
-    def measure_op(self, op: OpInstance) -> Timing:
+    def op_session(self, op: OpInstance):
         torch.manual_seed(0)
-        return self.measure_module(make_layer(op), op_input_shape(op), image=op.kind == "stem")
+        shape = op_input_shape(op)
+        sess = self.session(self.prepare(make_layer(op), shape, op.kind == "stem"))
+        return sess, sample_input(shape, op.kind == "stem", 0)
+
+    def measure_op(self, op: OpInstance) -> Timing:
+        sess, x = self.op_session(op)
+        return self.time_session(sess, x)
 
     def row(self, op: OpInstance, t: Timing) -> TableRow:
         return TableRow(op.key, t.median_ms, t.std_ms, self.device, self.precision, self.runtime,
                         f"measured {time.strftime('%Y-%m-%d')} warmup={self.warmup} "
-                        f"repeats={t.runs}")
+                        f"repeats={t.runs} rounds={self.rounds} (lowest round median)")
 
     # ------------------------------------------------------------------ LatencySource
     def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
@@ -187,10 +229,11 @@ class OrtMeasurer(LatencySource):
 
     def measure_ops(self, ops: Sequence[OpInstance], table: LookupTable | None, out: str | Path,
                     progress: bool = True, time_budget_s: float | None = None,
-                    save_every_s: float = 20.0,
+                    save_every_s: float = 20.0, batch: int = 8,
                     on_row: Callable[[TableRow], None] | None = None) -> LookupTable:
         """Measure ``ops`` missing from ``table`` and write the table to ``out`` (atomically, every
-        ``save_every_s`` seconds too, so an interrupted run resumes where it stopped)."""
+        ``save_every_s`` seconds too, so an interrupted run resumes where it stopped). Ops are
+        timed ``batch`` at a time, round-robin (``time_interleaved``)."""
         table = table if table is not None else LookupTable([], out)
         if len(table) and (table.precision != self.precision or table.device != self.device):
             raise UserError(f"{out}: holds {table.device}/{table.precision} rows; this measurement "
@@ -211,14 +254,18 @@ class OrtMeasurer(LatencySource):
         with Progress(TextColumn("measuring ops"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as bar:
             task = bar.add_task("ops", total=len(todo))
-            for op in todo:
+            for i in range(0, len(todo), batch):
                 if time_budget_s is not None and time.monotonic() - start > time_budget_s:
                     break
-                r = self.row(op, self.measure_op(op))
-                new.append(r)
-                if on_row:
-                    on_row(r)
-                bar.advance(task)
+                chunk = todo[i:i + batch]
+                prepared = [self.op_session(op) for op in chunk]
+                timings = self.time_interleaved([p[0] for p in prepared], [p[1] for p in prepared])
+                for op, t in zip(chunk, timings):
+                    r = self.row(op, t)
+                    new.append(r)
+                    if on_row:
+                        on_row(r)
+                bar.advance(task, len(chunk))
                 if time.monotonic() - last_save > save_every_s:
                     save()
                     last_save = time.monotonic()
