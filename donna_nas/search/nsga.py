@@ -2,7 +2,7 @@
 
 Each block option with more than one value becomes ``suggest``-style categorical parameter
 ``<block>.<option>`` (so any custom space works unchanged); single-valued options are fixed.
-Constraints go to optuna's constrained NSGA-II through trial user attributes.
+Constraints go to optuna's constrained NSGA-II through ``Trial.set_constraint``.
 
 Storage. optuna writes each trial to an RDB in several statements: about 20 trials/s into
 SQLite on this machine against about 1,000/s in memory (see docs/search.md). So two modes:
@@ -73,10 +73,6 @@ def arch_from_params(space: SearchSpace, params: dict[str, Any]) -> Architecture
     return Architecture(space.block_names, tuple(choices))
 
 
-def _constraints_func(trial: FrozenTrial):
-    return trial.user_attrs.get("constraints", [])
-
-
 def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import warnings
@@ -119,12 +115,9 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     directions = [evaluator.predictor.direction, "minimize"] + (["minimize"] if extra_objective else [])
-    has_constraints = constraints.max_latency_ms is not None or constraints.max_params is not None
 
     def make_sampler() -> optuna.samplers.NSGAIISampler:
-        return optuna.samplers.NSGAIISampler(
-            population_size=population, seed=seed,
-            constraints_func=_constraints_func if has_constraints else None)
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
 
     persistent = None
     if storage_mode == "buffered":
@@ -155,8 +148,12 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
         trial.set_user_attr("arch", ev.arch)
         trial.set_user_attr("params", ev.params)
         trial.set_user_attr("macs", ev.macs)
-        if has_constraints:
-            trial.set_user_attr("constraints", viol)
+        # optuna >= 5 reads constraints from the trial (<= 0 is feasible); constrained NSGA-II
+        # then ranks feasible trials first and infeasible ones by total violation
+        if constraints.max_latency_ms is not None:
+            trial.set_constraint("max_latency_ms", viol[0])
+        if constraints.max_params is not None:
+            trial.set_constraint("max_params", viol[-1])
         values = [ev.metric, ev.latency_ms]
         if extra_objective:
             values.append(float(ev.params if extra_objective == "params" else ev.macs))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from donna_nas.errors import UserError
-from donna_nas.nn.ops import OpInstance, conv_out
+from donna_nas.nn.ops import OpInstance
 from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
 
 DIRECTIONS = ("minimize", "maximize")
@@ -211,34 +211,8 @@ def synthetic_predictor(space: SearchSpace, seed: int = 0, noise: float = 0.02,
 
 
 # --------------------------------------------------------------------------- op shapes
-def block_input_hw(space: SearchSpace, index: int, input_size: tuple[int, int]) -> tuple[int, int]:
-    """Spatial size entering block ``index``: fixed by the strides, independent of the choices."""
-    h, w = conv_out(input_size[0], space.stem.stride), conv_out(input_size[1], space.stem.stride)
-    for b in space.blocks[:index]:
-        h, w = conv_out(h, b.stride), conv_out(w, b.stride)
-    return h, w
-
-
-def stem_op(space: SearchSpace, input_size: tuple[int, int]) -> OpInstance:
-    st = space.stem
-    return OpInstance("stem", space.in_channels, st.channels, st.kernel, st.stride,
-                      input_size[0], input_size[1], st.act)
-
-
-def block_layer_ops(space: SearchSpace, index: int, choice: BlockChoice, cin: int,
-                    input_size: tuple[int, int]) -> list[OpInstance]:
-    """The op instances of one block given its incoming width (same as ``space.ops`` per block)."""
-    h, w = block_input_hw(space, index, input_size)
-    block = space.blocks[index]
-    out = []
-    for layer in range(choice.depth):
-        op = OpInstance(choice.op, cin, choice.out_channels, choice.kernel,
-                        block.stride if layer == 0 else 1, h, w, choice.act, choice.expand,
-                        choice.se)
-        out.append(op)
-        h, w = op.out_hw
-        cin = choice.out_channels
-    return out
+# one definition of "the ops of a block given its incoming width", shared with the latency package
+from donna_nas.latency.source import block_input_hw, block_layer_ops, stem_op  # noqa: E402
 
 
 def incoming_widths(space: SearchSpace, index: int) -> tuple[int, ...]:
@@ -263,13 +237,32 @@ class BlockLatencySource(Protocol):
 
 
 def latency_is_additive(src: Any) -> bool:
-    """A source is additive when its architecture latency is the sum of stem and block latencies
-    (a lookup table); whole-model measurement is not. Sources say so with ``is_additive``;
-    without the attribute, a source with ``latency_of`` (a table) counts as additive."""
+    """True when the whole space's latency is available as stored per-op rows (a lookup table),
+    so the exact solver may read every block term. Sources say so with ``is_additive``; without
+    the attribute, a source with ``latency_of`` (a table) counts as additive. A live measurer is
+    also a per-op sum, but reading every op of a space would mean measuring them all, so it
+    only serves NSGA-II (which measures the ops it meets, once each)."""
     flag = getattr(src, "is_additive", None)
     if flag is not None:
         return bool(flag)
-    return hasattr(src, "latency_of") or hasattr(getattr(src, "table", None), "latency_of")
+    return hasattr(src, "latency_of")
+
+
+def check_coverage(space: SearchSpace, src: Any, input_size: tuple[int, int] | None = None) -> None:
+    """Fail before searching when a table lacks op keys the space needs (all of them listed in
+    the error, as ``MissingKeysError`` does); sources that measure on demand pass."""
+    size = tuple(input_size or space.input_size)
+    if isinstance(src, TableLatency):
+        src.check_space(space, size)
+        return
+    if hasattr(src, "missing") and hasattr(src, "missing_error"):
+        from donna_nas.latency.source import all_ops
+
+        keys = [op.key for op in all_ops(space, size)]
+        missing = src.missing(keys)
+        if missing:
+            raise src.missing_error(missing, space=getattr(space, "source", space.name),
+                                    size=f"{size[0]}x{size[1]}")
 
 
 @dataclass
@@ -300,6 +293,9 @@ class SyntheticLatency:
 
     def arch_latency(self, space, arch, input_size=None) -> float:
         return sum(self.op_ms(o) for o in space.ops(arch, input_size))
+
+    def fixed_latency(self, input_size) -> float:
+        return 0.0
 
 
 @dataclass
@@ -356,6 +352,9 @@ class TableLatency:
     def arch_latency(self, space, arch, input_size=None) -> float:
         return self._lookup([o.key for o in space.ops(arch, input_size)])
 
+    def fixed_latency(self, input_size) -> float:
+        return 0.0
+
 
 def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float)) or (hasattr(v, "ndim") and getattr(v, "ndim") == 0)
@@ -409,8 +408,10 @@ class Constraints:
 class Evaluator:
     """Computes ``Evaluation``s with per-(block, choice, cin) caches.
 
-    With an additive latency source each block's latency is looked up once per (choice, cin);
-    otherwise (whole-model measurement) each distinct architecture is measured once.
+    A source with ``block_latency`` (tables and per-op measurers) is asked once per (block,
+    choice, cin), and an architecture's latency is stem + blocks + the source's fixed ops (a
+    classification head a table declares); a source with only ``arch_latency`` (whole-model
+    measurement) is asked once per distinct architecture.
     """
 
     def __init__(self, space: SearchSpace, predictor: Predictor, latency: Any,
@@ -419,7 +420,7 @@ class Evaluator:
         self.predictor = predictor
         self.latency = latency
         self.input_size = tuple(input_size or space.input_size)
-        self.additive_latency = latency_is_additive(latency) and hasattr(latency, "block_latency")
+        self.additive_latency = hasattr(latency, "block_latency") and hasattr(latency, "stem_latency")
         self.additive_metric = is_additive_predictor(predictor)
         self._block: dict[tuple[int, BlockChoice, int], tuple[float, int, int]] = {}
         self._metric_term: dict[tuple[int, BlockChoice, int], float] = {}
@@ -432,8 +433,12 @@ class Evaluator:
     @property
     def stem_ms(self) -> float:
         if self._stem_ms is None:
-            self._stem_ms = float(self.latency.stem_latency(self.space, self.input_size)) \
-                if self.additive_latency else 0.0
+            ms = 0.0
+            if self.additive_latency:
+                ms = float(self.latency.stem_latency(self.space, self.input_size))
+                if hasattr(self.latency, "fixed_latency"):
+                    ms += float(self.latency.fixed_latency(self.input_size))
+            self._stem_ms = ms
         return self._stem_ms
 
     def block_cost(self, index: int, choice: BlockChoice, cin: int) -> tuple[float, int, int]:
