@@ -1,0 +1,69 @@
+"""`donna-nas evaluate`: Eigen-protocol depth metrics of saved predictions.
+
+Predictions are disparities in the common ``(N, H, W)`` ``.npy`` format (any model, any scale; depth =
+1 / disparity, median scaling removes the unknown scale). A positional RUN directory (evaluate a
+trained run directly) belongs to the depth task and can be added as an optional argument here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Predicted disparities, .npy of shape (N, H, W)."),
+    gt: Path = typer.Option(..., "--gt", help="gt_depths.npz from 'donna-nas data export-gt'."),
+    crop: str = typer.Option("auto", "--crop", help="garg, none, or auto (what the GT file says; garg if unknown)."),
+    median_scaling: bool = typer.Option(True, "--median-scaling/--no-median-scaling",
+                                        help="Per-image median scaling (monocular models)."),
+    scale_factor: float = typer.Option(1.0, "--scale-factor", help="Multiply predicted depth (5.4 for stereo models)."),
+    min_depth: float = typer.Option(1e-3, "--min-depth"),
+    max_depth: float = typer.Option(80.0, "--max-depth"),
+    out: Path = typer.Option(None, "--out", help="Also write the metrics as JSON here."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="Read monodepth2's object-array gt_depths.npz (only for trusted files)."),
+) -> None:
+    """Eigen metrics (abs_rel, sq_rel, rmse, rmse_log, a1-a3) of --pred against --gt."""
+    import numpy as np
+    from rich.table import Table
+
+    from donna_nas.cli import console
+    from donna_nas.data.gt import load_gt_depths
+    from donna_nas.errors import UserError
+    from donna_nas.runtime.io import write_json_atomic
+    from donna_nas.tasks.depth.metrics import METRIC_NAMES, evaluate_disparities
+
+    if not pred.is_file():
+        raise UserError(f"--pred {pred}: file not found")
+    try:
+        disps = np.load(pred, allow_pickle=False)
+    except ValueError as exc:
+        raise UserError(f"--pred {pred}: not a plain .npy array ({exc})") from exc
+    if disps.ndim == 4 and disps.shape[1] == 1:
+        disps = disps[:, 0]
+    if disps.ndim != 3:
+        raise UserError(f"--pred {pred}: expected disparities of shape (N, H, W), got {disps.shape}")
+    gts, meta = load_gt_depths(gt, allow_pickle=allow_pickle)
+    if crop not in ("auto", "garg", "none"):
+        raise UserError(f"--crop must be garg, none or auto (got '{crop}')")
+    use_crop = meta.get("crop", "garg") if crop == "auto" else crop
+    metrics, ratios = evaluate_disparities(disps, gts, crop=None if use_crop == "none" else use_crop,
+                                           median_scaling=median_scaling, min_depth=min_depth,
+                                           max_depth=max_depth, scale_factor=scale_factor)
+    table = Table(title=f"{len(gts)} images, crop {use_crop}, median scaling {'on' if median_scaling else 'off'}")
+    for k in METRIC_NAMES:
+        table.add_column(k, justify="right")
+    table.add_row(*[f"{metrics[k]:.4f}" for k in METRIC_NAMES])
+    console.print(table)
+    if median_scaling:
+        console.print(f"scaling ratios: median {ratios['median']:.3f}, std {ratios['std']:.3f}")
+    if out is not None:
+        write_json_atomic(out, {"metrics": metrics, "images": len(gts), "crop": use_crop,
+                                "median_scaling": median_scaling,
+                                "ratio_median": ratios["median"], "ratio_std": ratios["std"]})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
