@@ -255,7 +255,7 @@ class OrtMeasurer(LatencySource):
                       TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as bar:
             task = bar.add_task("ops", total=len(todo))
             for i in range(0, len(todo), batch):
-                if time_budget_s is not None and time.monotonic() - start > time_budget_s:
+                if i and time_budget_s is not None and time.monotonic() - start > time_budget_s:
                     break
                 chunk = todo[i:i + batch]
                 prepared = [self.op_session(op) for op in chunk]
