@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from donna_nas.data.synth_render import PinholeGrid, Rendered, ScannerGrid, render_view, scan
+from donna_nas.data.synth_render import PinholeGrid, RayList, Rendered, ScannerGrid, cast, render_view, scan
 from donna_nas.data.synth_scene import FPS, make_scene, rot_x, rot_z
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
@@ -134,6 +134,14 @@ class DriveRenderer:
     def render(self, frame: int, side: int = 2) -> Rendered:
         return render_view(self.scene, frame / FPS, self.pose(frame, f"cam{side}"), self.grid)
 
+    def depth_at(self, frame: int, u: np.ndarray, v: np.ndarray, side: int = 2) -> np.ndarray:
+        """True camera-z depth at sub-pixel positions (u, v) of image_0{side} (inf = sky)."""
+        K = self.cal["K"]
+        dirs = np.stack([(np.asarray(u) - K[0, 2]) / K[0, 0], (np.asarray(v) - K[1, 2]) / K[1, 1],
+                         np.ones(np.shape(u))], -1)
+        t, _, _ = cast(self.scene, frame / FPS, self.pose(frame, f"cam{side}"), RayList(dirs))
+        return t[0]
+
     def velodyne(self, frame: int) -> np.ndarray:
         return scan(self.scene, frame / FPS, self.pose(frame, "velo"), self.scanner,
                     seed=self.seed * 1000 + frame)
@@ -179,16 +187,19 @@ def split_lines(drives: int, frames: int) -> dict[str, list[str]]:
     """Eigen-format split lists. Test drives are disjoint from training ones when drives >= 3.
 
     Only frames with both neighbours (1 .. frames-2) are listed, so [0, -1, +1] triplets always exist.
-    Train/val are split by frame (every 10th frame -> val), like Eigen-Zhou.
+    Train/val are split by frame (every 10th frame -> val), like Eigen-Zhou; with fewer than 3
+    drives every 10th frame (another offset) is a test frame instead.
     """
     ids = list(range(1, drives + 1))
     n_test = max(1, drives // 3) if drives >= 3 else 0
     test_drives, train_drives = ids[len(ids) - n_test:], ids[: len(ids) - n_test]
-    inner = range(1, frames - 1)
+    inner = list(range(1, frames - 1))
+    val_off = min(5, len(inner) // 2)
+    test_off = (val_off + 5) % 10 if len(inner) > 10 else (val_off + 1) % max(len(inner), 1)
     out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for d in train_drives:
-        for f in inner:
-            key = "val" if f % 10 == 5 else ("test" if (n_test == 0 and f % 10 == 0) else "train")
+        for i, f in enumerate(inner):
+            key = "val" if i % 10 == val_off else ("test" if (n_test == 0 and i % 10 == test_off) else "train")
             out[key].append(f"{DATE}/{drive_name(d)} {f} l")
     for d in test_drives:
         out["test"] += [f"{DATE}/{drive_name(d)} {f:010d} l" for f in inner]

@@ -80,6 +80,17 @@ class PinholeGrid:
         return out
 
 
+class RayList:
+    """Arbitrary rays (1 x N grid) tested against every box: for checks at sub-pixel positions."""
+
+    def __init__(self, dirs: np.ndarray):
+        self.dirs = np.asarray(dirs, np.float32).reshape(1, -1, 3)
+        self.H, self.W = 1, self.dirs.shape[1]
+
+    def ranges(self, local: np.ndarray) -> list:
+        return [(0, 1, 0, self.W)] * len(local)
+
+
 class ScannerGrid:
     """Rays of a rotating multi-beam LiDAR in its own frame (x forward, y left, z up).
 
