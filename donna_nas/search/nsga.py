@@ -4,15 +4,19 @@ Each block option with more than one value becomes ``suggest``-style categorical
 ``<block>.<option>`` (so any custom space works unchanged); single-valued options are fixed.
 Constraints go to optuna's constrained NSGA-II through ``Trial.set_constraint``.
 
-Storage. optuna writes each trial to an RDB in several statements: about 20 trials/s into
-SQLite on this machine against about 1,000/s in memory (see docs/search.md). So two modes:
+Storage. optuna's RDB storages (SQLite, PostgreSQL, ...) write each trial in many ORM statements:
+on this 2-core machine about 20-35 trials/s for SQLite (also with WAL and ``synchronous=OFF``,
+and also through ``add_trials`` in bulk) and about 25/s for optuna's journal file, against about
+1,000/s in memory (measurements in docs/search.md). So three modes:
 
-* ``buffered`` (the run directory's own ``study.db``): the search runs on an in-memory copy of
-  the study and appends finished trials to the persistent study once per generation (and at the
-  end). A stopped search loses at most the current generation and resumes from the stored
-  trials, NSGA-II generation bookkeeping included (it lives in the trials' system attributes).
-* ``direct`` (a URL the user names, shared by several machines): every trial goes straight to
-  the storage, so all workers see each other's trials, at RDB speed.
+* ``log`` (the default for a run directory, ``RUN/studies/<study>.jsonl``): the search runs on an
+  in-memory study and appends its finished trials (parameters, objective values, user and system
+  attributes, i.e. the NSGA-II generation and the constraint values) to a JSON-lines log once per
+  generation and at the end. A stopped search loses at most the current generation; the next run
+  replays the log into the in-memory study and continues. A torn last line is ignored.
+* ``direct`` (an RDB URL such as ``sqlite:///study.db`` or ``postgresql://...``): every trial goes
+  straight to the storage, so several machines can search one study, at RDB speed.
+* ``memory``: nothing persists (the Python API's default).
 
 ``trials`` is the study's total target: rerunning with the same number does nothing new, a larger
 number continues where the study stopped.
@@ -20,8 +24,11 @@ number continues where the study stopped.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import optuna
@@ -32,7 +39,7 @@ from donna_nas.errors import UserError
 from donna_nas.search.objectives import Constraints, Evaluation, Evaluator
 from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
 
-STORAGE_MODES = ("buffered", "direct", "memory")
+STORAGE_MODES = ("log", "direct", "memory")
 
 
 @dataclass
@@ -98,9 +105,68 @@ def open_study(storage: str | None, study_name: str, directions: list[str],
     return study
 
 
+class TrialLog:
+    """Append-only JSON-lines log of a study's finished trials (see the module docstring).
+
+    Line 1 identifies the study (name, directions, space fingerprint); a log written for another
+    study or space is refused rather than mixed in.
+    """
+
+    def __init__(self, path: Path, study_name: str, directions: list[str], fingerprint: str):
+        self.path = path
+        self.header = {"study": study_name, "directions": directions, "space": fingerprint,
+                       "format": "donna-nas-trials/1"}
+
+    def load(self, dists: dict[str, CategoricalDistribution]) -> list[FrozenTrial]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text().splitlines()
+        if not lines:
+            return []
+        try:
+            head = json.loads(lines[0])
+        except json.JSONDecodeError:
+            raise UserError(f"{self.path}: first line is not a study header; delete the file "
+                            f"to start the study afresh") from None
+        if head != self.header:
+            raise UserError(f"{self.path}: log of study {head.get('study')!r} (space "
+                            f"{head.get('space')}, {head.get('directions')}), not of this search "
+                            f"{self.header}; use another --study-name or delete the file")
+        out = []
+        for k, line in enumerate(lines[1:], start=2):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if k == len(lines):
+                    break  # torn last line of a stopped run
+                raise UserError(f"{self.path}: line {k} is not valid JSON") from None
+            unknown = set(rec["params"]) - set(dists)
+            if unknown:
+                raise UserError(f"{self.path}: line {k} has parameters {sorted(unknown)} the "
+                                f"space does not define")
+            out.append(optuna.trial.create_trial(
+                params=rec["params"], distributions={k2: dists[k2] for k2 in rec["params"]},
+                values=rec["values"], user_attrs=rec["user_attrs"],
+                system_attrs=rec["system_attrs"]))
+        return out
+
+    def append(self, trials: list[FrozenTrial]) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps(self.header)] if new else []
+        for t in trials:
+            lines.append(json.dumps({"params": t.params, "values": t.values,
+                                     "user_attrs": t.user_attrs,
+                                     "system_attrs": t.system_attrs}))
+        with open(self.path, "a") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints | None = None, *,
               trials: int = 2000, population: int = 50, seed: int = 0,
-              storage: str | None = None, storage_mode: str = "buffered",
+              storage: str | None = None, storage_mode: str = "log",
               study_name: str = "donna-nas-search", extra_objective: str | None = None,
               progress: Callable[[int, int], None] | None = None) -> NsgaResult:
     """Run NSGA-II until the study holds ``trials`` completed trials; return them all."""
@@ -119,11 +185,11 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     def make_sampler() -> optuna.samplers.NSGAIISampler:
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
 
-    persistent = None
-    if storage_mode == "buffered":
-        persistent = open_study(storage, study_name, directions, make_sampler())
+    log = None
+    if storage_mode == "log":
+        log = TrialLog(Path(storage), study_name, directions, space.fingerprint())
         study = open_study(None, study_name, directions, make_sampler())
-        stored = persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        stored = log.load(distributions(space))
         if stored:
             study.add_trials(stored)
     else:
@@ -135,8 +201,8 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     pending: list[FrozenTrial] = []
 
     def flush() -> None:
-        if persistent is not None and pending:
-            persistent.add_trials(pending)
+        if log is not None and pending:
+            log.append(pending)
             pending.clear()
 
     t0 = time.perf_counter()
@@ -158,7 +224,7 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
         if extra_objective:
             values.append(float(ev.params if extra_objective == "params" else ev.macs))
         frozen = study.tell(trial, values)
-        if persistent is not None:
+        if log is not None:
             pending.append(frozen)
             if len(pending) >= population:
                 flush()
