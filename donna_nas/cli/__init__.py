@@ -33,7 +33,6 @@ def _register() -> None:
     from donna_nas.cli import depth as _depth; _depth.register(app)
     from donna_nas.cli import latency as _latency; _latency.register(app)
     from donna_nas.cli import search as _search; _search.register(app)
-    from donna_nas.cli import search as _search; _search.register(app)
     from donna_nas.cli import data as _data; _data.register(app)
     for register in _REGISTRARS:
         register(app)
