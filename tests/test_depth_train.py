@@ -180,3 +180,27 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path):
     assert r0["hash"] == r1["hash"]
     assert len(r0["losses"]) == 3 and r0["losses"] != r1["losses"]  # different data, same weights
     assert json.loads((run / "checkpoints/last.json").read_text())["step"] == 3
+
+
+def test_cli_finetune_then_evaluate_run_on_synthetic_world(tmp_path):
+    from donna_nas.cli import main
+    from donna_nas.data.synth import synthesize
+
+    data = synthesize(tmp_path / "world", drives=3, frames=8, size=(64, 192), seed=0, progress=False)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as ei:
+        main(["finetune", "--task", "depth", "--data", str(data), "--size", "64x192", "--epochs", "1", "--batch", "4",
+              "--out", str(run), "--no-eval"])
+    assert ei.value.code in (0, None)
+    assert (run / "model.safetensors").is_file() and (run / "config.yaml").is_file()
+    with pytest.raises(SystemExit) as ei:
+        main(["evaluate", str(run)])
+    assert ei.value.code in (0, None)
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(m["metrics"]) == {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
+    assert m["frames"] == len((data / "splits" / "test_files.txt").read_text().split("\n")) - 1
+    report = (run / "report.md").read_text()
+    assert "| model | abs_rel | sq_rel |" in report and (run / "plots" / "depth_grid.png").stat().st_size > 1000
+    with pytest.raises(SystemExit) as ei:
+        main(["evaluate", str(tmp_path / "nothing")])
+    assert ei.value.code == 2

@@ -13,8 +13,9 @@ import typer
 
 
 def evaluate(
-    pred: Path = typer.Option(..., "--pred", help="Predicted disparities, .npy of shape (N, H, W)."),
-    gt: Path = typer.Option(..., "--gt", help="gt_depths.npz from 'donna-nas data export-gt'."),
+    run: Path = typer.Argument(None, help="A depth run directory: predict its test split and write metrics + report."),
+    pred: Path = typer.Option(None, "--pred", help="Predicted disparities, .npy of shape (N, H, W)."),
+    gt: Path = typer.Option(None, "--gt", help="gt_depths.npz from 'donna-nas data export-gt'."),
     crop: str = typer.Option("auto", "--crop", help="garg, none, or auto (what the GT file says; garg if unknown)."),
     median_scaling: bool = typer.Option(True, "--median-scaling/--no-median-scaling",
                                         help="Per-image median scaling (monocular models)."),
@@ -35,6 +36,14 @@ def evaluate(
     from donna_nas.runtime.io import write_json_atomic
     from donna_nas.tasks.depth.metrics import METRIC_NAMES, evaluate_disparities
 
+    if run is not None:  # the depth task evaluates a trained run directory itself
+        from donna_nas.tasks.depth.evaluate import evaluate_run
+
+        m = evaluate_run(run, gt=str(gt) if gt else None)
+        console.print("  ".join(f"{k} {v:.4f}" for k, v in m.items()) + f"\nreport: {run / 'report.md'}")
+        return
+    if pred is None or gt is None:
+        raise UserError("evaluate: give a RUN directory, or both --pred and --gt")
     if not pred.is_file():
         raise UserError(f"--pred {pred}: file not found")
     try:

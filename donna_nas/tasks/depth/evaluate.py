@@ -48,24 +48,17 @@ def predict_disparities(net: torch.nn.Module, dataset, min_depth: float = 0.1, m
     return np.concatenate(disps), np.concatenate(images)
 
 
-def load_gt(data: str, gt: str | None = None) -> Any:
-    """Eigen ground truth: ``gt`` file, else DATA/gt_depths.npz (written by ``donna-nas data export-gt``)."""
-    path = Path(gt) if gt else Path(data) / "gt_depths.npz"
-    if not path.is_file():
-        try:
-            from donna_nas.data import gt as gt_mod
+def load_gt(data: str, gt: str | None = None, split: str | None = None) -> list[np.ndarray]:
+    """Eigen ground truth: ``gt`` file, else DATA/gt/test/gt_depths.npz (exported on first use)."""
+    from donna_nas.data.gt import export_gt, load_gt_depths
 
-            gt_mod.export_gt(data, split="eigen", out=path)
-        except Exception as exc:  # noqa: BLE001 - any failure means: tell the user how to make the file
-            raise UserError(
-                f"{path}: ground truth not found; run `donna-nas data export-gt --data {data} --split eigen` "
-                f"or pass --gt ({type(exc).__name__}: {exc})"
-            ) from None
-    z = np.load(path, allow_pickle=False)
-    if "data" in z.files:
-        return z["data"]
-    keys = sorted(z.files)
-    return [z[k] for k in keys]
+    if gt:
+        return load_gt_depths(gt)[0]
+    split = split or str(Path(data) / "splits" / "test_files.txt")
+    path = Path(data) / "gt" / Path(split).stem.replace("_files", "") / "gt_depths.npz"
+    if not path.is_file():
+        export_gt(data, split, out=path, progress=False)
+    return load_gt_depths(path)[0]
 
 
 def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None, report: bool = True,
@@ -79,7 +72,7 @@ def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None
     data = data or cfg.data
     ds = _test_dataset(data, (info["height"], info["width"]), split)
     disps, images = predict_disparities(net, ds, info["min_depth"], info["max_depth"])
-    gts = load_gt(data, gt)
+    gts = load_gt(data, gt, split)
     if len(gts) != len(disps):
         raise UserError(f"ground truth has {len(gts)} maps but the test split has {len(disps)} frames; re-export it for this split")
     metrics, ratios = evaluate_disparities(disps, gts, crop="garg", median_scaling=True)

@@ -33,7 +33,9 @@ def _grid_png(path: Path, images: np.ndarray, disps: np.ndarray, gts: Any, n: in
     for r, i in enumerate(idx):
         gt = np.asarray(gts[i], dtype=np.float32)
         axes[r, 0].imshow(images[i])
-        axes[r, 1].imshow(1.0 / disps[i], cmap="magma_r", vmin=0, vmax=np.percentile(1.0 / disps[i], 95))
+        depth = 1.0 / disps[i]
+        lo, hi = np.percentile(depth, [5, 95])
+        axes[r, 1].imshow(depth, cmap="magma_r", vmin=lo, vmax=max(hi, lo + 1e-6))
         show = np.ma.masked_where(gt <= 0, gt)
         axes[r, 2].imshow(show, cmap="magma_r", vmin=0, vmax=80, interpolation="nearest")
         for c, t in enumerate(("input", "predicted depth (up to scale)", "ground truth (velodyne, m)")):
