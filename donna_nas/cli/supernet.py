@@ -1,0 +1,57 @@
+"""`donna-nas build-supernet`: blockwise distillation, block-quality table and accuracy predictor."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def build_supernet_cmd(
+    space: str = typer.Option(..., "--space", help="Space YAML file or shipped name (tiny, donna_depth)."),
+    teacher: str = typer.Option("resnet18", "--teacher", help="resnet18 | resnet50 | a depth run directory."),
+    teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="torchvision-format state dict for a ResNet teacher."),
+    data: Optional[str] = typer.Option(None, "--data", help="KITTI-layout folder with splits/{train,val}_files.txt."),
+    task: str = typer.Option("depth", "--task", help="Predictor finetune task: depth (Sq Rel) or distill (label-free NSR proxy)."),
+    out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    workers: int = typer.Option(1, "--workers", help="Parallel jobs (processes, or Ray CPUs)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster instead of starting one."),
+    predictor_archs: int = typer.Option(24, "--predictor-archs", help="Architectures finetuned to fit the predictor (0: skip)."),
+    predictor_test: int = typer.Option(8, "--predictor-test", help="Extra held-out architectures to measure ranking quality."),
+    size: Optional[str] = typer.Option(None, "--size", help="BKD resolution HxW (default half the space's input size)."),
+    train_frames: int = typer.Option(256, "--train-frames"),
+    val_frames: int = typer.Option(64, "--val-frames"),
+    bkd_steps: int = typer.Option(300, "--bkd-steps", help="Training steps per block supernet."),
+    ft_steps: int = typer.Option(50, "--ft-steps", help="Finetune steps per predictor architecture."),
+    rank_check: int = typer.Option(0, "--rank-check", help="Also train N choices of one block alone and compare rankings."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed build; finished jobs are skipped."),
+) -> None:
+    """Distil every block choice of SPACE from the teacher, write the block-quality table and fit the predictor."""
+    from donna_nas.cli import console
+    from donna_nas.cli.common import parse_size
+    from donna_nas.distill.pipeline import SupernetConfig, build_supernet
+    from donna_nas.runtime.executor import make_executor
+    from donna_nas.space import load_space
+
+    sp = load_space(space)
+    h, w = parse_size(size) if size else (0, 0)
+    cfg = SupernetConfig(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
+                         height=h, width=w, train_frames=train_frames, val_frames=val_frames,
+                         bkd_steps=bkd_steps, predictor_archs=predictor_archs,
+                         predictor_test=predictor_test, ft_steps=ft_steps, rank_check=rank_check,
+                         seed=seed)
+    ex = make_executor(executor, workers, ray_address)
+    res = build_supernet(sp, out, cfg, executor=ex, resume=resume)
+    console.print(f"block-quality table: {out / 'tables' / 'block_quality.csv'} ({len(res.quality)} rows)")
+    for e in res.evaluation:
+        console.print(f"  {e['model']:<26} CV τ {e['cv_tau']:.3f}  held-out τ {e['test_tau']:.3f}")
+    if res.predictor:
+        console.print(f"predictor: {out / 'predictor.json'}; report: {out / 'report.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build-supernet")(build_supernet_cmd)

@@ -1,0 +1,140 @@
+"""The teacher, cut into as many blocks as the search space has.
+
+A teacher is any ``nn.Module``. Either it already returns one feature map per cut (the toolkit's
+five-tap encoder contract: ResNets, searched encoders), or the user names submodules whose outputs
+are the cuts (``TeacherCut(model, ["layer1", "layer2", ...])``, read with forward hooks). The cut
+must match the space: same number of taps as blocks and the same cumulative strides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from donna_nas.errors import UserError
+from donna_nas.space.space import SearchSpace
+
+__all__ = ["TeacherCut", "load_teacher"]
+
+
+class TeacherCut(nn.Module):
+    """Wraps a teacher so that ``forward(images) -> list of taps`` (one per block), frozen, eval mode."""
+
+    def __init__(self, module: nn.Module, cut_points: list[str] | None = None, name: str = "teacher"):
+        super().__init__()
+        self.module = module.eval()
+        self.name = name
+        self.cut_points = list(cut_points) if cut_points else None
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        if self.cut_points:
+            named = dict(self.module.named_modules())
+            unknown = [c for c in self.cut_points if c not in named]
+            if unknown:
+                some = ", ".join(list(n for n in named if n)[:12])
+                raise UserError(f"teacher cut points {unknown} are not submodules of {name} "
+                                f"(submodules include: {some}, ...)")
+            self._mods = [named[c] for c in self.cut_points]
+
+    def train(self, mode: bool = True) -> "TeacherCut":  # the teacher never trains
+        super().train(False)
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not self.cut_points:
+            out = self.module(x)
+            if not isinstance(out, (list, tuple)):
+                raise UserError(f"{self.name} returns a single tensor; give cut_points (names of "
+                                "submodules whose outputs are the block boundaries)")
+            return [t.detach() for t in out]
+        taps: dict[int, torch.Tensor] = {}
+        handles = [m.register_forward_hook(lambda _m, _i, o, j=j: taps.__setitem__(j, o.detach()))
+                   for j, m in enumerate(self._mods)]
+        try:
+            self.module(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return [taps[j] for j in range(len(self._mods))]
+
+    def probe(self, size: tuple[int, int]) -> tuple[list[int], list[int]]:
+        """(channels, strides) of the taps for an input of ``size``."""
+        h, w = size
+        taps = self(torch.rand(1, 3, h, w))
+        return [t.shape[1] for t in taps], [round(h / t.shape[2]) for t in taps]
+
+    def check_space(self, space: SearchSpace, size: tuple[int, int]) -> list[int]:
+        """Raise ``UserError`` unless the cut matches the space's blocks; returns tap channels."""
+        channels, strides = self.probe(size)
+        want = space.strides()
+        if len(channels) != len(space.blocks):
+            raise UserError(f"teacher {self.name} is cut into {len(channels)} blocks (tap strides "
+                            f"{strides}) but space {space.name!r} has {len(space.blocks)} blocks "
+                            f"(strides {want}); give one cut point per block")
+        if strides != want:
+            raise UserError(f"teacher {self.name} tap strides {strides} do not match the strides "
+                            f"{want} of space {space.name!r} blocks {list(space.block_names)}")
+        return channels
+
+
+def load_teacher(spec: str, weights: str | None = None) -> tuple[TeacherCut, dict[str, Any]]:
+    """``resnet18``/``resnet50`` (+ torchvision-format ``weights``) or a depth run directory.
+
+    Returns the cut teacher and a JSON-able description (written to ``RUN/teacher.json``).
+    """
+    from donna_nas.nn.resnet import load_torchvision_state_dict, resnet18, resnet50
+
+    name = spec.strip()
+    if name.lower() in ("resnet18", "resnet50"):
+        enc = resnet18() if name.lower() == "resnet18" else resnet50()
+        if weights:
+            load_torchvision_state_dict(enc, weights)
+        info = {"kind": "resnet", "name": name.lower(),
+                "weights": str(Path(weights).resolve()) if weights else None,
+                "pretrained": bool(weights)}
+        return TeacherCut(enc, name=name.lower()), info
+    path = Path(name)
+    if path.is_dir():
+        if weights:
+            raise UserError(f"--teacher-weights {weights}: not used with a run directory teacher "
+                            f"({path} carries its own weights)")
+        return _load_depth_run(path)
+    raise UserError(f"--teacher {spec!r}: expected resnet18, resnet50 or a depth run directory "
+                    "(with model.json and model.safetensors)")
+
+
+def _load_depth_run(run: Path) -> tuple[TeacherCut, dict[str, Any]]:
+    mj, mw = run / "model.json", run / "model.safetensors"
+    if not mj.is_file() or not mw.is_file():
+        raise UserError(f"{run}: not a finished depth run (needs model.json and model.safetensors; "
+                        "finish it with `finetune --resume`)")
+    try:
+        info = json.loads(mj.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{mj}: corrupt JSON ({exc.msg} at line {exc.lineno})") from None
+    from safetensors.torch import load_file
+
+    from donna_nas.tasks.depth.backbones import make_encoder
+
+    enc = make_encoder(info.get("backbone", "resnet18"), info.get("space"))
+    try:
+        sd = load_file(str(mw))
+    except Exception as exc:  # truncated or not a safetensors file
+        raise UserError(f"{mw}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
+    enc_sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+    own = enc.state_dict()
+    missing = sorted(set(own) - set(enc_sd))
+    unexpected = sorted(set(enc_sd) - set(own))
+    if missing or unexpected:
+        raise UserError(f"{mw}: encoder weights do not match backbone {info.get('backbone')!r}: "
+                        f"missing keys {missing[:5]} ({len(missing)}), unexpected keys "
+                        f"{unexpected[:5]} ({len(unexpected)})")
+    enc.load_state_dict(enc_sd)
+    desc = {"kind": "depth_run", "run": str(run.resolve()), "backbone": info.get("backbone"),
+            "space": info.get("space"), "pretrained": True}
+    return TeacherCut(enc, name=f"{run.name}:{info.get('backbone')}"), desc
