@@ -1,0 +1,87 @@
+"""Synthetic-world throughput: frames per second of rendering + writing (KITTI layout) on this CPU.
+
+One frame = both colour cameras (image_02, image_03) + their semantic labels + one velodyne sweep,
+written as PNG/bin files. Also times the pieces of one frame. Target: >= 10 frames/s at 192x640.
+
+    python experiments/bench_synth.py                 # 2 drives x 30 frames per size, ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from donna_nas.data.synth import DriveRenderer, synthesize
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _time(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return (time.perf_counter() - t0) / n
+
+
+def bench(size: tuple[int, int], drives: int, frames: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        synthesize(Path(tmp) / "d", drives=drives, frames=frames, size=size, seed=0, progress=False)
+        total = time.perf_counter() - t0
+        nbytes = sum(p.stat().st_size for p in (Path(tmp) / "d").rglob("*") if p.is_file())
+    r = DriveRenderer(0, 1, frames, size)
+    n = min(frames, 20)
+    view = _time(lambda i: r.render(i), n)
+    sweep = _time(lambda i: r.velodyne(i), n)
+    pts = np.mean([len(r.velodyne(i)) for i in range(3)])
+    return {"size": f"{size[0]}x{size[1]}", "drives": drives, "frames": drives * frames,
+            "seconds": round(total, 2), "frames_per_s": round(drives * frames / total, 2),
+            "ms_per_view": round(view * 1000, 1), "ms_per_velodyne": round(sweep * 1000, 1),
+            "velodyne_points": int(pts), "mib_per_frame": round(nbytes / 2**20 / (drives * frames), 3)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--drives", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--sizes", default="192x640,96x320")
+    args = ap.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    rows = [bench(s, args.drives, args.frames) for s in sizes]
+    cols = list(rows[0])
+    lines = ["  ".join(f"{c:>15}" for c in cols)] + ["  ".join(f"{str(r[c]):>15}" for c in cols) for r in rows]
+    print("\n".join(lines))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "bench_synth.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    cmd = "python experiments/bench_synth.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    md = [
+        "# Synthetic world throughput (bench_synth)",
+        "",
+        f"Command: `{cmd}`",
+        f"Date: {time.strftime('%Y-%m-%d', time.gmtime())}; machine: 2-core CPU ({platform.machine()}), numpy "
+        f"{np.__version__}, shared with other engineers' jobs at the time (figures are lower bounds).",
+        "One frame = image_02 + image_03 PNGs, their two label PNGs and one velodyne sweep (64 beams, "
+        "+-50 deg), rendered and written in the KITTI raw layout (`synthesize`, seed 0). "
+        "`ms_per_view` = one camera render (cast + shade), `ms_per_velodyne` = one sweep.",
+        "Target: >= 10 frames/s at 192x640.",
+        "",
+        "```",
+        *lines,
+        "```",
+        "",
+    ]
+    (RESULTS / "bench_synth.md").write_text("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
