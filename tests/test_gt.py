@@ -8,6 +8,7 @@ import pytest
 from donna_nas.data.gt import export_gt, load_gt_depths, velodyne_depth_map
 from donna_nas.data.kitti import Calibration, load_calibration, read_split
 from donna_nas.data.synth import DriveRenderer, calib_texts, synthesize
+from donna_nas.data.synth_checks import velodyne_agreement
 from donna_nas.errors import UserError
 
 H, W = 192, 640
@@ -27,20 +28,13 @@ def drive() -> DriveRenderer:
     return DriveRenderer(seed=4, drive=1, frames=12, size=(H, W))
 
 
-def test_velodyne_points_lie_on_the_rendered_surfaces(calib, drive):
-    pts = drive.velodyne(6)
-    hom = np.c_[pts[:, :3], np.ones(len(pts))] @ calib.velo_to_image(2).T
-    z = hom[:, 2]
-    u, v = hom[:, 0] / z, hom[:, 1] / z
-    m = (z > 0) & (u >= 0) & (v >= 0) & (u <= W - 1) & (v <= H - 1)
-    assert m.sum() > 5000
-    seen = drive.depth_at(6, u[m], v[m])  # camera ray through the exact projected position
-    rel = (z[m] - seen) / z[m]
-    occluded = rel > 0.01  # the camera sees something nearer (the scanner sits 0.27 m behind, 8 cm above)
-    assert occluded.mean() < 0.05
-    assert np.all(rel > -0.01)  # no point floats in front of what the camera sees
-    assert np.median(np.abs(rel[~occluded])) < 1e-4
-    assert np.abs(rel[~occluded]).max() < 0.01  # relative error < 1% on every co-visible point
+def test_velodyne_points_lie_on_the_rendered_surfaces(drive):
+    a = velodyne_agreement(drive, 6)  # camera ray through each point's exact projected position
+    assert a["points"] > 5000
+    assert a["occluded"] < 0.05  # the scanner sits 0.27 m behind and 8 cm above the camera
+    assert a["min_rel"] > -0.01  # no point floats in front of what the camera sees
+    assert a["median_abs_rel"] < 1e-4
+    assert a["max_abs_rel"] < 0.01  # relative error < 1% on every co-visible point
 
 
 def test_exported_map_matches_rendered_depth_at_pixels(calib, drive):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from donna_nas.data import semantics as sem
 from donna_nas.data.kitti import load_calibration, read_split
 from donna_nas.data.synth import DATE, DriveRenderer, drive_name, split_lines, synthesize
+from donna_nas.data.synth_checks import photometric_errors
 from donna_nas.errors import UserError
 
 SMALL = (48, 160)
@@ -75,39 +74,13 @@ def test_split_lines_without_test_drives_still_has_all_sets():
     assert not set(s["train"]) & set(s["val"])
 
 
-def photometric_errors(r: DriveRenderer, f: int) -> tuple[float, float, float]:
-    """Mean |I_t - warp(I_t+1)| on static, co-visible pixels; the same without warping; covered fraction."""
-    a, b = r.render(f), r.render(f + 1)
-    H, W = a.depth.shape
-    K = r.cal["K"]
-    T = np.linalg.inv(r.pose(f + 1, "cam2")) @ r.pose(f, "cam2")  # cam t -> cam t+1
-    u, v = np.meshgrid(np.arange(W), np.arange(H))
-    d = np.where(np.isfinite(a.depth), a.depth, 1.0)
-    X = np.stack([(u - K[0, 2]) / K[0, 0] * d, (v - K[1, 2]) / K[1, 1] * d, d], -1)
-    Y = X @ T[:3, :3].T + T[:3, 3]
-    pu = K[0, 0] * Y[..., 0] / Y[..., 2] + K[0, 2]
-    pv = K[1, 1] * Y[..., 1] / Y[..., 2] + K[1, 2]
-    grid = torch.from_numpy(np.stack([pu / (W - 1) * 2 - 1, pv / (H - 1) * 2 - 1], -1)[None]).float()
-    img = torch.from_numpy(b.rgb).permute(2, 0, 1)[None].float() / 255
-    warped = F.grid_sample(img, grid, align_corners=True)[0].permute(1, 2, 0).numpy()
-    depth_b = torch.from_numpy(np.minimum(b.depth, 1e4))[None, None]
-    seen = F.grid_sample(depth_b, grid, mode="nearest", align_corners=True)[0, 0].numpy()
-    moving = np.isin(a.obj, np.nonzero(r.scene.vel)[0])
-    inside = (pu >= 0) & (pu <= W - 1) & (pv >= 0) & (pv <= H - 1) & (Y[..., 2] > 0)
-    visible = np.abs(seen - Y[..., 2]) < 0.02 * Y[..., 2]
-    ok = np.isfinite(a.depth) & ~moving & inside & visible
-    err = np.abs(warped - a.rgb / 255.0).mean(-1)
-    ident = np.abs(b.rgb / 255.0 - a.rgb / 255.0).mean(-1)
-    return float(err[ok].mean()), float(ident[ok].mean()), float(ok.mean())
-
-
 def test_warping_with_true_depth_and_pose_reproduces_the_frame():
     # measured at 192x640, seeds 0/1: warp error ~0.008 (median ~0.0013) vs ~0.055 without warping
     r = DriveRenderer(seed=0, drive=1, frames=12, size=(192, 640))
-    err, ident, covered = photometric_errors(r, 5)
-    assert covered > 0.5
-    assert err < 0.02  # threshold: mean absolute error below 2% of the intensity range
-    assert err < 0.25 * ident
+    e = photometric_errors(r, 5)
+    assert e["pixels_used"] > 0.5
+    assert e["warp_error"] < 0.02  # threshold: mean absolute error below 2% of the intensity range
+    assert e["warp_error"] < 0.25 * e["identity_error"]
 
 
 def test_scene_content_depth_range_and_moving_vehicles():
