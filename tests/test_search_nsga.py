@@ -1,0 +1,93 @@
+"""NSGA-II through optuna: constraints, non-dominated fronts, resumable studies."""
+
+import json
+
+import numpy as np
+import pytest
+
+from donna_nas.errors import UserError
+from donna_nas.search import Constraints, Evaluator, SyntheticLatency, search, synthetic_predictor
+from donna_nas.search.nsga import arch_from_params, distributions, run_nsga2
+from donna_nas.search.pareto import non_dominated_mask
+from donna_nas.space import load_space
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("tiny")
+
+
+def test_distributions_only_for_multi_valued_options(space):
+    d = distributions(space)
+    expect = sum(1 for b in space.blocks for v in b.options().values() if len(v) > 1)
+    assert len(d) == expect
+    assert "b1.op" in d and "b1.expand" not in d  # tiny's b1 has one expansion
+    arch = space.sample(3)
+    params = {k: getattr(arch.choices[space.block_names.index(k.split(".")[0])], k.split(".")[1])
+              for k in d}
+    assert arch_from_params(space, params) == arch
+
+
+def test_nsga2_front_non_dominated_and_feasible():
+    from donna_nas.latency import LookupTable, shipped_tables_dir
+
+    space = load_space("ofa_mbv3_w12")
+    pred = synthetic_predictor(space, 1)
+    lat = LookupTable.from_csv(shipped_tables_dir() / "note10_ofa_mbv3_w12.csv")
+    ev = Evaluator(space, pred, lat)
+    probe = [ev.evaluate(space.sample(i)) for i in range(50)]
+    cons = Constraints(max_latency_ms=float(np.percentile([e.latency_ms for e in probe], 40)),
+                       max_params=int(np.percentile([e.params for e in probe], 60)))
+    res = search(space, pred, lat, cons, method="nsga2", trials=400, population=40, seed=0)
+    assert res.method == "nsga2" and res.front
+    assert all(e.latency_ms <= cons.max_latency_ms and e.params <= cons.max_params for e in res.front)
+    pts = np.array([[e.metric, e.latency_ms] for e in res.front])
+    assert non_dominated_mask(pts).all()
+    # nothing feasible that was evaluated beats the front
+    for e, ok in zip(res.evaluated, res.feasible):
+        if ok:
+            assert any(f.metric <= e.metric and f.latency_ms <= e.latency_ms for f in res.front)
+    # scored against the exact constrained front: a ratio in (0, 1]
+    assert 0 < res.hv_ratio <= 1 + 1e-12
+    assert res.selected.metric == min(e.metric for e in res.front)
+
+
+def test_resume_continues_trial_count(tmp_path, space):
+    pred = synthetic_predictor(space, 0)
+    ev = Evaluator(space, pred, SyntheticLatency())
+    log = tmp_path / "studies" / "s.jsonl"
+    first = run_nsga2(space, ev, trials=70, population=20, storage=str(log), study_name="s")
+    assert first.new_trials == 70 and len(first.trials) == 70
+    assert len(log.read_text().splitlines()) == 71  # header + one line per trial
+    again = run_nsga2(space, ev, trials=70, population=20, storage=str(log), study_name="s")
+    assert again.new_trials == 0 and len(again.trials) == 70  # finished: a no-op
+    more = run_nsga2(space, ev, trials=110, population=20, storage=str(log), study_name="s")
+    assert more.new_trials == 40 and len(more.trials) == 110
+    assert [t.evaluation for t in more.trials[:70]] == [t.evaluation for t in first.trials]
+    # NSGA-II generation bookkeeping survives the restart
+    gens = [json.loads(line)["system_attrs"].get("NSGAIISampler:generation")
+            for line in log.read_text().splitlines()[1:]]
+    assert gens[:20] == [0] * 20 and max(gens) >= 4 and gens == sorted(gens)
+    # a torn last line (a run killed mid-write) is ignored
+    with open(log, "a") as f:
+        f.write('{"params": {"b1.op"')
+    assert len(run_nsga2(space, ev, trials=110, population=20, storage=str(log),
+                         study_name="s").trials) == 110
+
+
+def test_log_of_another_study_is_refused(tmp_path, space):
+    ev = Evaluator(space, synthetic_predictor(space, 0), SyntheticLatency())
+    log = tmp_path / "s.jsonl"
+    run_nsga2(space, ev, trials=5, population=4, storage=str(log), study_name="a")
+    with pytest.raises(UserError, match="another --study-name"):
+        run_nsga2(space, ev, trials=10, population=4, storage=str(log), study_name="b")
+
+
+def test_rdb_storage_resumes(tmp_path, space):
+    ev = Evaluator(space, synthetic_predictor(space, 0), SyntheticLatency())
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    a = run_nsga2(space, ev, trials=5, population=4, storage=url, storage_mode="direct",
+                  study_name="shared")
+    b = run_nsga2(space, ev, trials=8, population=4, storage=url, storage_mode="direct",
+                  study_name="shared")
+    assert a.new_trials == 5 and b.new_trials == 3 and len(b.trials) == 8
