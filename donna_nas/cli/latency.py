@@ -13,6 +13,9 @@ app = typer.Typer(help="Latency tables: measure ops on this CPU with ONNX Runtim
 
 SPACE = typer.Option(..., "--space", help="Space YAML file or shipped space name.")
 SIZE = typer.Option(None, "--size", help="Input size HxW (default: the space's input_size).")
+CLOCK = typer.Option("auto", help="cpu: the computing thread's CPU time (steady on a shared "
+                                   "machine; needs --threads 1); wall: wall clock; auto: cpu "
+                                   "with 1 thread, else wall.")
 
 
 def _size(space, size: Optional[str]) -> tuple[int, int]:
@@ -35,7 +38,8 @@ def measure(space_file: str = SPACE, size: Optional[str] = SIZE,
             time_budget: Optional[float] = typer.Option(None, help="Stop after this many seconds "
                                                                    "(rerun to resume)."),
             device: Optional[str] = typer.Option(None, help="Device name stored in the table "
-                                                            "(default: this CPU's model name).")) -> None:
+                                                            "(default: this CPU's model name)."),
+            clock: str = CLOCK) -> None:
     """Export each op instance to ONNX, time it in ONNX Runtime, and write table rows."""
     from donna_nas.cli import console
     from donna_nas.latency import LookupTable, OrtMeasurer
@@ -45,7 +49,7 @@ def measure(space_file: str = SPACE, size: Optional[str] = SIZE,
     space = load_space(space_file)
     hw = _size(space, size)
     ops = ops_for(space, hw, archs, seed)
-    m = OrtMeasurer(precision, threads, warmup, repeats, device, rounds=rounds)
+    m = OrtMeasurer(precision, threads, warmup, repeats, device, rounds=rounds, clock=clock)
     table = LookupTable.from_csv(out) if out.exists() else None
     have = sum(1 for op in ops if table is not None and op.key in table)
     console.print(f"{len(ops):,} op instances needed ({have:,} already in {out}); "
@@ -62,7 +66,8 @@ def validate(space_file: str = SPACE, table: Path = typer.Option(..., "--table")
              holdout: float = typer.Option(0.5, help="Share of archs held out from the correction fit."),
              seed: int = typer.Option(1000), repeats: int = typer.Option(20),
              threads: int = typer.Option(1), warmup: int = typer.Option(5),
-             out_dir: Path = typer.Option(Path("latency_validation"), "--out-dir")) -> None:
+             out_dir: Path = typer.Option(Path("latency_validation"), "--out-dir"),
+             clock: str = CLOCK) -> None:
     """Measure whole sampled architectures on this CPU and compare with the table's sum.
 
     Ops the table lacks are measured first (and added to it), so the table must be one measured
@@ -80,7 +85,7 @@ def validate(space_file: str = SPACE, table: Path = typer.Option(..., "--table")
     precision = existing.precision if existing else "fp32"
     if precision not in ("fp32", "int8"):
         raise UserError(f"{table}: precision {precision!r} cannot be measured here (fp32 or int8)")
-    m = OrtMeasurer(precision, threads, warmup, repeats)
+    m = OrtMeasurer(precision, threads, warmup, repeats, clock=clock)
     if existing is not None and existing.device != m.device:
         raise UserError(f"{table}: measured on {existing.device!r}, but validate measures whole "
                         f"models on this machine ({m.device!r}); give a table measured here")

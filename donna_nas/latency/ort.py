@@ -118,7 +118,7 @@ class OrtMeasurer(LatencySource):
 
     def __init__(self, precision: str = "fp32", threads: int = 1, warmup: int = 5,
                  repeats: int = 20, device: str | None = None, calib_samples: int = 8,
-                 rounds: int = 3):
+                 rounds: int = 3, clock: str = "auto"):
         if precision not in ("fp32", "int8"):
             raise UserError(f"--precision must be fp32 or int8, got {precision!r}")
         if threads < 1 or repeats < 1 or warmup < 0 or rounds < 1:
@@ -131,6 +131,12 @@ class OrtMeasurer(LatencySource):
         self.repeats = repeats
         self.calib_samples = calib_samples
         self.rounds = rounds
+        if clock == "auto":
+            clock = "cpu" if threads == 1 else "wall"
+        if clock not in ("cpu", "wall") or (clock == "cpu" and threads != 1):
+            raise UserError(f"clock must be 'wall', or 'cpu' with 1 thread; got {clock!r} with "
+                            f"{threads} threads")
+        self.clock = clock
         self.device = device or cpu_name()
         self.runtime = f"onnxruntime-{onnxruntime.__version__}-cpu-{threads}t"
 
@@ -163,14 +169,17 @@ class OrtMeasurer(LatencySource):
         for _ in range(self.warmup):
             sess.run(None, {"x": x})
 
-    @staticmethod
-    def _timed(sess, x: np.ndarray, n: int) -> list[float]:
+    def _timed(self, sess, x: np.ndarray, n: int) -> list[float]:
+        # With one intra-op thread ORT computes on the calling thread, so that thread's CPU
+        # time is the run's latency without the time other processes held the core: on a
+        # shared machine it is far steadier than the wall clock and equals it when idle.
+        clock = time.thread_time if self.clock == "cpu" else time.perf_counter
         feed = {"x": x}
         times = []
         for _ in range(n):
-            t0 = time.perf_counter()
+            t0 = clock()
             sess.run(None, feed)
-            times.append((time.perf_counter() - t0) * 1e3)
+            times.append((clock() - t0) * 1e3)
         return times
 
     @staticmethod
@@ -189,6 +198,7 @@ class OrtMeasurer(LatencySource):
         rounds: list[list[list[float]]] = [[] for _ in sessions]
         for _ in range(self.rounds):
             for i, (sess, x) in enumerate(zip(sessions, inputs)):
+                sess.run(None, {"x": x})  # re-warm caches after the other sessions ran
                 rounds[i].append(self._timed(sess, x, n))
         return [self._combine(r) for r in rounds]
 
@@ -217,7 +227,7 @@ class OrtMeasurer(LatencySource):
     def row(self, op: OpInstance, t: Timing) -> TableRow:
         return TableRow(op.key, t.median_ms, t.std_ms, self.device, self.precision, self.runtime,
                         f"measured {time.strftime('%Y-%m-%d')} warmup={self.warmup} "
-                        f"repeats={t.runs} rounds={self.rounds} (lowest round median)")
+                        f"repeats={t.runs} rounds={self.rounds} clock={self.clock} (lowest round median)")
 
     # ------------------------------------------------------------------ LatencySource
     def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
