@@ -138,3 +138,18 @@ def test_colour_jitter_identity_and_hsv_round_trip():
     assert torch.allclose(y, (x * 1.2).clamp(0, 1))
     gray = color_jitter(x, 1.0, 1.0, 0.0, 0.0, [2])
     assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+
+
+def test_loader_reads_the_synthetic_world_with_labels(tmp_path):
+    from donna_nas.data.synth import synthesize
+
+    root = synthesize(tmp_path / "s", drives=1, frames=6, size=(48, 160), seed=0, progress=False)
+    ds = KittiRawDataset(root, "train", size=(32, 96), train=True, semantics=True, intrinsics="calib")
+    kitti = KittiRawDataset(root, "train", size=(32, 96), train=False)
+    assert len(ds) == len(kitti) > 0
+    s = ds[0]
+    assert s["images"].shape == (3, 3, 32, 96) and s["semantics"].shape == (32, 96)
+    assert set(s["semantics"].unique().tolist()) <= set(range(19))
+    # calibration written by the synthetic world = KITTI's normalised K at any size
+    assert torch.allclose(kitti[0]["K"], KittiRawDataset(root, "train", size=(32, 96), train=False,
+                                                         intrinsics="calib")[0]["K"], atol=1e-4)
