@@ -66,3 +66,14 @@ def test_measure_refuses_other_device_table(tmp_path):
     LookupTable([TableRow("x", 1.0, 0.0, "Pixel 7", "fp32", "tflite", "s")], out).to_csv(out)
     with pytest.raises(Exception, match="Pixel 7"):
         OrtMeasurer(repeats=1).measure_ops(OPS[:1], LookupTable.from_csv(out), out, progress=False)
+
+
+def test_cpu_clock_needs_one_thread():
+    from donna_nas.errors import UserError
+
+    assert OrtMeasurer(threads=1).clock == "cpu"
+    assert OrtMeasurer(threads=2).clock == "wall"
+    with pytest.raises(UserError, match="clock"):
+        OrtMeasurer(threads=2, clock="cpu")
+    with pytest.raises(UserError, match="fp32 or int8"):
+        OrtMeasurer("fp16")
