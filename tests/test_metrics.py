@@ -78,3 +78,29 @@ def test_resize_is_bilinear_half_pixel_and_errors_are_user_errors():
         evaluate_disparities([d], [])
     with pytest.raises(UserError, match="> 0"):
         evaluate_disparities([np.zeros((4, 4), np.float32)], [np.full((4, 4), 5.0, np.float32)], crop=None)
+
+
+def test_evaluate_cli_on_saved_predictions(tmp_path, capsys):
+    import json
+    import zipfile
+
+    from donna_nas.cli import main
+
+    rows, cols = np.meshgrid(np.arange(96), np.arange(320), indexing="ij")
+    smooth = (5 + 30 * rows / 96 + 5 * cols / 320).astype(np.float32)
+    gts = np.stack([smooth, smooth[::-1].copy()])
+    gt_path = tmp_path / "gt_depths.npz"
+    np.savez_compressed(gt_path, data=gts, crop=np.array("garg"))
+    disps = (0.25 / gts).astype(np.float32)[:, ::2, ::2]  # depth 4 x gt, predicted at half size
+    np.save(tmp_path / "disps.npy", disps)
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--pred", str(tmp_path / "disps.npy"), "--gt", str(gt_path), "--out", str(tmp_path / "m.json")])
+    assert exc.value.code == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["images"] == 2 and m["crop"] == "garg" and m["ratio_median"] == pytest.approx(0.25, rel=0.05)
+    assert 0 <= m["metrics"]["abs_rel"] < 0.02 and m["metrics"]["a1"] == 1.0
+    np.save(tmp_path / "bad.npy", disps[:1])
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--pred", str(tmp_path / "bad.npy"), "--gt", str(gt_path)])
+    assert exc.value.code == 2 and "1 predictions but 2" in capsys.readouterr().err
+    assert zipfile.is_zipfile(gt_path)
