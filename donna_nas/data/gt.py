@@ -106,8 +106,10 @@ def export_gt(data: str | os.PathLike, split: str | os.PathLike, out: str | os.P
         if not p.is_file():
             missing.append(p)
     if missing:
+        hint = ("this is a synthetic dataset: use --split test (its splits/test_files.txt)"
+                if (root / "synth.json").is_file() else "check --data (the KITTI raw root) and --split")
         raise UserError(f"{len(missing)} of {len(entries)} ground-truth sources are missing under {root} "
-                        f"(first: {', '.join(map(str, missing[:3]))}); check --data and --split")
+                        f"(first: {', '.join(map(str, missing[:3]))}); {hint}")
     for date in sorted({e.date for e in entries}) if not benchmark else []:
         for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt"):
             if not (root / date / name).is_file():

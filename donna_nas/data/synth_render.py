@@ -178,13 +178,18 @@ def cast(scene: Scene, time_s: float, pose: np.ndarray, grid, max_range: float =
 
 # ---------------------------------------------------------------- textures
 
-def _hash(ix: np.ndarray, iy: np.ndarray, seed) -> np.ndarray:
-    h = (ix.astype(np.int64).astype(np.uint32) * np.uint32(0x8DA6B343)) ^ (
-        iy.astype(np.int64).astype(np.uint32) * np.uint32(0xD8163841)) ^ np.asarray(seed, np.uint32)
-    h ^= h >> np.uint32(13)
+def _mix(h: np.ndarray) -> np.ndarray:
+    """Integer avalanche of uint32 lattice keys -> float32 in [0, 1)."""
+    h = h ^ (h >> np.uint32(13))
     h *= np.uint32(0x5BD1E995)
     h ^= h >> np.uint32(15)
     return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
+
+
+def _hash(ix: np.ndarray, iy: np.ndarray, seed) -> np.ndarray:
+    hx = np.asarray(ix).astype(np.int64).astype(np.uint32) * np.uint32(0x8DA6B343)
+    hy = np.asarray(iy).astype(np.int64).astype(np.uint32) * np.uint32(0xD8163841)
+    return _mix(hx ^ hy ^ np.asarray(seed, np.uint32))
 
 
 def vnoise(a: np.ndarray, b: np.ndarray, scale: float, seed) -> np.ndarray:
@@ -195,8 +200,16 @@ def vnoise(a: np.ndarray, b: np.ndarray, scale: float, seed) -> np.ndarray:
     fa, fb = a - ia, b - ib
     fa = fa * fa * (3 - 2 * fa)
     fb = fb * fb * (3 - 2 * fb)
-    n00, n10 = _hash(ia, ib, seed), _hash(ia + 1, ib, seed)
-    n01, n11 = _hash(ia, ib + 1, seed), _hash(ia + 1, ib + 1, seed)
+    # lattice keys: (i * C) mod 2^32 for both corners of each axis (i + 1 -> key + C)
+    hx0 = ia.astype(np.int32).view(np.uint32) * np.uint32(0x8DA6B343)
+    hy0 = ib.astype(np.int32).view(np.uint32) * np.uint32(0xD8163841)
+    hx1 = hx0 + np.uint32(0x8DA6B343)
+    hy1 = hy0 + np.uint32(0xD8163841)
+    sd = np.asarray(seed, np.uint32)
+    hy0 ^= sd
+    hy1 ^= sd
+    n00, n10 = _mix(hx0 ^ hy0), _mix(hx1 ^ hy0)
+    n01, n11 = _mix(hx0 ^ hy1), _mix(hx1 ^ hy1)
     return (n00 + (n10 - n00) * fa) * (1 - fb) + (n01 + (n11 - n01) * fa) * fb
 
 
