@@ -85,3 +85,16 @@ def test_export_gt_on_synthetic_data(tmp_path):
     assert depths[0].shape == (96, 320) and (depths[0] > 0).mean() > 0.03
     with pytest.raises(UserError, match="missing"):
         export_gt(root, "eigen", progress=False)  # real KITTI names are not in a synthetic tree
+
+
+def test_cli_synth_then_export_gt(tmp_path):
+    from donna_nas.cli import main
+
+    out = tmp_path / "cli"
+    for argv in (["data", "synth", "--out", str(out), "--drives", "1", "--frames", "12", "--size", "32x96"],
+                 ["data", "export-gt", "--data", str(out), "--split", "test", "--out", str(tmp_path / "gt.npz")]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+    depths, meta = load_gt_depths(tmp_path / "gt.npz")
+    assert len(depths) == len(read_split(out / "splits" / "test_files.txt")) and depths[0].shape == (32, 96)

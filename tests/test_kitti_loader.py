@@ -153,3 +153,17 @@ def test_loader_reads_the_synthetic_world_with_labels(tmp_path):
     # calibration written by the synthetic world = KITTI's normalised K at any size
     assert torch.allclose(kitti[0]["K"], KittiRawDataset(root, "train", size=(32, 96), train=False,
                                                          intrinsics="calib")[0]["K"], atol=1e-4)
+
+
+def test_calib_intrinsics_follow_a_flip(tree):
+    root, lines, _ = tree
+    ds = KittiRawDataset(root, lines[:1], size=SIZE, frame_ids=(0,), train=True, intrinsics="calib", seed=0)
+    seen = set()
+    for epoch in range(10):
+        ds.set_epoch(epoch)
+        s = ds[0]
+        flipped = bool(s["images"][0, 1, :, 0].mean() > s["images"][0, 1, :, -1].mean())
+        cx = float(s["K"][0, 2])
+        assert cx == pytest.approx((SIZE[1] - 1) - SIZE[1] / 2 if flipped else SIZE[1] / 2)
+        seen.add(flipped)
+    assert seen == {True, False}
