@@ -58,10 +58,13 @@ def velodyne_depth_map(calib, points: np.ndarray, cam: int = 2, vel_depth: bool 
     depth = pts[:, 0] if vel_depth else z
     ok = (u >= 0) & (v >= 0) & (u < W) & (v < H)
     u, v, depth = u[ok].astype(np.int64), v[ok].astype(np.int64), depth[ok]
-    order = np.argsort(-depth, kind="stable")  # far first, so the nearest point is written last
-    out = np.zeros((H, W), np.float32)
-    out[v[order], u[order]] = depth[order]
-    return out
+    lin = v * W + u
+    order = np.lexsort((depth, lin))  # by pixel, nearest first
+    lin, depth = lin[order], depth[order]
+    first = np.r_[True, lin[1:] != lin[:-1]]  # the nearest point of every pixel
+    out = np.zeros(H * W, np.float32)
+    out[lin[first]] = depth[first]
+    return out.reshape(H, W)
 
 
 def resolve_protocol(root: Path, protocol: str) -> str:
