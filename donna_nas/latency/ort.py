@@ -2,7 +2,8 @@
 
 Each op instance is exported alone to ONNX (``make_layer``), optionally quantised to INT8 with
 static QDQ quantisation calibrated on sample inputs, and timed in a session with a fixed thread
-count: warm-up runs, then N timed runs in a few rounds; the row stores the lowest round median and the std.
+count: warm-up runs, then N timed runs in a few rounds; the row stores the lowest round median
+and the std of all runs.
 """
 
 from __future__ import annotations

@@ -143,3 +143,6 @@ class CachedMeasurer(LatencySource):
 
             self.table = LookupTable.from_csv(self.cache_path)
         return [self.table.rows[op.key].latency_ms for op in ops]
+
+    def fixed_latency(self, input_size: tuple[int, int]) -> float:
+        return self.table.fixed_latency(input_size)
