@@ -247,11 +247,12 @@ def _ground_albedo(x, y, fp, seed):
 
 
 def _box_albedo(tex, col, s, z, zr, top, fp, seed):
-    """Albedo of box surface points; s horizontal and z vertical face coordinates (object frame)."""
+    """Albedo of box surface points sorted by texture kind ``tex``; s, z: face coordinates (object frame)."""
     out = np.empty(s.shape + (3,), np.float32)
+    bounds = np.searchsorted(tex, np.arange(TEX_FOLIAGE + 2))  # ``tex`` is sorted: one slice per kind
     for kind in (TEX_FACADE, TEX_CAR, TEX_POLE, TEX_TRUNK, TEX_FOLIAGE):
-        m = tex == kind
-        if not m.any():
+        m = slice(int(bounds[kind]), int(bounds[kind + 1]))
+        if m.stop <= m.start:
             continue
         ss, zz, c, f, sd, tp, zrel = s[m], z[m], col[m], fp[m], seed[m], top[m], zr[m]
         if kind == TEX_FACADE:
@@ -304,6 +305,7 @@ def shade(scene: Scene, time_s: float, origin: np.ndarray, D: np.ndarray, t: np.
         rgb[g] = alb * np.float32(0.6 + 0.4 * _SUN[2])
     b = np.flatnonzero(of >= 0)
     if len(b):
+        b = b[np.argsort(scene.tex[of[b]].astype(np.int8), kind="stable")]  # group pixels by texture kind
         k = of[b]
         lo, hi = scene.boxes_at(time_s)
         lo, hi = lo.astype(np.float32)[k], hi.astype(np.float32)[k]
