@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import platform
 import sys
 import tempfile
@@ -33,9 +34,9 @@ def _time(fn, n: int) -> float:
 
 def bench(size: tuple[int, int], drives: int, frames: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         synthesize(Path(tmp) / "d", drives=drives, frames=frames, size=size, seed=0, progress=False)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
         nbytes = sum(p.stat().st_size for p in (Path(tmp) / "d").rglob("*") if p.is_file())
     r = DriveRenderer(0, 1, frames, size)
     n = min(frames, 20)
@@ -44,6 +45,7 @@ def bench(size: tuple[int, int], drives: int, frames: int) -> dict:
     pts = np.mean([len(r.velodyne(i)) for i in range(3)])
     return {"size": f"{size[0]}x{size[1]}", "drives": drives, "frames": drives * frames,
             "seconds": round(total, 2), "frames_per_s": round(drives * frames / total, 2),
+            "cpu_s_per_frame": round(cpu / (drives * frames), 4),
             "ms_per_view": round(view * 1000, 1), "ms_per_velodyne": round(sweep * 1000, 1),
             "velodyne_points": int(pts), "mib_per_frame": round(nbytes / 2**20 / (drives * frames), 3)}
 
@@ -73,7 +75,10 @@ def main(argv=None) -> None:
         f"{np.__version__}, shared with other engineers' jobs at the time (figures are lower bounds).",
         "One frame = image_02 + image_03 PNGs, their two label PNGs and one velodyne sweep (64 beams, "
         "+-50 deg), rendered and written in the KITTI raw layout (`synthesize`, seed 0). "
-        "`ms_per_view` = one camera render (cast + shade), `ms_per_velodyne` = one sweep.",
+        "`frames_per_s` = frames / wall-clock seconds (what you get now, on a loaded machine); `cpu_s_per_frame` = "
+        "CPU seconds of this process per frame (the renderer is single-threaded numpy, so 1 / cpu_s_per_frame is "
+        "the rate on an idle core); `ms_per_view` = one camera render (cast + shade, wall), `ms_per_velodyne` = one sweep.",
+        f"Load average when it ran: {os.getloadavg()[0]:.1f} (1 min) on 2 cores.",
         "Target: >= 10 frames/s at 192x640.",
         "",
         "```",
