@@ -85,19 +85,20 @@ def exact_front(space: SearchSpace, evaluator: Evaluator, constraints: Constrain
     min_lat: list[dict[tuple[int, int], float]] = []
     min_par: list[dict[tuple[int, int], float]] = []
     for i in range(nb):
-        per: dict[tuple[int, int], tuple[list[int], list[list[float]]]] = {}
+        per: dict[tuple[int, int], tuple[list[int], list[list[float]], list[int]]] = {}
         for cin in incoming_widths(space, i):
             for ci, bc in enumerate(choices[i]):
                 ms, p, m = evaluator.block_cost(i, bc, cin)
                 mt = evaluator.metric_term(i, bc, cin)
-                entry = per.setdefault((cin, bc.out_channels), ([], []))
+                entry = per.setdefault((cin, bc.out_channels), ([], [], []))
                 entry[0].append(ci)
                 entry[1].append(vec(mt, ms, p, m))
+                entry[2].append(p)
         pruned, lat_min, par_min = {}, {}, {}
-        for key, (idx, vals) in per.items():
+        for key, (idx, vals, pars) in per.items():
             v = np.asarray(vals, dtype=float)
             lat_min[key] = float(v[:, 1].min())
-            par_min[key] = float(min(evaluator.block_cost(i, choices[i][c], key[0])[1] for c in idx))
+            par_min[key] = float(min(pars))
             keep = non_dominated_mask(v, unique=True)
             pruned[key] = (np.asarray(idx)[keep], v[keep])
         terms.append(pruned)

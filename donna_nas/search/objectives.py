@@ -287,6 +287,9 @@ class SyntheticLatency:
             ms *= 1.05
         return ms
 
+    def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
+        return [self.op_ms(o) for o in ops]
+
     def block_latency(self, space, block_index, block_choice, cin, input_size=None) -> float:
         ops = block_layer_ops(space, block_index, block_choice, cin, input_size or space.input_size)
         return sum(self.op_ms(o) for o in ops)
@@ -344,6 +347,12 @@ class TableLatency:
             raise UserError(f"{self.source}: latency table lacks {len(missing)} of {len(keys)} op keys "
                             f"space {space.name!r} needs: {shown} (measure them with "
                             f"`donna-nas latency measure`)")
+
+    def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
+        t = self.table
+        if hasattr(t, "latency_of"):
+            return [float(self._lookup([o.key])) for o in ops]
+        return [float(t[o.key]) for o in ops]
 
     def block_latency(self, space, block_index, block_choice, cin, input_size=None) -> float:
         ops = block_layer_ops(space, block_index, block_choice, cin, input_size or space.input_size)
@@ -428,6 +437,10 @@ class Evaluator:
         self._block: dict[tuple[int, BlockChoice, int], tuple[float, int, int]] = {}
         self._metric_term: dict[tuple[int, BlockChoice, int], float] = {}
         self._arch_latency: dict[str, float] = {}
+        self._op_cost: dict[OpInstance, tuple[float, int, int]] = {}
+        self._hw = [block_input_hw(space, i, self.input_size) for i in range(len(space.blocks))]
+        # per-op latencies (tables, measurers) are cached per op instance, shared across blocks
+        self._per_op_latency = self.additive_latency and hasattr(latency, "op_latencies")
         stem = stem_op(space, self.input_size)
         self.stem_params, self.stem_macs = stem.params, stem.macs
         self._stem_ms: float | None = None
@@ -444,16 +457,41 @@ class Evaluator:
             self._stem_ms = ms
         return self._stem_ms
 
+    def _block_ops(self, index: int, choice: BlockChoice, cin: int) -> list[OpInstance]:
+        """Same ops as ``block_layer_ops``, with the block's input size computed once."""
+        h, w = self._hw[index]
+        stride = self.space.blocks[index].stride
+        out = []
+        for layer in range(choice.depth):
+            op = OpInstance(choice.op, cin, choice.out_channels, choice.kernel,
+                            stride if layer == 0 else 1, h, w, choice.act, choice.expand, choice.se)
+            out.append(op)
+            h, w = op.out_hw
+            cin = choice.out_channels
+        return out
+
     def block_cost(self, index: int, choice: BlockChoice, cin: int) -> tuple[float, int, int]:
         """(latency ms or 0 when not additive, params, MACs) of one block."""
         key = (index, choice, cin)
         hit = self._block.get(key)
-        if hit is None:
-            ops = block_layer_ops(self.space, index, choice, cin, self.input_size)
-            ms = (float(self.latency.block_latency(self.space, index, choice, cin, self.input_size))
-                  if self.additive_latency else 0.0)
-            hit = (ms, sum(o.params for o in ops), sum(o.macs for o in ops))
-            self._block[key] = hit
+        if hit is not None:
+            return hit
+        ops = self._block_ops(index, choice, cin)
+        per_op = self._op_cost
+        new = [op for op in dict.fromkeys(ops) if op not in per_op]
+        if new:
+            if self._per_op_latency:
+                lats = self.latency.op_latencies(new, self.space, self.input_size)
+            else:
+                lats = [0.0] * len(new)
+            for op, ms in zip(new, lats):
+                per_op[op] = (float(ms), op.params, op.macs)
+        costs = [per_op[op] for op in ops]
+        ms = sum(c[0] for c in costs)
+        if self.additive_latency and not self._per_op_latency:
+            ms = float(self.latency.block_latency(self.space, index, choice, cin, self.input_size))
+        hit = (ms, sum(c[1] for c in costs), sum(c[2] for c in costs))
+        self._block[key] = hit
         return hit
 
     def metric_term(self, index: int, choice: BlockChoice, cin: int) -> float:

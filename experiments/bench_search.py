@@ -1,0 +1,162 @@
+"""Benchmark of the search engines on ``donna_depth``: exact solver time, NSGA-II hypervolume ratio
+against the exact front after 2k / 5k / 10k evaluations, and evaluations per second per storage.
+
+Objectives: a synthetic additive predictor (``synthetic_predictor``; the fitted DONNA predictor is
+additive in the same way) and an additive MAC-based latency stand-in (``SyntheticLatency``), since
+no device table for ``donna_depth`` ships. Both are per-block sums, so the exact front is
+available as ground truth.
+
+    python experiments/bench_search.py            # full: 10k trials, 3 seeds, populations 50/100
+    python experiments/bench_search.py --quick    # smoke: 2k trials, 1 seed
+
+Writes experiments/results/bench_search.{csv,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from donna_nas.search.api import front_of, hv_ratio
+from donna_nas.search.exact import exact_front
+from donna_nas.search.nsga import run_nsga2
+from donna_nas.search.objectives import Constraints, Evaluator, SyntheticLatency, synthetic_predictor
+from donna_nas.space import load_space
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def exact_times(space, pred, lat, constraints, repeats):
+    cold, warm, front = [], [], None
+    for _ in range(repeats):
+        ev = Evaluator(space, pred, lat)  # fresh caches: block terms computed inside the timing
+        t0 = time.perf_counter()
+        front = exact_front(space, ev, constraints)
+        cold.append(time.perf_counter() - t0)
+        warm.append(exact_front(space, ev, constraints).seconds)
+    return statistics.median(cold), statistics.median(warm), front
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--trials", type=int, default=10_000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--populations", default="50,100")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.trials, args.seeds, args.populations = 2000, 1, "50"
+    checkpoints = [n for n in (2000, 5000, 10_000) if n <= args.trials]
+    space = load_space("donna_depth")
+    pred = synthetic_predictor(space, 0)
+    lat = SyntheticLatency()
+    rows: list[dict] = []
+
+    # ---- exact solver
+    free = Constraints()
+    cold, warm, ex = exact_times(space, pred, lat, free, 3)
+    rows.append(dict(engine="exact", setting="unconstrained (metric, latency)", trials="",
+                     population="", seed="", hv_ratio="", value=f"{cold:.3f}",
+                     unit="s (cold: block terms + DP)", extra=f"warm {warm:.3f} s; front {len(ex.front)}; "
+                     f"partial solutions {ex.partial_solutions}; space {space.size():.3e}"))
+    lat_bound = float(np.median([e.latency_ms for e in ex.front]))
+    cons = Constraints(max_latency_ms=lat_bound)
+    cold_c, warm_c, ex_c = exact_times(space, pred, lat, cons, 3)
+    rows.append(dict(engine="exact", setting=f"max latency {lat_bound:.1f} ms", trials="",
+                     population="", seed="", hv_ratio="", value=f"{cold_c:.3f}",
+                     unit="s (cold)", extra=f"warm {warm_c:.3f} s; front {len(ex_c.front)}"))
+    par_bound = int(np.median([e.params for e in ex.front]))
+    cold_p, warm_p, ex_p = exact_times(space, pred, lat, Constraints(max_params=par_bound), 1)
+    rows.append(dict(engine="exact", setting=f"max params {par_bound / 1e6:.2f}M (3-D DP)", trials="",
+                     population="", seed="", hv_ratio="", value=f"{cold_p:.3f}", unit="s (cold)",
+                     extra=f"warm {warm_p:.3f} s; front {len(ex_p.front)}; "
+                     f"partial solutions {ex_p.partial_solutions}"))
+    print(f"exact: cold {cold:.3f} s, warm {warm:.3f} s, front {len(ex.front)}", flush=True)
+
+    # ---- NSGA-II: HV ratio at checkpoints (prefixes of one run = stopping there)
+    ev = Evaluator(space, pred, lat)
+    for pop in [int(p) for p in args.populations.split(",")]:
+        for seed in range(args.seeds):
+            res = run_nsga2(space, ev, trials=args.trials, population=pop, seed=seed)
+            evals = [t.evaluation for t in res.trials]
+            for n in checkpoints:
+                ratio, _ = hv_ratio(front_of(evals[:n], "minimize"), ex.front, "minimize")
+                rows.append(dict(engine="nsga2", setting="unconstrained, in memory", trials=n,
+                                 population=pop, seed=seed, hv_ratio=f"{ratio:.4f}",
+                                 value=f"{res.new_trials / res.seconds:.0f}" if n == args.trials else "",
+                                 unit="evals/s" if n == args.trials else "", extra=""))
+                print(f"pop {pop} seed {seed} n {n}: HV ratio {ratio:.4f}", flush=True)
+    # constrained run, seed 0
+    res = run_nsga2(space, ev, cons, trials=args.trials, population=50, seed=0)
+    feas = [t.evaluation for t in res.trials if t.feasible]
+    for n in checkpoints:
+        sub = [t.evaluation for t in res.trials[:n] if t.feasible]
+        ratio, _ = hv_ratio(front_of(sub, "minimize"), ex_c.front, "minimize")
+        rows.append(dict(engine="nsga2", setting=f"max latency {lat_bound:.1f} ms", trials=n,
+                         population=50, seed=0, hv_ratio=f"{ratio:.4f}", value="", unit="",
+                         extra=f"{len(feas)} feasible trials of {len(res.trials)}" if n == args.trials else ""))
+
+    # ---- evaluations per second by storage
+    with tempfile.TemporaryDirectory() as tmp:
+        n_log = min(args.trials, 5000)
+        r = run_nsga2(space, ev, trials=n_log, population=50, seed=0,
+                      storage=str(Path(tmp) / "s.jsonl"), storage_mode="log", study_name="bench")
+        rows.append(dict(engine="nsga2", setting="trial log (run-dir default)", trials=n_log,
+                         population=50, seed=0, hv_ratio="", value=f"{r.evals_per_s:.0f}",
+                         unit="evals/s", extra="appends once per generation"))
+        n_db = 40
+        r = run_nsga2(space, ev, trials=n_db, population=50, seed=0,
+                      storage=f"sqlite:///{Path(tmp) / 's.db'}", storage_mode="direct",
+                      study_name="bench")
+        rows.append(dict(engine="nsga2", setting="SQLite RDB (direct, --storage)", trials=n_db,
+                         population=50, seed=0, hv_ratio="", value=f"{r.evals_per_s:.0f}",
+                         unit="evals/s", extra="optuna RDBStorage, one write per trial"))
+
+    write_results(Path(args.out), rows, args, sys.argv)
+
+
+def write_results(out: Path, rows: list[dict], args, argv) -> None:
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["engine", "setting", "trials", "population", "seed", "hv_ratio", "value", "unit", "extra"]
+    with open(out / "bench_search.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["# bench_search: exact Pareto solver and NSGA-II on donna_depth", "",
+             f"Command: `python experiments/bench_search.py {' '.join(argv[1:])}`".rstrip() + "  ",
+             f"Date: {dt.date.today().isoformat()}; machine: {platform.processor() or platform.machine()}, "
+             "2-core CPU shared with other jobs running at the same time (timings are noisy, "
+             "upper bounds).  ",
+             "Objectives: synthetic additive predictor (seed 0) and additive MAC-based latency "
+             "stand-in (`SyntheticLatency`); HV in (metric, latency), reference = exact front "
+             "nadir x 1.1.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    # summary of HV ratios over seeds
+    hv = {}
+    for r in rows:
+        if r["engine"] == "nsga2" and r["hv_ratio"] and r["setting"].startswith("unconstrained"):
+            hv.setdefault((r["population"], r["trials"]), []).append(float(r["hv_ratio"]))
+    if hv:
+        lines += ["", "HV ratio NSGA-II / exact, mean (min) over seeds:", "",
+                  "| population | trials | mean | min |", "|---|---|---|---|"]
+        for (pop, n), v in sorted(hv.items()):
+            lines.append(f"| {pop} | {n} | {statistics.mean(v):.4f} | {min(v):.4f} |")
+    (out / "bench_search.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
