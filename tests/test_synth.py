@@ -23,7 +23,9 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
     a = _files(synthesize(tmp_path / "a", drives=1, frames=3, size=SMALL, seed=5, progress=False))
     b = _files(synthesize(tmp_path / "b", drives=1, frames=3, size=SMALL, seed=5, progress=False))
     c = _files(synthesize(tmp_path / "c", drives=1, frames=3, size=SMALL, seed=6, progress=False))
+    p = _files(synthesize(tmp_path / "p", drives=1, frames=3, size=SMALL, seed=5, progress=False, workers=2))
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+    assert a.keys() == p.keys() and all(a[k] == p[k] for k in a)  # parallel rendering: same bytes
     img = next(k for k in a if "image_02" in str(k) and k.suffix == ".png")
     assert a[img] != c[img]
     velo = next(k for k in a if k.suffix == ".bin")

@@ -16,13 +16,15 @@ def synth(
     frames: int = typer.Option(60, "--frames", help="Frames per drive (10 Hz)."),
     size: str = typer.Option("192x640", "--size", help="Native image size HEIGHTxWIDTH."),
     seed: int = typer.Option(0, "--seed", help="World seed; same seed -> byte-identical files."),
+    workers: int = typer.Option(1, "--workers", help="Render frames in this many processes (same files)."),
 ) -> None:
     """Render procedural street drives with images, stereo, velodyne, calibration, labels and splits."""
     from donna_nas.cli import console
     from donna_nas.cli.common import parse_size
     from donna_nas.data.synth import synthesize
 
-    path = synthesize(out, drives=drives, frames=frames, size=parse_size(size), seed=seed, progress=True)
+    path = synthesize(out, drives=drives, frames=frames, size=parse_size(size), seed=seed, progress=True,
+                      workers=workers)
     console.print(f"synthetic dataset ready: {path} (splits in {path / 'splits'})")
 
 

@@ -216,12 +216,31 @@ def _check_args(drives: int, frames: int, size: tuple[int, int]) -> None:
         raise UserError(f"--size must be at least 8x8 (got {H}x{W})")
 
 
+_WORKER_CACHE: dict = {}
+
+
+def _render_task(out: str, seed: int, drive: int, frames: int, size: tuple[int, int], frame: int) -> int:
+    """Worker entry point: render and write one frame (the drive's world is built once per process)."""
+    key = (seed, drive, frames, size)
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE.clear()
+        _WORKER_CACHE[key] = DriveRenderer(seed, drive, frames, size)
+    write_frame(Path(out), _WORKER_CACHE[key], frame)
+    return frame
+
+
 def synthesize(out: str | os.PathLike, drives: int = 3, frames: int = 60, size: tuple[int, int] = (192, 640),
-               seed: int = 0, progress: bool = True) -> Path:
-    """Render the synthetic dataset into ``out``; a finished directory with the same arguments is a no-op."""
+               seed: int = 0, progress: bool = True, workers: int = 1) -> Path:
+    """Render the synthetic dataset into ``out``; a finished directory with the same arguments is a no-op.
+
+    ``workers`` > 1 renders frames in that many processes; every frame depends only on (seed, drive,
+    frame), so the files are byte-identical whatever the number of workers.
+    """
     out = Path(out)
     size = (int(size[0]), int(size[1]))
     _check_args(drives, frames, size)
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1 (got {workers})")
     args = {"drives": int(drives), "frames": int(frames), "size": list(size), "seed": int(seed),
             "format_version": FORMAT_VERSION}
     manifest = out / "synth.json"
@@ -240,25 +259,39 @@ def synthesize(out: str | os.PathLike, drives: int = 3, frames: int = 60, size: 
     write_text_atomic(out / DATE / "calib_cam_to_cam.txt", cam)
     write_text_atomic(out / DATE / "calib_velo_to_cam.txt", velo)
     done = set(json.loads(manifest.read_text()).get("drives_done", [])) if manifest.exists() else set()
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("synth"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as bar:
-        task = bar.add_task("synth", total=drives * frames, completed=len(done) * frames)
-        for d in range(1, drives + 1):
-            if d in done:
-                continue
-            r = DriveRenderer(seed, d, frames, size)
-            folder = out / DATE / drive_name(d)
-            for f in range(frames):
-                write_frame(out, r, f)
-                bar.advance(task)
-            write_text_atomic(folder / "poses.txt", r.poses_text())
-            for side in (2, 3):
-                write_text_atomic(folder / f"image_0{side}" / "timestamps.txt", _timestamps(frames))
-            write_text_atomic(folder / "velodyne_points" / "timestamps.txt", _timestamps(frames))
-            done.add(d)
-            write_json_atomic(manifest, {"args": args, "complete": False, "drives_done": sorted(done)})
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    try:
+        with Progress(TextColumn("synth"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as bar:
+            task = bar.add_task("synth", total=drives * frames, completed=len(done) * frames)
+            for d in range(1, drives + 1):
+                if d in done:
+                    continue
+                r = DriveRenderer(seed, d, frames, size)
+                folder = out / DATE / drive_name(d)
+                if pool is None:
+                    for f in range(frames):
+                        write_frame(out, r, f)
+                        bar.advance(task)
+                else:
+                    jobs = [pool.submit(_render_task, str(out), seed, d, frames, size, f) for f in range(frames)]
+                    for job in jobs:
+                        job.result()
+                        bar.advance(task)
+                write_text_atomic(folder / "poses.txt", r.poses_text())
+                for side in (2, 3):
+                    write_text_atomic(folder / f"image_0{side}" / "timestamps.txt", _timestamps(frames))
+                write_text_atomic(folder / "velodyne_points" / "timestamps.txt", _timestamps(frames))
+                done.add(d)
+                write_json_atomic(manifest, {"args": args, "complete": False, "drives_done": sorted(done)})
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     for name, lines in split_lines(drives, frames).items():
         write_text_atomic(out / "splits" / f"{name}_files.txt", "".join(line + "\n" for line in lines))
     write_json_atomic(manifest, {"args": args, "complete": True, "drives_done": sorted(done)})
