@@ -121,9 +121,20 @@ def _done(run: Path, job_id: str, weights: Path | None = None) -> dict | None:
         rec = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if weights is not None and not weights.is_file():
-        return None
+    if weights is not None and not _readable_safetensors(weights):
+        return None  # weights lost or corrupt: the job reruns and rewrites them
     return rec
+
+
+def _readable_safetensors(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+        return True
+    except Exception:  # missing, truncated or not a safetensors file
+        return False
 
 
 def _run_jobs(executor: Executor, fn: Callable, jobs: list, run: Path, label: str,

@@ -147,6 +147,7 @@ def _depth_task(job: FinetuneJob) -> dict[str, float]:
     from donna_nas.distill.teacher import load_teacher
     from donna_nas.tasks.depth.evaluate import predict_disparities
     from donna_nas.tasks.depth.metrics import evaluate_disparities
+    from donna_nas.tasks.depth.networks import DepthDecoder, PoseNet
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import DepthTrainer, epoch_batches, make_train_dataset
 
@@ -158,6 +159,13 @@ def _depth_task(job: FinetuneJob) -> dict[str, float]:
                       epochs=10_000, max_steps=job.steps, workers=0, act="elu")
     cfg.validate()
     trainer = DepthTrainer(cfg)
+    # common random numbers: every architecture starts from the same pose net and (for equal tap
+    # widths) the same decoder, and sees the same batches, so metric differences come from the
+    # encoders rather than from initialisation noise
+    torch.manual_seed(job.seed + 1)
+    trainer.pose = PoseNet()
+    torch.manual_seed(job.seed + 2)
+    trainer.depth.decoder = DepthDecoder(trainer.depth.encoder.channels, tuple(cfg.scales), cfg.act)
     enc = assemble(run, job.arch, input_size=(job.height, job.width))
     trainer.depth.encoder.load_state_dict(enc.state_dict())
     tinfo = json.loads((run / "teacher.json").read_text())
