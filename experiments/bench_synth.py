@@ -65,14 +65,21 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     runs = [(tuple(int(v) for v in r.split(":")[0].split("x")), int(r.split(":")[1])) for r in args.runs.split(",")]
     rows = [bench(size, args.drives, args.frames, workers) for size, workers in runs]
+    stamp, load = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), round(os.getloadavg()[0], 1)
+    for r in rows:
+        r.update({"date": stamp, "load_1min": load})
     cols = list(rows[0])
     lines = ["  ".join(f"{c:>15}" for c in cols)] + ["  ".join(f"{str(r[c]):>15}" for c in cols) for r in rows]
     print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / "bench_synth.csv", "w", newline="") as f:
+    csv_path = RESULTS / "bench_synth.csv"
+    history = list(csv.DictReader(open(csv_path))) if csv_path.exists() else []
+    history = [h for h in history if set(h) == set(cols)] + [{c: str(r[c]) for c in cols} for r in rows]
+    with open(csv_path, "w", newline="") as f:  # every run is kept: the machine's load varies a lot
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(history)
+    hist_lines = ["  ".join(f"{c:>15}" for c in cols)] + ["  ".join(f"{h[c]:>15}" for c in cols) for h in history]
     cmd = "python experiments/bench_synth.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     md = [
         "# Synthetic world throughput (bench_synth)",
@@ -85,7 +92,7 @@ def main(argv=None) -> None:
         "`frames_per_s` = frames / wall-clock seconds (what you get now, on a loaded machine); `cpu_s_per_frame` = "
         "CPU seconds per frame, worker processes included (the renderer is single-threaded numpy, so "
         "workers / cpu_s_per_frame is the rate on idle cores); `ms_per_view` = one camera render (cast + shade, wall), `ms_per_velodyne` = one sweep.",
-        f"Load average when it ran: {os.getloadavg()[0]:.1f} (1 min) on 2 cores.",
+        f"Latest run: {stamp}, load average {load} (1 min) on 2 cores.",
         "Target: >= 10 frames/s at 192x640.",
         "",
         "```",
@@ -106,7 +113,8 @@ def main(argv=None) -> None:
     print("\n".join(checks))
     md += ["Geometry self-consistency at 192x640, frame 5 -> 6 of drive 1 (`donna_nas.data.synth_checks`; "
            "colours in [0, 1]; tests require warp error < 0.02 and < 0.25 x no-warp, velodyne max |rel| < 1%):",
-           "", *[f"- {c}" for c in checks], ""]
+           "", *[f"- {c}" for c in checks], "",
+           "All runs of this command so far (bench_synth.csv):", "", "```", *hist_lines, "```", ""]
     (RESULTS / "bench_synth.md").write_text("\n".join(md))
 
 
