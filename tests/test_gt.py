@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from donna_nas.data.gt import export_gt, load_gt_depths, velodyne_depth_map
+from donna_nas.data.gt import default_split, export_gt, load_gt_depths, velodyne_depth_map
 from donna_nas.data.kitti import Calibration, load_calibration, read_split
 from donna_nas.data.synth import DriveRenderer, calib_texts, synthesize
 from donna_nas.data.synth_checks import velodyne_agreement
@@ -82,6 +82,7 @@ def test_export_gt_on_synthetic_data(tmp_path):
     lines = read_split(root / "splits" / "test_files.txt")
     assert len(depths) == len(lines) and meta["files"] == [e.line() for e in lines]
     assert meta["protocol"] == "exact" and meta["crop"] == "garg"
+    assert default_split(root) == "test" and default_split(tmp_path) == "eigen"
     assert depths[0].shape == (96, 320) and (depths[0] > 0).mean() > 0.03
     with pytest.raises(UserError, match="missing"):
         export_gt(root, "eigen", progress=False)  # real KITTI names are not in a synthetic tree

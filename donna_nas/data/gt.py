@@ -75,6 +75,12 @@ def resolve_protocol(root: Path, protocol: str) -> str:
     return protocol
 
 
+def default_split(root: str | os.PathLike) -> str:
+    """The evaluation split of a data root: ``test`` (ROOT/splits/test_files.txt) for the synthetic world,
+    else the Eigen test split."""
+    return "test" if (Path(root) / "synth.json").is_file() else "eigen"
+
+
 def gt_for_entry(root: Path, e: SplitEntry, protocol: str, calib_cache: dict, benchmark: bool = False) -> np.ndarray:
     """Ground-truth depth of one split line."""
     if benchmark:
