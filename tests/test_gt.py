@@ -93,7 +93,7 @@ def test_cli_synth_then_export_gt(tmp_path):
 
     out = tmp_path / "cli"
     for argv in (["data", "synth", "--out", str(out), "--drives", "1", "--frames", "12", "--size", "32x96"],
-                 ["data", "export-gt", "--data", str(out), "--split", "test", "--out", str(tmp_path / "gt.npz")]):
+                 ["data", "export-gt", "--data", str(out), "--out", str(tmp_path / "gt.npz")]):  # split: test
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0

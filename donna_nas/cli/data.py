@@ -31,8 +31,9 @@ def synth(
 @app.command("export-gt")
 def export_gt_cmd(
     data: Path = typer.Option(..., "--data", help="KITTI raw root (real or synthetic)."),
-    split: str = typer.Option("eigen", "--split",
-                              help="Split file, built-in name (eigen, eigen_benchmark) or NAME of DATA/splits/NAME_files.txt."),
+    split: str = typer.Option(None, "--split",
+                              help="Split file, built-in name (eigen, eigen_benchmark) or NAME of DATA/splits/NAME_files.txt "
+                                   "[default: test for the synthetic world, else eigen]."),
     out: Path = typer.Option(None, "--out", help="Output .npz (default DATA/gt/SPLIT/gt_depths.npz)."),
     protocol: str = typer.Option("auto", "--protocol",
                                  help="kitti (velodyne depth, devkit -1 pixel shift: published GT), exact "
@@ -40,9 +41,9 @@ def export_gt_cmd(
 ) -> None:
     """Project velodyne scans into image_02 with the calibration and save gt_depths.npz."""
     from donna_nas.cli import console
-    from donna_nas.data.gt import export_gt
+    from donna_nas.data.gt import default_split, export_gt
 
-    path = export_gt(data, split, out, protocol=protocol, progress=True)
+    path = export_gt(data, split or default_split(data), out, protocol=protocol, progress=True)
     console.print(f"ground truth written: {path}")
 
 
