@@ -35,6 +35,7 @@ def _register() -> None:
     from donna_nas.cli import search as _search; _search.register(app)
     from donna_nas.cli import data as _data; _data.register(app)
     from donna_nas.cli import supernet as _supernet; _supernet.register(app)
+    from donna_nas.cli import export as _export; _export.register(app)
     for register in _REGISTRARS:
         register(app)
 
