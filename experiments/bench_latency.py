@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def main(argv=None) -> None:
     size = tuple(int(v) for v in args.size.lower().split("x"))
     space = load_space(args.space)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load0 = os.getloadavg()[0]
     t_all = time.perf_counter()
     n_all = len(all_ops(space, size))
     # the validation archs' ops are what gets measured (seeds seed .. seed+archs-1)
@@ -121,14 +123,17 @@ def main(argv=None) -> None:
           f"Command: `{cmd.strip()}`  ", f"Date: {started}; wall time {total:.0f} s.  ",
           f"Machine: 2-core CPU ({OrtMeasurer().device}), ONNX Runtime, 1 intra-op thread, "
           f"batch 1. The 2 cores are shared with other engineers' jobs running at the same time, "
-          f"so absolute timings are noisy; each op/model is timed in 3 rounds (ops round-robin in "
-          f"batches of 8) and the lowest round median is kept.  ",
+          f"so wall-clock throughput (ops/s, wall times) is noisy. Latencies use the computing "
+          f"thread's CPU clock (`--clock cpu`, the default with 1 thread), which leaves out time "
+          f"other processes held the core; each op/model is timed in 3 rounds (ops round-robin "
+          f"in batches of 8) and the lowest round median is kept. Load average (1 min) at start "
+          f"{load0:.1f}, at end {os.getloadavg()[0]:.1f}.  ",
           f"Scale: ops of {max(args.archs, args.val_archs)} sampled archs (seeds {args.seed}..), "
           f"{args.repeats} timed runs each after 3 warm-ups; {args.val_archs} fp32 and "
           f"{args.int8_val_archs} INT8 archs validated whole (first half fits the recalibration, "
           f"second half is held out).", "",
           "| metric | value | note |", "|---|---|---|"]
-    md += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    md += [f"| {a.replace('|', chr(92) + '|')} | {b} | {c} |" for a, b, c in rows]
     md += ["", "Scatter plots: `bench_latency_fp32_scatter.png`, `bench_latency_int8_scatter.png`; "
            "per-arch rows: `bench_latency_{fp32,int8}_archs.csv`.", ""]
     (RESULTS / "bench_latency.md").write_text("\n".join(md))
