@@ -1,0 +1,188 @@
+"""Predict the latency of op instances nobody measured, from the ones somebody did.
+
+A DONNA-size space has ~10^4 distinct op instances (``donna_depth`` at 192x640: 9,937), about an
+hour of ONNX Runtime timing on a laptop core, while a search and its exact Pareto solver need a
+latency for every one of them. Like nn-Meter's kernel-level predictors, ``OpLatencyModel`` learns
+per-op latency from a few hundred measured rows and fills in the rest.
+
+The model is physical rather than a black box: for each op type, latency is a non-negative
+combination of the work the op does (dense MACs, depthwise/grouped MACs, elements read and written
+by its convolutions, elements passed through a non-ReLU activation, a squeeze-excite term) plus a
+fixed per-call overhead, fitted by non-negative least squares *relative* to the latency (so small
+ops, the majority, count as much as large ones). Measured rows are always used as they are; the
+model only fills the gaps (``ModelledLatency``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from donna_nas.errors import UserError
+from donna_nas.latency.source import LatencySource
+from donna_nas.nn.ops import GROUP_WIDTH, OpInstance
+from donna_nas.runtime.io import write_json_atomic
+
+FEATURES = ("dense_macs", "spatial_macs", "memory", "act_swish", "act_hswish", "se", "calls")
+_SCALE = np.array([1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1.0])  # per-M units keep NNLS well scaled
+
+_KEY_RE = re.compile(r"^(?P<kind>[a-z_]+):(?P<fields>.+)$")
+
+
+def op_from_key(key: str) -> OpInstance:
+    """Inverse of ``OpInstance.key``."""
+    m = _KEY_RE.match(key)
+    if not m:
+        raise UserError(f"latency key {key!r} is not of the form kind:field=value,...")
+    fields = dict(kv.split("=", 1) for kv in m.group("fields").split(","))
+    try:
+        expand = float(fields.get("e", 1))
+        return OpInstance(kind=m.group("kind"), cin=int(fields["cin"]), cout=int(fields["cout"]),
+                          kernel=int(fields["k"]), stride=int(fields["s"]), h=int(fields["h"]),
+                          w=int(fields["w"]), act=fields["act"],
+                          expand=int(expand) if expand.is_integer() else expand,
+                          se=bool(int(fields.get("se", 0))))
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"latency key {key!r}: missing or bad field ({exc})") from None
+
+
+def op_features(op: OpInstance) -> np.ndarray:
+    """Work counts of one op instance (see the module docstring), in ``FEATURES`` order."""
+    ho, wo = op.out_hw
+    hw_in, hw_out = op.h * op.w, ho * wo
+    k2 = op.kernel ** 2
+    if op.kind == "stem":
+        dense, spatial = op.cin * op.cout * k2 * hw_out, 0
+        memory = op.cin * hw_in + op.cout * hw_out
+        act_elems, se = op.cout * hw_out, 0
+    else:
+        mid = op.mid if op.has_expand_conv else op.cin
+        dense = mid * op.cout * hw_out  # projection
+        memory = op.cin * hw_in + mid * hw_out + op.cout * hw_out
+        if op.kind == "ir":
+            spatial = mid * k2 * hw_out
+            if op.has_expand_conv:
+                dense += op.cin * mid * hw_in
+                memory += mid * hw_in
+            act_elems = mid * (hw_out + (hw_in if op.has_expand_conv else 0))
+        elif op.kind == "fused_ir":
+            spatial = 0
+            dense += op.cin * mid * k2 * hw_out
+            act_elems = mid * hw_out
+        else:  # gconv
+            spatial = mid * GROUP_WIDTH * k2 * hw_out
+            dense += op.cin * mid * hw_in
+            memory += mid * hw_in
+            act_elems = mid * (hw_in + hw_out)
+        se = mid * hw_out if op.se else 0
+    return np.array([dense, spatial, memory,
+                     act_elems if op.act == "swish" else 0,
+                     act_elems if op.act == "hswish" else 0,
+                     se, 1.0], dtype=float)
+
+
+def _nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares of relative errors: min Σ ((x·c − y)/y)²  s.t. c ≥ 0."""
+    from scipy.optimize import nnls
+
+    w = 1.0 / np.maximum(y, 1e-6)
+    coef, _ = nnls(x * w[:, None], y * w)
+    return coef
+
+
+@dataclass
+class OpLatencyModel:
+    """Per-op-type non-negative linear model of latency (ms) on work counts."""
+
+    coefs: dict[str, list[float]]
+    fitted_on: int
+    device: str = ""
+    precision: str = ""
+
+    @classmethod
+    def fit(cls, ops: Sequence[OpInstance], latencies_ms: Sequence[float], device: str = "",
+            precision: str = "") -> "OpLatencyModel":
+        if len(ops) != len(latencies_ms) or not ops:
+            raise UserError("latency model: need the same, non-zero number of ops and latencies")
+        y_all = np.asarray(latencies_ms, float)
+        coefs: dict[str, list[float]] = {}
+        kinds = sorted({op.kind for op in ops})
+        pooled = _nnls_relative(np.stack([op_features(o) * _SCALE for o in ops]), y_all)
+        for kind in kinds:
+            idx = [i for i, o in enumerate(ops) if o.kind == kind]
+            x = np.stack([op_features(ops[i]) * _SCALE for i in idx])
+            # too few rows of a kind to fit its own model: use the model pooled over all kinds
+            coef = _nnls_relative(x, y_all[idx]) if len(idx) >= 3 * len(FEATURES) else pooled
+            coefs[kind] = coef.tolist()
+        coefs["*"] = pooled.tolist()
+        return cls(coefs, len(ops), device, precision)
+
+    def predict(self, op: OpInstance) -> float:
+        coef = np.asarray(self.coefs.get(op.kind, self.coefs["*"]))
+        return float(max(op_features(op) * _SCALE @ coef, 1e-4))
+
+    def to_json(self) -> dict:
+        return {"kind": "op_latency_model", "features": list(FEATURES), "coefs": self.coefs,
+                "fitted_on": self.fitted_on, "device": self.device, "precision": self.precision}
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "OpLatencyModel":
+        obj = json.loads(Path(path).read_text())
+        if obj.get("kind") != "op_latency_model" or list(obj.get("features", [])) != list(FEATURES):
+            raise UserError(f"{path}: not a donna-nas op latency model (kind/features differ)")
+        return cls(obj["coefs"], int(obj["fitted_on"]), obj.get("device", ""), obj.get("precision", ""))
+
+
+def fit_from_table(table) -> OpLatencyModel:
+    """Fit on every (non-fixed) row of a ``LookupTable`` whose key is a donna-nas op key."""
+    ops, lat = [], []
+    for key, row in table.rows.items():
+        if getattr(row, "fixed_for", ""):
+            continue
+        try:
+            op = op_from_key(key)
+        except UserError:
+            continue
+        ops.append(op)
+        lat.append(row.latency_ms)
+    if len(ops) < 10:
+        raise UserError(f"{table.name}: {len(ops)} op rows are too few to fit a latency model "
+                        f"(measure at least ~100 with `donna-nas latency measure --archs K`)")
+    return OpLatencyModel.fit(ops, lat, table.device, table.precision)
+
+
+class ModelledLatency(LatencySource):
+    """Measured rows where the table has them, the fitted model everywhere else."""
+
+    def __init__(self, table, model: OpLatencyModel | None = None):
+        self.table = table
+        self.model = model or fit_from_table(table)
+
+    def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
+        rows = self.table.rows
+        return [rows[op.key].latency_ms if op.key in rows else self.model.predict(op) for op in ops]
+
+    def fixed_latency(self, input_size: tuple[int, int]) -> float:
+        return self.table.fixed_latency(input_size)
+
+
+def cross_validate(ops: Sequence[OpInstance], latencies_ms: Sequence[float], folds: int = 5,
+                   seed: int = 0) -> np.ndarray:
+    """Held-out relative errors (predicted/measured − 1) of k-fold cross-validation."""
+    y = np.asarray(latencies_ms, float)
+    order = np.random.default_rng(seed).permutation(len(ops))
+    errors = np.empty(len(ops))
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        model = OpLatencyModel.fit([ops[i] for i in train], y[train])
+        errors[test] = [model.predict(ops[i]) / y[i] - 1 for i in test]
+    return errors
