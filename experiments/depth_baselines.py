@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import sys
 import time
@@ -34,15 +35,17 @@ def main() -> None:
     ap.add_argument("--size", default="64x192")
     ap.add_argument("--drives", type=int, default=6)
     ap.add_argument("--frames", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--lr-step", type=int, default=6)
+    ap.add_argument("--lr-step", type=int, default=3)
     ap.add_argument("--xdistill-weight", type=float, default=0.1)
-    ap.add_argument("--teacher-epochs", type=int, default=6)
+    ap.add_argument("--teacher-epochs", type=int, default=4)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--work", default="/tmp/donna_depth_baselines")
     ap.add_argument("--tag", default="depth_baselines")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 avoids OpenMP spin-wait collapse when other jobs share the cores")
     a = ap.parse_args()
 
     import torch
@@ -54,7 +57,7 @@ def main() -> None:
     from donna_nas.tasks.depth.seg_teacher import train_seg_teacher
     from donna_nas.tasks.depth.train import train_depth
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     h, w = parse_size(a.size)
     work = Path(a.work)
     t_all = time.time()
@@ -125,8 +128,8 @@ def main() -> None:
     md = f"""# Monodepth2 vs X-Distill, ResNet18, synthetic world
 
 Command: `{cmd.strip()}`
-Date: {datetime.date.today()}; machine: 2-core CPU ({platform.machine()}), torch 2 threads, shared with other
-engineers' jobs at the time. Total wall time {total_s / 60:.1f} min.
+Date: {datetime.date.today()}; machine: 2-core CPU ({platform.machine()}), shared with other
+engineers' jobs at the time (1-min load average at the end: {os.getloadavg()[0]:.1f}); torch threads {a.threads}. Total wall time {total_s / 60:.1f} min.
 
 Scale: synthetic world (seed 0), {a.drives} drives × {a.frames} frames at {h}x{w}; {n_train} training frames,
 {n_test} test frames (Eigen-format split, held-out drives, velodyne ground truth). Randomly initialised

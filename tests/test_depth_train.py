@@ -182,16 +182,48 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path):
     assert json.loads((run / "checkpoints/last.json").read_text())["step"] == 3
 
 
-def test_cli_finetune_then_evaluate_run_on_synthetic_world(tmp_path):
-    from donna_nas.cli import main
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
     from donna_nas.data.synth import synthesize
 
-    data = synthesize(tmp_path / "world", drives=3, frames=8, size=(64, 192), seed=0, progress=False)
-    run = tmp_path / "run"
+    return synthesize(tmp_path_factory.mktemp("w") / "world", drives=3, frames=8, size=(64, 192), seed=0, progress=False)
+
+
+def test_label_folder_matches_dataset_semantics_incl_flips(world):
+    from donna_nas.data.kitti import KittiRawDataset
+    from donna_nas.tasks.depth.xdistill import LabelFolder
+
+    split = world / "splits" / "train_files.txt"
+    ref = KittiRawDataset(world, split, size=(64, 192), train=True, semantics=True, seed=5)
+    wrapped = LabelFolder(KittiRawDataset(world, split, size=(64, 192), train=True, semantics=False, seed=5), world / "semantics")
+    for epoch in (0, 1):
+        ref.set_epoch(epoch)
+        wrapped.set_epoch(epoch)
+        for i in range(len(ref)):
+            assert torch.equal(ref[i]["semantics"], wrapped[i]["semantics"])
+    with pytest.raises(UserError, match="label PNGs missing"):
+        LabelFolder(ref, world / "nowhere")
+
+
+def _cli(args):
+    from donna_nas.cli import main
+
     with pytest.raises(SystemExit) as ei:
-        main(["finetune", "--task", "depth", "--data", str(data), "--size", "64x192", "--epochs", "1", "--batch", "4",
-              "--out", str(run), "--no-eval"])
-    assert ei.value.code in (0, None)
+        main(args)
+    return ei.value.code or 0
+
+
+def test_cli_finetune_resume_then_evaluate_run_on_synthetic_world(tmp_path, world):
+    from donna_nas.cli import main
+
+    data = world
+    run = tmp_path / "run"
+    assert _cli(["finetune", "--task", "depth", "--data", str(data), "--size", "64x192", "--epochs", "1", "--batch", "4",
+                 "--max-steps", "1", "--out", str(run), "--no-eval"]) == 0
+    assert json.loads((run / "checkpoints/last.json").read_text())["step"] == 1
+    assert _cli(["finetune", "--out", str(run), "--resume", "--no-eval"]) == 0  # resume: stored config, epoch 1 complete
+    assert json.loads((run / "checkpoints/last.json").read_text())["step"] == 2
+    assert json.loads((run / "model.json").read_text())["complete"] is True
     assert (run / "model.safetensors").is_file() and (run / "config.yaml").is_file()
     with pytest.raises(SystemExit) as ei:
         main(["evaluate", str(run)])

@@ -14,7 +14,7 @@ from donna_nas.errors import UserError
 
 def finetune(
     task: str = typer.Option("depth", "--task", help="Task to train; 'depth' (Monodepth2 / X-Distill)."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder in KITTI raw layout with splits/."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder in KITTI raw layout with splits/ (not needed with --resume)."),
     backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50 or an architecture string (with --space)."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space YAML or shipped name, for architecture strings."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights for the depth encoder."),
@@ -24,7 +24,7 @@ def finetune(
     groups: Optional[Path] = typer.Option(None, "--groups", help="Class→group YAML (default: shipped mapping)."),
     xdistill_weight: float = typer.Option(0.1, "--xdistill-weight", help="Weight of the X-Distill cross-entropy."),
     size: str = typer.Option("192x640", "--size", help="Training size HxW (multiples of 32)."),
-    epochs: int = typer.Option(20, "--epochs"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 20; with --resume: the run's)."),
     batch: int = typer.Option(12, "--batch"),
     lr: float = typer.Option(1e-4, "--lr"),
     lr_step: int = typer.Option(15, "--lr-step", help="Epochs between ×0.1 learning-rate decays."),
@@ -43,6 +43,14 @@ def finetune(
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import train_depth
 
+    if resume:
+        overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
+        res = train_depth(None, out, resume=True, overrides=overrides)
+        _finish(out, res, evaluate)
+        return
+    if data is None:
+        raise UserError("--data is required (the dataset folder), unless --resume continues an existing run")
+    epochs = 20 if epochs is None else epochs
     h, w = parse_size(size)
     cfg = DepthConfig(
         data=str(data), backbone=backbone, space=space, weights=str(weights) if weights else None,
@@ -51,7 +59,11 @@ def finetune(
         xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,
         checkpoint_every=checkpoint_every, max_steps=max_steps,
     )
-    res = train_depth(cfg, out, resume=resume)
+    res = train_depth(cfg, out)
+    _finish(out, res, evaluate)
+
+
+def _finish(out: Path, res: dict, evaluate: bool) -> None:
     if evaluate and int(os.environ.get("RANK", "0")) == 0:
         from donna_nas.tasks.depth.evaluate import evaluate_run
 

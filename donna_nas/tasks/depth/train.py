@@ -135,10 +135,16 @@ def make_train_dataset(cfg: DepthConfig, semantics: bool) -> Dataset:
     split = cfg.train_split or str(Path(cfg.data) / "splits" / "train_files.txt")
     if not Path(split).is_file():
         raise UserError(f"{split}: training split file not found; pass --data with a splits/ folder (see `donna-nas data synth`)")
-    return KittiRawDataset(
+    folder = cfg.seg_teacher if cfg.xdistill and cfg.seg_teacher and Path(cfg.seg_teacher).is_dir() else None
+    ds = KittiRawDataset(
         cfg.data, split, size=(cfg.height, cfg.width), frame_ids=tuple(cfg.frame_ids),
-        train=True, semantics=semantics, stereo=False, seed=cfg.seed,
+        train=True, semantics=semantics and folder is None, stereo=False, seed=cfg.seed,
     )
+    if folder is not None:
+        from donna_nas.tasks.depth.xdistill import LabelFolder
+
+        return LabelFolder(ds, folder)
+    return ds
 
 
 def _seed_all(seed: int) -> None:
@@ -148,24 +154,37 @@ def _seed_all(seed: int) -> None:
 
 
 def train_depth(
-    cfg: DepthConfig,
+    cfg: DepthConfig | None,
     run: str | Path,
     resume: bool = False,
+    overrides: dict[str, Any] | None = None,
     dataset: Dataset | None = None,
     teacher: Any | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Train into ``run``; returns the final state (step, epoch, last losses)."""
+    """Train into ``run``; returns the final state (step, losses, config, trainer module).
+
+    With ``resume`` the run's stored config is used; ``overrides`` (e.g. epochs, max_steps) may extend
+    it, and so do ``cfg.epochs``/``cfg.max_steps`` when a ``cfg`` is passed.
+    """
     run = Path(run)
     started_dist = _maybe_init_distributed()
     rank, world = _dist_info()
     try:
         if resume:
             saved = load_config(run)
-            # the stored config wins; only the length of training may be extended
-            saved.epochs, saved.max_steps = cfg.epochs, cfg.max_steps
+            # the stored config wins; only the length of training may be changed
+            saved.max_steps = None  # a stop-early limit applies to one invocation only
+            if cfg is not None:
+                saved.epochs, saved.max_steps = cfg.epochs, cfg.max_steps
+            for k, v in (overrides or {}).items():
+                if k not in ("epochs", "max_steps"):
+                    raise UserError(f"--resume continues {run} with its config.yaml; only --epochs/--max-steps may change, not {k}")
+                setattr(saved, k, v)
             cfg = saved
+        elif cfg is None:
+            raise ValueError("cfg is required unless resuming")
         else:
             if checkpoint_path(run).exists():
                 raise UserError(f"{run}: already holds a checkpoint; pass --resume to continue it or choose another --out")

@@ -209,7 +209,7 @@ def make_teacher(cfg: Any) -> ModelTeacher | LabelTeacher:
         return LabelTeacher(mapping)
     p = Path(src)
     if p.is_dir():
-        return LabelTeacher(mapping)  # the dataset reads label PNGs from this folder (see make_train_dataset)
+        return LabelTeacher(mapping)  # LabelFolder (below) adds this folder's PNGs to each sample
     if not p.is_file():
         raise UserError(f"--seg-teacher {src}: not found; give a train-seg-teacher file, an .onnx/.pt model, a label folder or 'labels'")
     suffix = p.suffix.lower()
@@ -228,3 +228,47 @@ def make_teacher(cfg: Any) -> ModelTeacher | LabelTeacher:
     if suffix in (".pt", ".ts", ".torchscript", ".jit"):
         return ModelTeacher(_torchscript_predict(p), mapping, str(p))
     raise UserError(f"--seg-teacher {src}: unknown teacher type {suffix!r}; use .safetensors (train-seg-teacher), .onnx, .pt (TorchScript), a label folder or 'labels'")
+
+
+class LabelFolder(torch.utils.data.Dataset):
+    """Wrap a KittiRawDataset: add ``semantics`` read from a folder laid out like its ``semantics/`` tree.
+
+    ``FOLDER/<date>/<drive>/image_0X/data/<frame:010d>.png`` (uint8 class ids, 255 = ignore), e.g. label
+    maps a segmentation model wrote offline. Horizontal flips follow the wrapped dataset's per-sample
+    decision (its documented rule: ``default_rng([seed, epoch, index])``, second draw < 0.5).
+    """
+
+    def __init__(self, base: Any, folder: str | Path):
+        self.base, self.folder = base, Path(folder)
+        missing = [self._path(e) for e in base.entries if not self._path(e).is_file()]
+        if missing:
+            raise UserError(
+                f"--seg-teacher {self.folder}: {len(missing)} of {len(base.entries)} label PNGs missing "
+                f"(first: {missing[0]}); lay them out as <date>/<drive>/image_0X/data/<frame>.png"
+            )
+
+    def _path(self, e: Any) -> Path:
+        return self.folder / e.folder / f"image_0{e.cam}" / "data" / f"{e.frame:010d}.png"
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import numpy as np
+        from PIL import Image
+
+        out = self.base[index]
+        e = self.base.entries[index]
+        with Image.open(self._path(e)) as im:
+            H, W = self.base.size
+            if im.size != (W, H):
+                im = im.resize((W, H), Image.Resampling.NEAREST)
+            lab = torch.from_numpy(np.asarray(im, dtype=np.int64).copy())
+        u = np.random.default_rng([self.base.seed, self.base.epoch, int(index)]).random(6)
+        if self.base.train and u[1] < 0.5:
+            lab = lab.flip(-1)
+        out["semantics"] = lab.contiguous()
+        return out
