@@ -4,10 +4,12 @@ Each block option with more than one value becomes ``suggest``-style categorical
 ``<block>.<option>`` (so any custom space works unchanged); single-valued options are fixed.
 Constraints go to optuna's constrained NSGA-II through ``Trial.set_constraint``.
 
-Storage. optuna's RDB storages (SQLite, PostgreSQL, ...) write each trial in many ORM statements:
-on this 2-core machine about 20-35 trials/s for SQLite (also with WAL and ``synchronous=OFF``,
-and also through ``add_trials`` in bulk) and about 25/s for optuna's journal file, against about
-1,000/s in memory (measurements in docs/search.md). So three modes:
+Storage. optuna's RDB storages (SQLite, PostgreSQL, ...) write each trial in many ORM
+statements, one trial at a time: on this shared 2-core machine a few to a few tens of trials/s
+into SQLite, against hundreds to a thousand per second in memory
+(``experiments/bench_search.py`` measures both; in quick checks neither SQLite's WAL mode nor
+optuna's journal-file storage nor bulk ``add_trials`` changed the order of magnitude). A 10k-trial
+search would spend minutes in the database, so there are three modes:
 
 * ``log`` (the default for a run directory, ``RUN/studies/<study>.jsonl``): the search runs on an
   in-memory study and appends its finished trials (parameters, objective values, user and system
@@ -78,6 +80,77 @@ def arch_from_params(space: SearchSpace, params: dict[str, Any]) -> Architecture
         kw = {opt: params.get(f"{b.name}.{opt}", values[0]) for opt, values in b.options().items()}
         choices.append(BlockChoice(**kw))
     return Architecture(space.block_names, tuple(choices))
+
+
+class IncrementalNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """optuna's NSGA-II (same selection, crossover, mutation and constraint handling), with its
+    generation bookkeeping kept incrementally in the sampler.
+
+    The stock sampler rescans every trial of the study on each ``ask`` (to find the current
+    generation, the parent population and the search space), so a search slows down
+    quadratically: about 40 trials/s after 8k trials on this machine instead of several hundred.
+    Here the run loop hands each finished trial to ``observe`` and the generation counts,
+    populations and parents are kept in dictionaries. With one process driving the study (the
+    ``memory`` and ``log`` modes) the trial sequence is identical to the stock sampler's (a test
+    checks it); shared RDB studies (``direct``) use the stock sampler, which sees other workers'
+    trials.
+    """
+
+    def __init__(self, search_space: dict[str, CategoricalDistribution], **kwargs: Any):
+        super().__init__(**kwargs)
+        # sorted by name, as optuna's IntersectionSearchSpace returns it (same RNG draw order)
+        self._fixed_space = {k: d for k, d in sorted(search_space.items()) if not d.single()}
+        self._by_generation: dict[int, list[FrozenTrial]] = {}
+        self._max_generation = 0
+        self._parents: dict[int, list[FrozenTrial]] = {}
+
+    def observe(self, trial: FrozenTrial) -> None:
+        """Record a completed trial (in trial-number order)."""
+        g = trial.system_attrs.get(self._get_generation_key())
+        if g is None or trial.state != TrialState.COMPLETE:
+            return
+        self._by_generation.setdefault(g, []).append(trial)
+        self._max_generation = max(self._max_generation, g)
+
+    def infer_relative_search_space(self, study, trial):
+        return dict(self._fixed_space)
+
+    def get_trial_generation(self, study, trial):
+        key = self._get_generation_key()
+        g = trial.system_attrs.get(key)
+        if g is not None:
+            return g
+        count = len(self._by_generation.get(self._max_generation, ()))
+        g = self._max_generation if count < self.population_size else self._max_generation + 1
+        study._storage.set_trial_system_attr(trial._trial_id, key, g)
+        return g
+
+    def get_population(self, study, generation):
+        return list(self._by_generation.get(generation, ()))
+
+    def get_parent_population(self, study, generation):
+        if generation == 0:
+            return []
+        cached = self._parents.get(generation)
+        if cached is not None:
+            return list(cached)
+        # after a resume nothing is cached: fill generations bottom-up (no deep recursion)
+        lowest = generation
+        while lowest > 1 and (lowest - 1) not in self._parents:
+            lowest -= 1
+        for g in range(lowest, generation):
+            self.get_parent_population(study, g)
+        parents = self.select_parent(study, generation)
+        # optuna returns the selection order the first time and trial-number order from its
+        # cache afterwards; doing the same keeps the random draws identical
+        self._parents[generation] = sorted(parents, key=lambda t: t.number)
+        return parents
+
+
+# share the stock sampler's attribute names, so logs and RDB studies read the same either way
+IncrementalNSGAIISampler._GENERATION_KEY = optuna.samplers.NSGAIISampler._get_generation_key()
+IncrementalNSGAIISampler._PARENT_CACHE_KEY_PREFIX = \
+    optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()
 
 
 def _quiet_optuna() -> None:
@@ -168,7 +241,8 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
               trials: int = 2000, population: int = 50, seed: int = 0,
               storage: str | None = None, storage_mode: str = "log",
               study_name: str = "donna-nas-search", extra_objective: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> NsgaResult:
+              progress: Callable[[int, int], None] | None = None,
+              fast_sampler: bool = True) -> NsgaResult:
     """Run NSGA-II until the study holds ``trials`` completed trials; return them all."""
     _quiet_optuna()
     constraints = constraints or Constraints()
@@ -182,8 +256,12 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
         raise UserError(f"--trials must be at least 1, got {trials}")
     directions = [evaluator.predictor.direction, "minimize"] + (["minimize"] if extra_objective else [])
 
+    dists = distributions(space)
+
     def make_sampler() -> optuna.samplers.NSGAIISampler:
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+        if storage_mode == "direct" or not fast_sampler:
+            return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+        return IncrementalNSGAIISampler(dists, population_size=population, seed=seed)
 
     log = None
     if storage_mode == "log":
@@ -195,9 +273,13 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     else:
         study = open_study(storage if storage_mode == "direct" else None, study_name, directions,
                            make_sampler())
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    todo = max(0, trials - done)
-    dists = distributions(space)
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    sampler = study.sampler
+    observe = getattr(sampler, "observe", None)
+    if observe is not None:
+        for ft in completed:
+            observe(ft)
+    todo = max(0, trials - len(completed))
     pending: list[FrozenTrial] = []
 
     def flush() -> None:
@@ -224,6 +306,8 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
         if extra_objective:
             values.append(float(ev.params if extra_objective == "params" else ev.macs))
         frozen = study.tell(trial, values)
+        if observe is not None:
+            observe(frozen)
         if log is not None:
             pending.append(frozen)
             if len(pending) >= population:
