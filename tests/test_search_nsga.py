@@ -100,6 +100,6 @@ def test_rdb_storage_resumes(tmp_path, space):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     a = run_nsga2(space, ev, trials=5, population=4, storage=url, storage_mode="direct",
                   study_name="shared")
-    b = run_nsga2(space, ev, trials=8, population=4, storage=url, storage_mode="direct",
+    b = run_nsga2(space, ev, trials=8, population=4, storage=url,  # a URL: direct by default
                   study_name="shared")
     assert a.new_trials == 5 and b.new_trials == 3 and len(b.trials) == 8

@@ -98,7 +98,7 @@ def hv_ratio(front: list[Evaluation], exact: list[Evaluation], direction: str
 def search(space: SearchSpace, predictor: Predictor, latency: Any,
            constraints: Constraints | None = None, method: str = "auto", *,
            trials: int = 2000, population: int = 50, seed: int = 0,
-           storage: str | None = None, storage_mode: str = "log",
+           storage: str | None = None, storage_mode: str = "auto",
            study_name: str = "donna-nas-search", extra_objective: str | None = None,
            input_size: tuple[int, int] | None = None, score_with_exact: bool = True,
            context_samples: int = 2000,
@@ -109,8 +109,8 @@ def search(space: SearchSpace, predictor: Predictor, latency: Any,
     ``method``: ``exact`` (additive objectives only), ``nsga2``, or ``auto`` (exact when valid).
     ``trials`` counts the study's total NSGA-II trials (a resumed study continues to it).
     ``extra_objective``: ``params`` or ``macs`` as a third objective.
-    ``storage``: ``None`` (in memory), a ``.jsonl`` trial-log path (``storage_mode="log"``) or an
-    optuna RDB URL (``storage_mode="direct"``); see ``donna_nas.search.nsga``.
+    ``storage``: ``None`` (in memory), a ``.jsonl`` trial-log path or an optuna RDB URL (a URL
+    selects ``storage_mode="direct"`` under the default ``"auto"``); see ``donna_nas.search.nsga``.
     """
     constraints = constraints or Constraints()
     if method not in METHODS:

@@ -41,7 +41,7 @@ from donna_nas.errors import UserError
 from donna_nas.search.objectives import Constraints, Evaluation, Evaluator
 from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
 
-STORAGE_MODES = ("log", "direct", "memory")
+STORAGE_MODES = ("auto", "log", "direct", "memory")
 
 
 @dataclass
@@ -88,7 +88,7 @@ class IncrementalNSGAIISampler(optuna.samplers.NSGAIISampler):
 
     The stock sampler rescans every trial of the study on each ``ask`` (to find the current
     generation, the parent population and the search space), so a search slows down
-    quadratically: about 40 trials/s after 8k trials on this machine instead of several hundred.
+    quadratically with its length (``experiments/bench_search.py`` compares both).
     Here the run loop hands each finished trial to ``observe`` and the generation counts,
     populations and parents are kept in dictionaries. With one process driving the study (the
     ``memory`` and ``log`` modes) the trial sequence is identical to the stock sampler's (a test
@@ -239,7 +239,7 @@ class TrialLog:
 
 def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints | None = None, *,
               trials: int = 2000, population: int = 50, seed: int = 0,
-              storage: str | None = None, storage_mode: str = "log",
+              storage: str | None = None, storage_mode: str = "auto",
               study_name: str = "donna-nas-search", extra_objective: str | None = None,
               progress: Callable[[int, int], None] | None = None,
               fast_sampler: bool = True) -> NsgaResult:
@@ -248,6 +248,8 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     constraints = constraints or Constraints()
     if storage is None:
         storage_mode = "memory"
+    elif storage_mode == "auto":  # a URL is an RDB study, anything else a trial-log path
+        storage_mode = "direct" if "://" in str(storage) else "log"
     if storage_mode not in STORAGE_MODES:
         raise UserError(f"storage mode {storage_mode!r} unknown; allowed: {', '.join(STORAGE_MODES)}")
     if population < 2:
