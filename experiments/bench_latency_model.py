@@ -52,6 +52,10 @@ def main() -> None:
         table = m.measure_ops(fit_ops, None, Path(tmp) / "fit.csv", progress=True)
         fit_seconds = time.time() - t
         test_table = m.measure_ops(test_ops, None, Path(tmp) / "test.csv", progress=True)
+        # keep the measured rows: they are this machine's table (and let the model be refitted)
+        RESULTS.mkdir(exist_ok=True)
+        for name in ("fit", "test"):
+            (RESULTS / f"bench_latency_model_{name}_ops.csv").write_bytes((Path(tmp) / f"{name}.csv").read_bytes())
     model = OpLatencyModel.fit(fit_ops, [table.rows[o.key].latency_ms for o in fit_ops])
     cv = cross_validate(fit_ops, [table.rows[o.key].latency_ms for o in fit_ops])
     op_err = np.array([model.predict(o) / test_table.rows[o.key].latency_ms - 1 for o in test_ops])

@@ -75,3 +75,29 @@ def test_too_small_table_is_refused():
     table = LookupTable([TableRow(o.key, 1.0, 0.0, "cpu", "fp32", "ort", "t") for o in ops[:3]])
     with pytest.raises(UserError, match="too few"):
         fit_from_table(table)
+
+
+def test_search_measure_ort_uses_the_filled_in_model(tmp_path):
+    """`search --measure ort` times a few archs' ops, fits the model and runs the exact solver."""
+    import json
+    import subprocess
+    import sys
+
+    from donna_nas.latency.model import ModelledLatency
+    from donna_nas.search import synthetic_predictor
+
+    space = load_space("tiny")
+    (tmp_path / "space.yaml").write_text(space.to_yaml())
+    synthetic_predictor(space, 3).save(tmp_path / "predictor.json")
+    r = subprocess.run([sys.executable, "-m", "donna_nas", "search", str(tmp_path), "--measure", "ort",
+                        "--measure-archs", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "exact solver was used" in r.stdout
+    table = LookupTable.from_csv(tmp_path / "tables" / "latency_ort_fp32.csv")
+    ops3 = unique_ops(space, [space.sample(i) for i in range(3)], space.input_size)
+    assert {o.key for o in ops3} <= set(table.keys())
+    selected = json.loads((tmp_path / "selected.json").read_text())
+    arch = space.decode(selected["arch"])
+    model = OpLatencyModel.load(tmp_path / "tables" / "latency_model_fp32.json")
+    expected = ModelledLatency(table, model).arch_latency(space, arch)
+    assert selected["latency_ms"] == pytest.approx(expected, rel=1e-6)

@@ -112,6 +112,12 @@ def search_cmd(
                                         help="Model to plot: NAME=LATENCY_MS[:METRIC] (repeatable)."),
     study_name: Optional[str] = typer.Option(None, "--study-name",
                                              help="optuna study name (default: derived from the settings)."),
+    measure_archs: int = typer.Option(30, "--measure-archs", min=1,
+                                      help="--measure: time the ops of this many sampled architectures; "
+                                           "the op latency model fitted on them covers the rest."),
+    fill_missing: bool = typer.Option(False, "--fill-missing",
+                                      help="--latency-table: predict ops the table lacks with the op "
+                                           "latency model fitted on its rows (instead of failing)."),
 ) -> None:
     """Search the Pareto front of predicted metric vs latency and select the best architecture
     under the constraints."""
@@ -135,16 +141,23 @@ def search_cmd(
         table_path = resolve_table(latency_table)
         latency = LookupTable.from_csv(table_path)
         latency_desc = f"table {table_path}"
-        check_coverage(space, latency, input_size)
+        if fill_missing:
+            from donna_nas.latency.model import ModelledLatency
+
+            latency = ModelledLatency(latency)
+            latency_desc += " (missing ops from the op latency model fitted on its rows)"
+        else:
+            check_coverage(space, latency, input_size)
     else:
         if measure not in MEASURE_KINDS:
             raise UserError(f"--measure {measure!r}: allowed: {', '.join(MEASURE_KINDS)}")
-        from donna_nas.latency import CachedMeasurer, OrtMeasurer
+        from donna_nas.latency.model import measure_and_model
 
         precision = MEASURE_KINDS[measure]
-        cache = run / "tables" / f"latency_ort_{precision}.csv"
-        latency = CachedMeasurer(OrtMeasurer(precision=precision), cache, progress=False)
-        latency_desc = f"ONNX Runtime {precision} on this CPU (per-op cache {cache})"
+        latency = measure_and_model(space, input_size, precision, run / "tables",
+                                    archs=measure_archs, seed=seed, progress=True)
+        latency_desc = (f"ONNX Runtime {precision} on this CPU: {len(latency.table)} ops measured "
+                        f"({latency.table.path}), the rest from the op latency model")
     constraints = Constraints(max_latency_ms, parse_count(max_params, "--max-params"))
     if study_name is None:
         study_name = "search-" + _digest(space.fingerprint(), pred_path.read_bytes().decode(errors="replace"),

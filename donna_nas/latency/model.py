@@ -8,8 +8,10 @@ per-op latency from a few hundred measured rows and fills in the rest.
 The model is physical rather than a black box: for each op type, latency is a non-negative
 combination of the work the op does (dense MACs, depthwise/grouped MACs, elements read and written
 by its convolutions, elements passed through a non-ReLU activation, a squeeze-excite term) plus a
-fixed per-call overhead, fitted by non-negative least squares *relative* to the latency (so small
-ops, the majority, count as much as large ones). Measured rows are always used as they are; the
+fixed per-call overhead, fitted by non-negative least squares with residuals weighted by
+1/sqrt(latency): between absolute errors (dominated by the few largest ops) and relative errors
+(which bias large ops low, and large ops dominate a model's sum; measured in
+``experiments/bench_latency_model.py``). Measured rows are always used as they are; the
 model only fills the gaps (``ModelledLatency``).
 """
 
@@ -87,10 +89,10 @@ def op_features(op: OpInstance) -> np.ndarray:
 
 
 def _nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares of relative errors: min Σ ((x·c − y)/y)²  s.t. c ≥ 0."""
+    """Non-negative least squares, residuals weighted by 1/sqrt(y): min Σ (x·c − y)²/y, c ≥ 0."""
     from scipy.optimize import nnls
 
-    w = 1.0 / np.maximum(y, 1e-6)
+    w = 1.0 / np.sqrt(np.maximum(y, 1e-6))
     coef, _ = nnls(x * w[:, None], y * w)
     return coef
 
@@ -162,6 +164,8 @@ def fit_from_table(table) -> OpLatencyModel:
 class ModelledLatency(LatencySource):
     """Measured rows where the table has them, the fitted model everywhere else."""
 
+    is_additive = True  # every op has a value without measuring: the exact solver may read them all
+
     def __init__(self, table, model: OpLatencyModel | None = None):
         self.table = table
         self.model = model or fit_from_table(table)
@@ -186,3 +190,24 @@ def cross_validate(ops: Sequence[OpInstance], latencies_ms: Sequence[float], fol
         model = OpLatencyModel.fit([ops[i] for i in train], y[train])
         errors[test] = [model.predict(ops[i]) / y[i] - 1 for i in test]
     return errors
+
+
+def measure_and_model(space, input_size: tuple[int, int], precision: str, out_dir: str | Path,
+                      archs: int = 30, seed: int = 0, threads: int = 1,
+                      progress: bool = True) -> ModelledLatency:
+    """Time the op instances of ``archs`` sampled architectures with ONNX Runtime (kept in
+    ``out_dir/latency_ort_PRECISION.csv``, so a rerun measures nothing new), fit the op latency
+    model on them (``out_dir/latency_model_PRECISION.json``) and return the filled-in source."""
+    from donna_nas.latency.ort import OrtMeasurer
+    from donna_nas.latency.source import unique_ops
+    from donna_nas.latency.table import LookupTable
+
+    out_dir = Path(out_dir)
+    cache = out_dir / f"latency_ort_{precision}.csv"
+    table = LookupTable.from_csv(cache) if cache.exists() else None
+    measurer = OrtMeasurer(precision=precision, threads=threads)
+    ops = unique_ops(space, [space.sample(seed + i) for i in range(archs)], tuple(input_size))
+    table = measurer.measure_ops(ops, table, cache, progress=progress)
+    source = ModelledLatency(table)
+    source.model.save(out_dir / f"latency_model_{precision}.json")
+    return source
