@@ -236,3 +236,28 @@ def test_cli_finetune_resume_then_evaluate_run_on_synthetic_world(tmp_path, worl
     with pytest.raises(SystemExit) as ei:
         main(["evaluate", str(tmp_path / "nothing")])
     assert ei.value.code == 2
+
+
+def test_make_encoder_resnets_and_searched_arch():
+    from donna_nas.space import load_space
+    from donna_nas.tasks.depth.backbones import make_encoder
+    from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
+
+    assert make_encoder("resnet50").channels == [64, 256, 512, 1024, 2048]
+    arch = load_space("tiny").sample(0).encode()
+    enc = make_encoder(arch, "tiny")
+    net = DepthNet(enc, DepthDecoder(enc.channels, act="relu")).eval()
+    with torch.no_grad():
+        d = net(torch.rand(1, 3, 64, 192))
+        ms = net.multiscale(torch.rand(1, 3, 64, 192))
+    assert d.shape == (1, 1, 64, 192) and [m.shape[-1] for m in ms] == [192, 96, 48, 24]
+    assert 0 <= d.min() and d.max() <= 1
+    with pytest.raises(UserError, match="--space"):
+        make_encoder(arch)
+
+
+def test_resnet18_depth_decoder_param_count():
+    from donna_nas.tasks.depth.networks import DepthDecoder
+
+    # the Monodepth2 ResNet18 decoder layout (channels 16..256, 4 disparity heads)
+    assert sum(p.numel() for p in DepthDecoder([64, 64, 128, 256, 512]).parameters()) == 3_152_724
