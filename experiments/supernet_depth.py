@@ -6,8 +6,8 @@ Steps: render the synthetic world (KITTI raw layout), train a ResNet18 Monodepth
 alone (shared-vs-alone ranking check), N architectures finetuned for depth (self-supervised +
 tap distillation, Sq Rel on the val split), predictors fitted and judged on held-out architectures.
 
-    python experiments/supernet_depth.py [--size 64x192] [--drives 6] [--frames 50]
-        [--teacher-steps 300] [--bkd-steps 200] [--archs 20] [--test 8] [--ft-steps 40]
+    python experiments/supernet_depth.py [--size 32x96] [--drives 6] [--frames 50]
+        [--teacher-steps 150] [--bkd-steps 200] [--archs 14] [--test 6] [--ft-steps 30]
         [--workers 2] [--work /tmp/donna_supernet_depth]
 
 Writes experiments/results/supernet_depth.{csv,md} (+ copies of the run's tables and plots).
@@ -31,16 +31,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--space", default="tiny")
-    ap.add_argument("--size", default="64x192")
+    ap.add_argument("--size", default="32x96")
     ap.add_argument("--drives", type=int, default=6)
     ap.add_argument("--frames", type=int, default=50)
-    ap.add_argument("--teacher-steps", type=int, default=300)
+    ap.add_argument("--teacher-steps", type=int, default=150)
     ap.add_argument("--bkd-steps", type=int, default=200)
     ap.add_argument("--rank-check", type=int, default=6)
     ap.add_argument("--rank-check-block", default="b5")
-    ap.add_argument("--archs", type=int, default=20)
-    ap.add_argument("--test", type=int, default=8)
-    ap.add_argument("--ft-steps", type=int, default=40)
+    ap.add_argument("--archs", type=int, default=14)
+    ap.add_argument("--test", type=int, default=6)
+    ap.add_argument("--ft-steps", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default="/tmp/donna_supernet_depth")
     ap.add_argument("--seed", type=int, default=0)
