@@ -1,0 +1,156 @@
+"""Classification commands: ``data digits``, ``train-classifier`` (teacher or any backbone),
+``export-classifier``; ``finetune --task classify`` calls ``run_classify`` below."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from donna_nas.errors import UserError
+
+
+def digits_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder to create (train/, val/, test/ in ImageFolder layout)."),
+    size: int = typer.Option(32, "--size", help="Side of the upsampled square images (the scans are 8x8)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the stratified 70/15/15 split."),
+) -> None:
+    """Write scikit-learn's handwritten digits (1,797 real scans, no download) as an ImageFolder dataset."""
+    from donna_nas.data.imagefolder import write_digits_imagefolder
+
+    counts = write_digits_imagefolder(out, size, seed)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" images of {size}x{size}, 10 classes")
+
+
+def run_classify(*, data: Optional[Path], out: Path, backbone: str = "resnet18", space: Optional[str] = None,
+                 weights: Optional[Path] = None, teacher: Optional[Path] = None, size: Optional[str] = None,
+                 epochs: Optional[int] = None, batch: int = 64, lr: float = 2e-3, kd_weight: float = 0.5,
+                 kd_temperature: float = 4.0, label_smoothing: float = 0.1, seed: int = 0,
+                 checkpoint_every: int = 200, max_steps: Optional[int] = None, resume: bool = False,
+                 evaluate: bool = True, export: bool = False) -> dict[str, Any]:
+    """Train a classifier into ``out`` (optionally KD from ``teacher``), then evaluate / export."""
+    from donna_nas.cli.common import parse_size
+    from donna_nas.tasks.classify.train import ClassifyConfig, is_supernet_run, train_classifier
+
+    if resume:
+        overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
+        res = train_classifier(None, out, resume=True, overrides=overrides)
+    else:
+        if data is None:
+            raise UserError("--data is required (a folder with train/ and val/ in ImageFolder layout), unless --resume")
+        if teacher is None and is_supernet_run(space):
+            teacher = _supernet_classifier_teacher(Path(space))  # type: ignore[arg-type]
+        h, w = parse_size(size) if size else _data_size(data)
+        cfg = ClassifyConfig(data=str(data), backbone=backbone, space=space,
+                             weights=str(weights) if weights else None,
+                             teacher=str(teacher) if teacher else None, height=h, width=w,
+                             epochs=10 if epochs is None else epochs, batch=batch, lr=lr,
+                             kd_weight=kd_weight if teacher else 0.0, kd_temperature=kd_temperature,
+                             label_smoothing=label_smoothing, seed=seed, checkpoint_every=checkpoint_every,
+                             max_steps=max_steps)
+        res = train_classifier(cfg, out)
+    typer.echo(f"trained {res['step']} steps in {res['seconds']} s; model in {Path(out) / 'model.safetensors'}")
+    metrics: dict[str, Any] = {}
+    if export:
+        import json
+
+        from donna_nas.tasks.classify.export import export_run
+
+        ex = export_run(out)
+        for k in ("fp32", "int8"):
+            typer.echo(f"ONNX {k}: top-1 {ex[k]['top1']:.4f}, {ex[k]['fps']:.1f} FPS (batch 1, {ex[k]['threads']} thread)")
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    elif evaluate:
+        from donna_nas.tasks.classify.evaluate import evaluate_run
+
+        metrics = evaluate_run(out)
+    if metrics:
+        typer.echo(f"{metrics['split']}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
+                   f"params {metrics['params']:,}")
+        typer.echo(f"report: {Path(out) / 'report.md'}")
+    return metrics
+
+
+def _data_size(data: Path) -> tuple[int, int]:
+    """The size of the first training image (digits: the --size it was written with)."""
+    from PIL import Image
+
+    from donna_nas.data.imagefolder import ImageFolder, split_dir
+
+    ds = ImageFolder(split_dir(data, "train"))
+    try:
+        with Image.open(ds.samples[0][0]) as im:
+            w, h = im.size
+    except OSError:
+        raise UserError(f"{ds.samples[0][0]}: cannot read the image; replace or delete it") from None
+    return h, w
+
+
+def _supernet_classifier_teacher(run: Path) -> Optional[Path]:
+    """The classifier run a build-supernet used as teacher, if any (default KD teacher)."""
+    import json
+
+    try:
+        info = json.loads((run / "teacher.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    p = info.get("run")
+    if p and (Path(p) / "model.json").is_file():
+        try:
+            if json.loads((Path(p) / "model.json").read_text()).get("task") == "classify":
+                return Path(p)
+        except json.JSONDecodeError:
+            return None
+    return None
+
+
+def train_classifier_cmd(
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder with train/ and val/ (optional test/) in ImageFolder layout."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50 or an architecture string (with --space)."),
+    space: Optional[str] = typer.Option(None, "--space", help="Space YAML / shipped name, or a build-supernet run (distilled init)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights (init)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Classifier run directory to distil from (KD on logits)."),
+    size: Optional[str] = typer.Option(None, "--size", help="Input HxW (default: the training images' size)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10; with --resume: the run's)."),
+    batch: int = typer.Option(64, "--batch"),
+    lr: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate (cosine decay)."),
+    kd_weight: float = typer.Option(0.5, "--kd-weight", help="Weight of the KD term (1 - w on cross-entropy)."),
+    kd_temperature: float = typer.Option(4.0, "--kd-temperature"),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Top-1/top-5 and confusion matrix at the end."),
+    export: bool = typer.Option(False, "--export", help="Also export ONNX fp32 + INT8, with top-1 and FPS."),
+) -> None:
+    """Train an image classifier (e.g. the ResNet18 teacher for build-supernet --task classify)."""
+    run_classify(data=data, out=out, backbone=backbone, space=space, weights=weights, teacher=teacher, size=size,
+                 epochs=epochs, batch=batch, lr=lr, kd_weight=kd_weight, kd_temperature=kd_temperature,
+                 label_smoothing=label_smoothing, seed=seed, checkpoint_every=checkpoint_every,
+                 max_steps=max_steps, resume=resume, evaluate=evaluate, export=export)
+
+
+def export_classifier_cmd(
+    run: Path = typer.Option(..., "--run", help="A finished classification run directory."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset (default: the run's)."),
+    calib: int = typer.Option(64, "--calib", help="Training images for INT8 calibration."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads for the FPS measurement."),
+) -> None:
+    """ONNX fp32 + static INT8 of a classifier, top-1 through ONNX Runtime, batch-1 FPS."""
+    from donna_nas.tasks.classify.export import export_run
+
+    ex = export_run(run, str(data) if data else None, calib=calib, threads=threads)
+    for k in ("fp32", "int8"):
+        typer.echo(f"{k}: {ex[k]['file']}  top-1 {ex[k]['top1']:.4f}  {ex[k]['fps']:.1f} FPS")
+    typer.echo(f"report: {run / 'report.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    from donna_nas.cli.data import app as data_app
+
+    data_app.command("digits")(digits_cmd)
+    app.command("train-classifier")(train_classifier_cmd)
+    app.command("export-classifier")(export_classifier_cmd)
