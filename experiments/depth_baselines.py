@@ -63,7 +63,7 @@ def main() -> None:
     t_all = time.time()
     data = synthesize(work / f"world_{a.drives}x{a.frames}_{h}x{w}", drives=a.drives, frames=a.frames, size=(h, w),
                       seed=0, progress=False)
-    n_train = len((data / "splits" / "train_files.txt").read_text().split())
+    n_train = len((data / "splits" / "train_files.txt").read_text().splitlines())
     n_test = len((data / "splits" / "test_files.txt").read_text().splitlines())
     teacher = work / f"seg_teacher_{h}x{w}.safetensors"
     t0 = time.time()
