@@ -11,7 +11,6 @@ gradients are averaged by DistributedDataParallel (gloo on CPU). Rank 0 writes t
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
