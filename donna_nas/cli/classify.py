@@ -1,5 +1,5 @@
 """Classification commands: ``data digits``, ``train-classifier`` (teacher or any backbone),
-``export-classifier``; ``finetune --task classify`` calls ``run_classify`` below."""
+``export-classifier``, ``quickstart-classify``; ``finetune --task classify`` calls ``run_classify``."""
 
 from __future__ import annotations
 
@@ -148,9 +148,27 @@ def export_classifier_cmd(
     typer.echo(f"report: {run / 'report.md'}")
 
 
+def quickstart_classify_cmd(
+    out: Path = typer.Option(Path("runs/quickstart_classify"), "--out", help="Output folder (resumes if it exists)."),
+    tiny: bool = typer.Option(False, "--tiny", help="Toy scale (smoke test, about a minute)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """The classification pipeline end to end on the shipped digits: teacher, build-supernet, search, finetune, export."""
+    import dataclasses
+
+    from donna_nas.tasks.classify.quickstart import ClassifyQuickstart, run_classify_quickstart
+
+    cfg = ClassifyQuickstart.tiny() if tiny else ClassifyQuickstart()
+    res = run_classify_quickstart(out, dataclasses.replace(cfg, seed=seed), log=typer.echo)
+    typer.echo(f"selected: {res['arch']}")
+    typer.echo(res["table"])
+    typer.echo(f"summary: {out / 'summary.md'}")
+
+
 def register(app: typer.Typer) -> None:
     from donna_nas.cli.data import app as data_app
 
     data_app.command("digits")(digits_cmd)
     app.command("train-classifier")(train_classifier_cmd)
     app.command("export-classifier")(export_classifier_cmd)
+    app.command("quickstart-classify")(quickstart_classify_cmd)

@@ -22,6 +22,8 @@ class Task(Protocol):
     metric: str  # the predictor's target (a key of ``predictor_finetune``'s result)
     direction: str  # "minimize" (e.g. Sq Rel) or "maximize" (e.g. top-1)
     table_metrics: tuple[str, ...]  # metrics kept in tables/predictor_train.csv
+    ft_lr: float  # default learning rate of the predictor finetunes
+    ft_batch: int  # and their default batch size
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
         """Up to ``limit`` images (N,3,H,W) in [0,1] of ``split`` ("train"/"val") for BKD."""
