@@ -36,6 +36,7 @@ def _register() -> None:
     from donna_nas.cli import data as _data; _data.register(app)
     from donna_nas.cli import supernet as _supernet; _supernet.register(app)
     from donna_nas.cli import export as _export; _export.register(app)
+    from donna_nas.cli import quickstart as _quickstart; _quickstart.register(app)
     from donna_nas.cli import classify as _classify; _classify.register(app)
     for register in _REGISTRARS:
         register(app)

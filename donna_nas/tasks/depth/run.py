@@ -164,9 +164,18 @@ def save_model(run: Path, depth_net: torch.nn.Module, cfg: DepthConfig, extra: d
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in depth_net.state_dict().items()}
     with atomic_path(Path(run) / "model.safetensors") as tmp:
         save_file(tensors, str(tmp))
+    backbone, space = cfg.backbone, cfg.space
+    if Path(backbone).is_dir():
+        # a build-supernet run: record the architecture itself and keep a copy of its space, so
+        # the trained model does not depend on that folder (or on a later search rewriting it)
+        from donna_nas.tasks.depth.backbones import selected_architecture
+
+        write_text_atomic(Path(run) / "space.yaml", (Path(backbone) / "space.yaml").read_text())
+        backbone, space = selected_architecture(Path(backbone)), str((Path(run) / "space.yaml").resolve())
     info = {
-        "backbone": cfg.backbone,
-        "space": cfg.space,
+        "backbone": backbone,
+        "space": space,
+        "init_from": cfg.backbone,
         "act": cfg.act,
         "height": cfg.height,
         "width": cfg.width,
@@ -188,7 +197,7 @@ def load_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not mj.is_file():
         raise UserError(f"{mj}: not found; training in {run} has not finished (use --resume to complete it)")
     info = json.loads(mj.read_text())
-    enc = make_encoder(info["backbone"], info.get("space"))
+    enc = make_encoder(info["backbone"], info.get("space"), init=False)
     net = DepthNet(enc, DepthDecoder(enc.channels, act=info["act"]))
     net.load_state_dict(load_file(str(run / "model.safetensors")))
     return net.eval(), info
