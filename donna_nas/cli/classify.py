@@ -31,7 +31,7 @@ def run_classify(*, data: Optional[Path], out: Path, backbone: str = "resnet18",
                  evaluate: bool = True, export: bool = False) -> dict[str, Any]:
     """Train a classifier into ``out`` (optionally KD from ``teacher``), then evaluate / export."""
     from donna_nas.cli.common import parse_size
-    from donna_nas.tasks.classify.train import ClassifyConfig, is_supernet_run, train_classifier
+    from donna_nas.tasks.classify.train import ClassifyConfig, train_classifier
 
     if resume:
         overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
@@ -39,8 +39,11 @@ def run_classify(*, data: Optional[Path], out: Path, backbone: str = "resnet18",
     else:
         if data is None:
             raise UserError("--data is required (a folder with train/ and val/ in ImageFolder layout), unless --resume")
-        if teacher is None and is_supernet_run(space):
-            teacher = _supernet_classifier_teacher(Path(space))  # type: ignore[arg-type]
+        if teacher is None:
+            from donna_nas.tasks.classify.train import resolve_backbone
+
+            run = resolve_backbone(backbone, space)[2]
+            teacher = _supernet_classifier_teacher(run) if run is not None else None
         h, w = parse_size(size) if size else _data_size(data)
         cfg = ClassifyConfig(data=str(data), backbone=backbone, space=space,
                              weights=str(weights) if weights else None,
@@ -108,8 +111,8 @@ def _supernet_classifier_teacher(run: Path) -> Optional[Path]:
 def train_classifier_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Folder with train/ and val/ (optional test/) in ImageFolder layout."),
     out: Path = typer.Option(..., "--out", help="Run directory."),
-    backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50 or an architecture string (with --space)."),
-    space: Optional[str] = typer.Option(None, "--space", help="Space YAML / shipped name, or a build-supernet run (distilled init)."),
+    backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50, an architecture string (with --space) or a searched build-supernet run (its selected.json; distilled init)."),
+    space: Optional[str] = typer.Option(None, "--space", help="Space YAML / shipped name, or a build-supernet run (distilled init of the --backbone architecture)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights (init)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Classifier run directory to distil from (KD on logits)."),
     size: Optional[str] = typer.Option(None, "--size", help="Input HxW (default: the training images' size)."),

@@ -77,25 +77,38 @@ def is_supernet_run(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / "space.yaml").is_file() and (Path(path) / "blocks").is_dir()
 
 
+def resolve_backbone(backbone: str, space: str | None) -> tuple[str, str | None, Path | None]:
+    """(architecture or ResNet name, space spec, build-supernet run or None).
+
+    A build-supernet run is given either as ``backbone`` (its ``selected.json`` architecture, as
+    written by ``donna-nas search``) or as ``space`` with an architecture string as ``backbone``."""
+    if backbone.strip().lower() not in ("resnet18", "resnet50") and Path(backbone).is_dir():
+        from donna_nas.tasks.depth.backbones import selected_architecture
+
+        run = Path(backbone)
+        return selected_architecture(run), str(run / "space.yaml"), run
+    if is_supernet_run(space):
+        return backbone, str(Path(space) / "space.yaml"), Path(space)  # type: ignore[arg-type]
+    return backbone, space, None
+
+
 def make_classify_encoder(backbone: str, space: str | None, weights: str | None,
-                          size: tuple[int, int], distilled: bool = True) -> tuple[nn.Module, str | None]:
-    """(encoder, space file to rebuild it). A build-supernet run as ``space`` gives the
-    architecture's blockwise-distilled weights (``distilled``) — DONNA's finetune start point."""
+                          size: tuple[int, int], distilled: bool = True) -> nn.Module:
+    """The encoder; from a build-supernet run with the architecture's blockwise-distilled weights
+    when ``distilled`` (DONNA's finetune start point)."""
     from donna_nas.tasks.depth.backbones import make_encoder
 
-    if is_supernet_run(space):
-        run = Path(space)  # type: ignore[arg-type]
-        if distilled:
-            from donna_nas.distill.assemble import assemble
+    arch, space_spec, run = resolve_backbone(backbone, space)
+    if run is not None and distilled:
+        from donna_nas.distill.assemble import assemble
 
-            return assemble(run, backbone, input_size=size), str((run / "space.yaml").resolve())
-        return make_encoder(backbone, str(run / "space.yaml")), str((run / "space.yaml").resolve())
-    return make_encoder(backbone, space, weights), space
+        return assemble(run, arch, input_size=size)
+    return make_encoder(arch, space_spec, weights)
 
 
 def build_classifier(backbone: str, space: str | None, num_classes: int) -> ClassifierNet:
     """An untrained classifier of the given encoder (weights loaded by the caller)."""
-    enc, _ = make_classify_encoder(backbone, space, None, (32, 32), distilled=False)
+    enc = make_classify_encoder(backbone, space, None, (32, 32), distilled=False)
     return ClassifierNet(enc, num_classes)
 
 
@@ -185,8 +198,7 @@ def train_classifier(cfg: ClassifyConfig | None, out: str | Path, resume: bool =
         raise UserError(f"{cfg.data}: found {n_cls} class; classification needs at least 2 classes")
     torch.manual_seed(cfg.seed)
     has_ckpt = resume and checkpoint_path(run).is_file()
-    enc, space_file = make_classify_encoder(cfg.backbone, cfg.space, cfg.weights, size,
-                                            distilled=not has_ckpt)
+    enc = make_classify_encoder(cfg.backbone, cfg.space, cfg.weights, size, distilled=not has_ckpt)
     model = ClassifierNet(enc, n_cls)
     teacher = None
     if cfg.teacher and cfg.kd_weight > 0:
@@ -233,7 +245,7 @@ def train_classifier(cfg: ClassifyConfig | None, out: str | Path, resume: bool =
             bar.update(task, advance=1, loss=last)
             if (step % cfg.checkpoint_every == 0 or step == total):
                 save_checkpoint(run, model, opt, {"step": step, "epoch": step // spe, "total": total})
-    save_model(run, model, cfg, classes, space_file)
+    save_model(run, model, cfg, classes)
     return {"step": step, "seconds": round(time.time() - t0, 2), "last_loss": last}
 
 
@@ -245,14 +257,19 @@ def _train_split(cfg: ClassifyConfig, size: tuple[int, int]):
     return load_split(cfg.data, "train", size)
 
 
-def save_model(run: Path, model: ClassifierNet, cfg: ClassifyConfig, classes: list[str],
-               space_file: str | None) -> None:
+def save_model(run: Path, model: ClassifierNet, cfg: ClassifyConfig, classes: list[str]) -> None:
+    """Weights + ``model.json``. An architecture from a build-supernet run is recorded as its
+    string with a copy of the space (``RUN/space.yaml``), so the model outlives that folder."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(run / "model.safetensors") as tmp:
         save_file(tensors, str(tmp))
+    arch, space, sn = resolve_backbone(cfg.backbone, cfg.space)
+    if sn is not None:
+        write_text_atomic(run / "space.yaml", (sn / "space.yaml").read_text())
+        space = str((run / "space.yaml").resolve())
     write_json_atomic(run / "model.json", {
-        "task": "classify", "backbone": cfg.backbone, "space": space_file, "num_classes": len(classes),
+        "task": "classify", "backbone": arch, "space": space, "num_classes": len(classes),
         "classes": list(classes), "height": cfg.height, "width": cfg.width,
         "params": int(sum(p.numel() for p in model.parameters())),
-        "init": "blockwise-distilled" if is_supernet_run(cfg.space) else ("torchvision" if cfg.weights else "random"),
-        "teacher": cfg.teacher})
+        "init": "blockwise-distilled" if sn is not None else ("torchvision" if cfg.weights else "random"),
+        "init_from": str(sn) if sn is not None else None, "teacher": cfg.teacher})
