@@ -46,7 +46,10 @@ class QuickstartConfig:
     ft_steps: int = 30
     latency_archs: int = 12
     precision: str = "int8"
-    max_latency_ratio: float = 0.0  # 0: best predicted metric; else cap at this × teacher latency
+    # the selected model's params, decoder included, stay under this share of the teacher's
+    # (the paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
+    # decoder of the space's widest encoder
+    max_params_ratio: float = 0.3
     final_epochs: int = 6
     calib: int = 16
     fps_repeats: int = 20
@@ -60,7 +63,8 @@ class QuickstartConfig:
     def tiny(cls) -> "QuickstartConfig":
         return cls(size=(64, 192), drives=3, frames=9, space="tiny", seg_epochs=1, teacher_epochs=1,
                    batch=2, bkd_steps=3, bkd_size=(64, 192), predictor_archs=3, predictor_test=0,
-                   ft_steps=2, latency_archs=2, final_epochs=1, calib=2, fps_repeats=3)
+                   ft_steps=2, latency_archs=2, final_epochs=1, calib=2, fps_repeats=3,
+                   max_params_ratio=0.15)
 
 
 @dataclass
@@ -201,11 +205,29 @@ def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str 
         desc = (f"ONNX Runtime {cfg.precision} on this CPU ({len(latency.table)} ops measured, "
                 f"the rest from the op latency model)")
     predictor = LinearBlockPredictor.from_json(supernet / "predictor.json")
-    result = search(space, predictor, latency, Constraints(), "auto", seed=cfg.seed,
+    constraints = Constraints(max_params=encoder_params_cap(space, teacher, cfg.max_params_ratio))
+    result = search(space, predictor, latency, constraints, "auto", seed=cfg.seed,
                     storage=str(supernet / "studies" / "quickstart.jsonl"))
     write_outputs(supernet, result, space, desc)
     if result.selected is None:
         raise UserError("the search selected no architecture")
+
+
+def encoder_params_cap(space, teacher_run: Path, ratio: float) -> int | None:
+    """Encoder-params bound so that encoder + decoder ≤ ``ratio`` × the teacher's depth network."""
+    if not ratio:
+        return None
+    from donna_nas.nn.ops import count_params
+    from donna_nas.tasks.depth.networks import DepthDecoder
+
+    teacher_params = json.loads((teacher_run / "model.json").read_text())["params"]
+    widest = [max(b.out_channels) for b in space.blocks]
+    cap = int(ratio * teacher_params) - count_params(DepthDecoder(widest))
+    smallest = min(space.params(space.sample(i)) for i in range(200))
+    if cap < smallest:
+        raise UserError(f"max_params_ratio {ratio}: {ratio} × {teacher_params:,} teacher params leaves "
+                        f"{cap:,} for the encoder, below the space's small architectures; raise it")
+    return cap
 
 
 # ------------------------------------------------------------------------------ table + report

@@ -70,13 +70,15 @@ def main() -> None:
     ap.add_argument("--bkd-steps", type=int, default=80)
     ap.add_argument("--predictor-archs", type=int, default=10)
     ap.add_argument("--ft-steps", type=int, default=40)
+    ap.add_argument("--max-params-ratio", type=float, default=0.12,
+                    help="searched model params (decoder included) / ResNet50 model params (paper 0.12)")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     cfg = dataclasses.replace(
         QuickstartConfig.small(), size=(h, w), drives=args.drives, frames=args.frames,
         teacher="resnet50", teacher_epochs=args.teacher_epochs, final_epochs=args.final_epochs,
         bkd_steps=args.bkd_steps, predictor_archs=args.predictor_archs, ft_steps=args.ft_steps,
-        lr_step=max(1, int(0.75 * args.teacher_epochs)))
+        lr_step=max(1, int(0.75 * args.teacher_epochs)), max_params_ratio=args.max_params_ratio)
     out = Path(args.out)
     t0 = time.time()
     run_quickstart(out, cfg)
