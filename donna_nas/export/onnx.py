@@ -7,6 +7,7 @@ helpers (pose network, X-Distill transfer network) are never part of it.
 
 from __future__ import annotations
 
+import io
 import logging
 import statistics
 import tempfile
@@ -26,15 +27,31 @@ from donna_nas.runtime.io import atomic_path
 OPSET = 17
 
 
-def export_depth_onnx(model: nn.Module, size: tuple[int, int], path: str | Path) -> Path:
-    """Write ``model`` (image → disparity) as ONNX with a fixed 1x3xHxW input; atomic."""
+def onnx_bytes(model: nn.Module, input_shape: Sequence[int], input_name: str = "image",
+               output_names: Sequence[str] | None = ("disp",)) -> bytes:
+    """``model`` (eval mode) as ONNX (opset 17, fixed input shape, constants folded)."""
     model = model.eval()
-    x = torch.rand(1, 3, *size)
-    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=["image"], output_names=["disp"], do_constant_folding=True)
+        torch.onnx.export(model, (torch.rand(*input_shape),), buf, dynamo=False,
+                          opset_version=OPSET, input_names=[input_name],
+                          output_names=list(output_names) if output_names else None,
+                          do_constant_folding=True)
+    return buf.getvalue()
+
+
+def export_image_model(model: nn.Module, size: tuple[int, int], path: str | Path,
+                       output_name: str) -> Path:
+    """Write an image model (1x3xHxW input ``image``) as ONNX; atomic."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(onnx_bytes(model, (1, 3, *size), "image", (output_name,)))
     return Path(path)
+
+
+def export_depth_onnx(model: nn.Module, size: tuple[int, int], path: str | Path) -> Path:
+    """Write ``model`` (image → disparity ``disp``) as ONNX with a fixed 1x3xHxW input; atomic."""
+    return export_image_model(model, size, path, "disp")
 
 
 def ort_session(path: str | Path, threads: int = 1):
@@ -69,17 +86,18 @@ def sigmoid_nodes(onnx_path: str | Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Sigmoid"]
 
 
-def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calib_images: Iterable[np.ndarray],
-                 input_name: str = "image", keep_float: Sequence[str] = ()) -> Path:
-    """Static INT8 QDQ quantisation (U8 activations, per-channel S8 weights) calibrated on real
-    inputs. ``keep_float`` names nodes left in float (e.g. the disparity sigmoids, whose output
-    range [0, 1] in 8 bits would cap depth resolution)."""
+def quantize_qdq_bytes(fp32: bytes, calib_inputs: Iterable[np.ndarray], input_name: str = "image",
+                       keep_float: Sequence[str] = ()) -> bytes:
+    """Static INT8 QDQ quantisation (U8 activations, per-channel S8 weights) of an ONNX model,
+    calibrated on ``calib_inputs`` (each one full input tensor, batch dimension included).
+    ``keep_float`` names nodes left in float (e.g. the disparity sigmoid, whose [0, 1] output in
+    8 bits would cap depth resolution)."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
-    batches = [{input_name: np.asarray(img, dtype=np.float32)[None]} for img in calib_images]
+    batches = [{input_name: np.asarray(x, dtype=np.float32)} for x in calib_inputs]
     if not batches:
-        raise UserError("INT8 calibration needs at least one image (--calib N with N >= 1)")
+        raise UserError("INT8 calibration needs at least one input (--calib N with N >= 1)")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -88,18 +106,29 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calib_images: Iter
         def get_next(self):
             return next(self.items, None)
 
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as dst:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            logging.disable(logging.WARNING)
+            logging.disable(logging.WARNING)  # ORT's "consider pre-processing" advice, per call
             try:
-                quantize_static(str(fp32_path), str(Path(tmp) / "q.onnx"), Reader(),
-                                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, per_channel=True,
-                                nodes_to_exclude=list(keep_float))
+                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                per_channel=True, nodes_to_exclude=list(keep_float))
             finally:
                 logging.disable(logging.NOTSET)
-        dst.write_bytes((Path(tmp) / "q.onnx").read_bytes())
+        return dst.read_bytes()
+
+
+def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calib_images: Iterable[np.ndarray],
+                 input_name: str = "image", keep_float: Sequence[str] = ()) -> Path:
+    """``quantize_qdq_bytes`` of an ONNX file calibrated on (3,H,W) images; writes ``out_path``."""
+    data = quantize_qdq_bytes(Path(fp32_path).read_bytes(),
+                              [np.asarray(img, dtype=np.float32)[None] for img in calib_images],
+                              input_name, keep_float)
+    with atomic_path(out_path) as dst:
+        dst.write_bytes(data)
     return Path(out_path)
 
 

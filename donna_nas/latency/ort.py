@@ -8,13 +8,9 @@ and the std of all runs.
 
 from __future__ import annotations
 
-import io
-import logging
 import platform
 import statistics
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +20,7 @@ import torch
 from torch import nn
 
 from donna_nas.errors import UserError
+from donna_nas.export.onnx import onnx_bytes, quantize_qdq_bytes
 from donna_nas.latency.source import LatencySource
 from donna_nas.latency.table import LookupTable, TableRow
 from donna_nas.nn.ops import OpInstance, make_layer
@@ -56,13 +53,7 @@ def sample_input(shape: Sequence[int], image: bool, seed: int) -> np.ndarray:
 
 def export_onnx(module: nn.Module, shape: Sequence[int], path: str | Path | None = None) -> bytes:
     """The module exported to ONNX (opset 17, fixed shape, input ``x``); also written to ``path``."""
-    module = module.eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(*shape),), buf, dynamo=False, opset_version=17,
-                          input_names=["x"], do_constant_folding=True)
-    data = buf.getvalue()
+    data = onnx_bytes(module, shape, input_name="x", output_names=None)
     if path is not None:
         Path(path).write_bytes(data)
     return data
@@ -81,30 +72,8 @@ def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
 def quantize_int8(fp32: bytes, shape: Sequence[int], image: bool, calib_samples: int = 8) -> bytes:
     """Static QDQ INT8 quantisation (U8 activations, per-channel S8 weights) of an ONNX model,
     calibrated with ``calib_samples`` sample inputs."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"x": sample_input(shape, image, 1000 + i)}
-                               for i in range(calib_samples)])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(fp32)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            logging.disable(logging.WARNING)  # ORT's "consider pre-processing" advice, per call
-            try:
-                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                per_channel=True)
-            finally:
-                logging.disable(logging.NOTSET)
-        return dst.read_bytes()
+    return quantize_qdq_bytes(fp32, [sample_input(shape, image, 1000 + i) for i in range(calib_samples)],
+                              input_name="x")
 
 
 @dataclass
