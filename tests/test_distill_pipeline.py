@@ -1,8 +1,6 @@
 """build-supernet on the tiny space: table coverage, resume after a kill, executor equivalence,
 assembly from distilled blocks, and the errors for a bad teacher, checkpoint or split."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch

@@ -1,6 +1,6 @@
 """Op latency model: key round trip, exact recovery of a known linear cost, gap filling."""
 
-import random
+
 
 import numpy as np
 import pytest
