@@ -1,7 +1,6 @@
 """Op latency model: key round trip, exact recovery of a known linear cost, gap filling."""
 
 
-
 import numpy as np
 import pytest
 
