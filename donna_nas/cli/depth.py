@@ -13,7 +13,8 @@ from donna_nas.errors import UserError
 
 
 def finetune(
-    task: str = typer.Option("depth", "--task", help="Task to train; 'depth' (Monodepth2 / X-Distill)."),
+    ctx: typer.Context,
+    task: str = typer.Option("depth", "--task", help="Task to train: 'depth' (Monodepth2 / X-Distill) or 'classify' (CE + KD)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder in KITTI raw layout with splits/ (not needed with --resume)."),
     backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50 or an architecture string (with --space)."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space YAML or shipped name, for architecture strings."),
@@ -36,10 +37,23 @@ def finetune(
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the Eigen test split at the end."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="classify: classifier run to distil from (default: the teacher of the build-supernet run given as --backbone or --space)."),
+    export: bool = typer.Option(False, "--export", help="classify: also export ONNX fp32 + INT8 with top-1 and FPS."),
 ) -> None:
-    """Train a depth network (Monodepth2 self-supervision, optionally X-Distill) into a run directory."""
+    """Train a depth network (Monodepth2 self-supervision, optionally X-Distill) or, with --task classify,
+    an image classifier (--backbone RUN or --space RUN: blockwise-distilled init from a build-supernet run) into a run directory."""
+    if task == "classify":
+        from donna_nas.cli.classify import run_classify
+
+        given = lambda name, v: v if ctx.get_parameter_source(name).name != "DEFAULT" else None  # noqa: E731
+        opts = {k: v for k, v in (("size", given("size", size)), ("batch", given("batch", batch)),
+                                  ("lr", given("lr", lr))) if v is not None}
+        run_classify(data=data, out=out, backbone=backbone, space=space, weights=weights, teacher=teacher,
+                     epochs=epochs, seed=seed, checkpoint_every=checkpoint_every, max_steps=max_steps,
+                     resume=resume, evaluate=evaluate, export=export, **opts)
+        return
     if task != "depth":
-        raise UserError(f"--task {task}: only 'depth' is handled by this command")
+        raise UserError(f"--task {task}: use depth or classify")
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import train_depth
 

@@ -69,8 +69,8 @@ class SupernetConfig:
     predictor_test: int = 8  # extra architectures held out from fitting (ranking check)
     arch_pool: int = 2000
     ft_steps: int = 50
-    ft_batch: int = 4
-    ft_lr: float = 2e-4
+    ft_batch: int = 0  # 0 = the task's default (depth 4, classify 32)
+    ft_lr: float = 0.0  # 0 = the task's default (depth 2e-4, classify 2e-3)
     ft_height: int = 0  # 0 = BKD resolution
     ft_width: int = 0
     ft_val_frames: int = 0
@@ -83,8 +83,10 @@ class SupernetConfig:
         return h, w
 
     def validate(self) -> None:
-        if self.task not in ("depth", "distill"):
-            raise UserError(f"--task {self.task!r}: use depth or distill")
+        if self.task != "distill":  # "distill": the label-free NSR proxy of predictor/finetune.py
+            from donna_nas.tasks.base import get_task
+
+            get_task(self.task)  # unknown task: a UserError naming the available ones
         for name in ("train_frames", "val_frames", "bkd_steps", "bkd_batch"):
             if getattr(self, name) < 1:
                 raise UserError(f"config field {name!r} must be at least 1")
@@ -220,9 +222,11 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
     tinfo.update(channels=channels, strides=strides)
     if frames is None:
         if not config.data:
-            raise UserError("--data is required (a KITTI-layout folder with splits/)")
-        frames = {"train": load_frames(config.data, "train", size, config.train_frames),
-                  "val": load_frames(config.data, "val", size, config.val_frames)}
+            raise UserError("--data is required (a KITTI-layout folder with splits/; for --task "
+                            "classify a folder with train/ and val/ in ImageFolder layout)")
+        read = load_frames if config.task == "distill" else _task(config).bkd_frames
+        frames = {"train": read(config.data, "train", size, config.train_frames),
+                  "val": read(config.data, "val", size, config.val_frames)}
     for split in ("train", "val"):
         if split not in frames or frames[split].shape[0] == 0:
             raise UserError(f"the {split} split is empty; BKD needs training and held-out frames")
@@ -273,10 +277,13 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
         split = ["test" if i in test_idx else "train" for i in range(len(archs))]
         h = config.ft_height or size[0]
         w = config.ft_width or size[1]
-        if config.task == "depth":
-            _export_val_gt(run, config)
+        task = _task(config)
+        if task is not None:
+            task.prepare_predictor(run, config)
+        ft_lr = config.ft_lr or (task.ft_lr if task is not None else 2e-4)
+        ft_batch = config.ft_batch or (task.ft_batch if task is not None else 4)
         ft_jobs = [FinetuneJob(str(run), a.encode(), config.task, config.data, config.ft_steps,
-                               config.ft_batch, config.ft_lr, h, w, config.distill_weight,
+                               ft_batch, ft_lr, h, w, config.distill_weight,
                                config.seed, config.job_threads, config.ft_val_frames) for a in archs]
         ft = _run_jobs(executor, run_finetune_job, ft_jobs, run, "finetune", progress=progress)
         timings["finetune_s"] = time.time() - t0
@@ -299,6 +306,15 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
 
     write_report(run, space, config, quality, rank, evaluation, all_t)
     return RunResult(run, quality, predictor, evaluation, timings)
+
+
+def _task(config: SupernetConfig):
+    """The task object of ``config.task`` (None for the label-free ``distill`` proxy)."""
+    if config.task == "distill":
+        return None
+    from donna_nas.tasks.base import get_task
+
+    return get_task(config.task)
 
 
 def _export_val_gt(run: Path, config: SupernetConfig) -> None:
@@ -340,14 +356,17 @@ def _fit_predictor(space, run, config, archs, split, ft, lookup):
     from donna_nas.predictor.fit import compare_models, to_linear_block_json
     from donna_nas.predictor.models import Ridge
 
-    metric = "sq_rel" if config.task == "depth" else "val_nsr"
+    task = _task(config)
+    metric = task.metric if task is not None else "val_nsr"
+    kept = task.table_metrics if task is not None else ("val_nsr",)
+    direction = task.direction if task is not None else "minimize"
     X = nsr_features(archs, lookup, space)
     rows = []
     for a, s, rec, x in zip(archs, split, ft, X):
         m = rec["metrics"]
         row = {"arch": a.encode(), "split": s}
         row.update({n: v for n, v in zip(feature_names(space), x)})
-        row.update({k: m.get(k) for k in (("sq_rel", "abs_rel") if config.task == "depth" else ("val_nsr",))})
+        row.update({k: m.get(k) for k in kept})
         row.update(params=space.params(a), macs=space.macs(a))
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -360,13 +379,18 @@ def _fit_predictor(space, run, config, archs, split, ft, lookup):
         raise UserError(f"{run}/tables/predictor_train.csv: non-finite {metric} values; check the finetunes")
     evaluation, preds = compare_models([archs[i] for i in tr], y[tr], [archs[i] for i in te], y[te],
                                        space, lookup, config.folds, config.seed)
+    if direction == "maximize":  # the unfitted NSR sum ranks accuracy in reverse (low NSR, high top-1)
+        for r in evaluation:
+            if r["model"].startswith("sum_nsr"):
+                r["cv_tau"], r["test_tau"] = -r["cv_tau"], -r["test_tau"]
     ev = pd.DataFrame(evaluation)
     with atomic_path(run / "tables" / "predictor_eval.csv") as tmp:
         ev.to_csv(tmp, index=False, float_format="%.4f")
     ridge = Ridge(feature_names=feature_names(space)).fit(X[tr], y[tr])
     best = {r["model"]: r for r in evaluation}["ridge_nsr"]
     obj = to_linear_block_json(ridge, space, lookup, metric,
-                               {"cv_kendall_tau": best["cv_tau"], "test_kendall_tau": best["test_tau"],
+                               {"direction": direction,
+                                "cv_kendall_tau": best["cv_tau"], "test_kendall_tau": best["test_tau"],
                                 "n_train": len(tr), "n_test": len(te)})
     write_json_atomic(run / "predictor.json", obj)
     _scatter(run, y, ridge.predict(X), split, metric, best)

@@ -29,7 +29,7 @@ from donna_nas.runtime.io import write_json_atomic
 
 __all__ = ["FinetuneJob", "run_finetune_job", "TASKS"]
 
-TASKS = ("depth", "distill")
+TASKS = ("depth", "classify", "distill")  # any task of donna_nas.tasks.base.available_tasks(), or distill
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ def run_finetune_job(job: FinetuneJob) -> dict[str, Any]:
         np.random.seed(job.seed)
         if job.task == "distill":
             metrics = _distill_task(job)
-        elif job.task == "depth":
-            metrics = _depth_task(job)
-        else:
-            raise UserError(f"--task {job.task!r}: use one of {', '.join(TASKS)}")
+        else:  # depth, classify, ...: the task module's own short finetune
+            from donna_nas.tasks.base import get_task
+
+            metrics = get_task(job.task).predictor_finetune(job)
         record = {"job_id": job.job_id, "job": asdict(job), "arch": job.arch, "metrics": metrics,
                   "seconds": round(time.time() - t0, 3)}
         write_json_atomic(Path(job.run_dir) / "jobs" / f"{job.job_id}.json", record)
