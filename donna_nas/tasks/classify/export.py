@@ -4,28 +4,20 @@ time batch-1 FPS. Files go to ``RUN/export/``; figures into ``RUN/metrics.json``
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from donna_nas.export.onnx import OPSET, measure_fps, ort_session, quantize_qdq
-from donna_nas.runtime.io import atomic_path
+from donna_nas.export.onnx import export_image_model, measure_fps, ort_session, quantize_qdq
 
 __all__ = ["export_classifier_onnx", "onnx_logits", "export_run"]
 
 
 def export_classifier_onnx(model: nn.Module, size: tuple[int, int], path: str | Path) -> Path:
-    model = model.eval()
-    x = torch.rand(1, 3, *size)
-    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=["image"], output_names=["logits"], do_constant_folding=True)
-    return Path(path)
+    """Write the classifier (1x3xHxW ``image`` → ``logits``) as ONNX; atomic."""
+    return export_image_model(model, size, path, "logits")
 
 
 def onnx_logits(path: str | Path, images: np.ndarray) -> np.ndarray:
