@@ -6,6 +6,8 @@ Layout of ``RUN/``::
     checkpoints/last.safetensors  every tensor needed to continue: weights, optimizer moments, torch RNG;
                                   the JSON state is embedded in its metadata so the pair can never disagree
     checkpoints/last.json       the same JSON state, human-readable (step, epoch, lr, RNG of python/numpy)
+    checkpoints/prev.safetensors  the checkpoint before it: ``--resume`` falls back to it when
+                                  last.safetensors is missing or truncated (a kill or a full disk)
     model.safetensors, model.json  the trained depth network (encoder + decoder) and how to rebuild it
     metrics.json, report.md, plots/   written by ``evaluate``
 """
@@ -25,9 +27,15 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from donna_nas.errors import UserError
-from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
+from donna_nas.runtime.io import (atomic_path, kill_point, remove_stale_temp,
+                                  write_json_atomic, write_text_atomic)
 
-__all__ = ["DepthConfig", "save_config", "load_config", "save_checkpoint", "load_checkpoint", "checkpoint_path"]
+__all__ = ["DepthConfig", "save_config", "load_config", "save_checkpoint", "load_checkpoint", "checkpoint_path",
+           "has_checkpoint", "resolve_paths", "PATH_FIELDS"]
+
+# config fields that may name files or folders; config.yaml stores them absolute so that
+# ``--resume`` works from any working directory
+PATH_FIELDS = ("data", "backbone", "space", "weights", "pose_weights", "seg_teacher", "groups", "train_split")
 
 
 @dataclass
@@ -76,15 +84,34 @@ class DepthConfig:
             raise UserError("--batch and --epochs must be at least 1")
 
 
+def resolve_paths(cfg: DepthConfig) -> DepthConfig:
+    """Make every path field that names an existing file or folder absolute (in place)."""
+    for name in PATH_FIELDS:
+        v = getattr(cfg, name)
+        if isinstance(v, str) and v and Path(v).exists():
+            setattr(cfg, name, str(Path(v).resolve()))
+    return cfg
+
+
 def save_config(run: Path, cfg: DepthConfig) -> None:
+    """Write ``RUN/config.yaml`` with absolute paths (a new run: stale temp files are removed)."""
+    remove_stale_temp(run)
+    resolve_paths(cfg)
     write_text_atomic(Path(run) / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    kill_point(f"depth-start:{Path(run)}")
 
 
 def load_config(run: Path) -> DepthConfig:
     path = Path(run) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{path}: not found; is {run} a depth run directory (made by finetune --task depth)?")
-    obj = yaml.safe_load(path.read_text()) or {}
+    remove_stale_temp(run)  # a run is opened by the process that continues it
+    try:
+        obj = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); restore or delete the file") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a mapping of settings; restore or delete the file")
     known = {f.name for f in fields(DepthConfig)}
     bad = sorted(set(obj) - known)
     if bad:
@@ -94,6 +121,30 @@ def load_config(run: Path) -> DepthConfig:
 
 def checkpoint_path(run: Path) -> Path:
     return Path(run) / "checkpoints" / "last.safetensors"
+
+
+def previous_checkpoint_path(run: Path) -> Path:
+    return Path(run) / "checkpoints" / "prev.safetensors"
+
+
+def has_checkpoint(run: Path) -> bool:
+    """True when ``run`` holds a checkpoint to resume from (the last one or the one before)."""
+    return checkpoint_path(run).is_file() or previous_checkpoint_path(run).is_file()
+
+
+def read_safetensors(path: Path, fix: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of ``path``; a truncated or foreign file is a one-line ``UserError``."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; {fix}") from None
+    except OSError:
+        raise
+    except Exception as exc:  # SafetensorError (truncated, not safetensors), ValueError
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: unreadable, truncated or not a safetensors file ({msg}); {fix}") from None
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -132,21 +183,41 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     full["rng"] = rng_meta
     text = json.dumps(full, sort_keys=True)
     path = checkpoint_path(run)
+    prev = previous_checkpoint_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    # the new checkpoint is written and fsynced under a temporary name; then last → prev and the
+    # new file → last. A kill in between leaves prev.safetensors, which load_checkpoint falls back to
+    with atomic_path(path, keep_previous=prev) as tmp:
         save_file(tensors, str(tmp), metadata={"state": text})
     write_json_atomic(path.with_suffix(".json"), {k: v for k, v in full.items() if k != "rng"})
     return path
 
 
 def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """Restore what ``save_checkpoint`` wrote (RNG included); returns the JSON state."""
+    """Restore what ``save_checkpoint`` wrote (RNG included); returns the JSON state.
+
+    A missing or truncated ``last.safetensors`` falls back to ``prev.safetensors`` (with a note).
+    """
     path = checkpoint_path(run)
-    if not path.is_file():
+    candidates = [p for p in (path, previous_checkpoint_path(run)) if p.is_file()]
+    if not candidates:
         raise UserError(f"{path}: no checkpoint to resume from; run without --resume to start training")
-    with safe_open(str(path), framework="pt") as f:
-        state = json.loads((f.metadata() or {})["state"])
-    tensors = load_file(str(path))
+    errors = []
+    for p in candidates:
+        try:
+            tensors, meta = read_safetensors(p, "")
+            state = json.loads(meta["state"])
+            break
+        except (UserError, KeyError, json.JSONDecodeError) as exc:
+            errors.append(f"{p}: {exc}" if not isinstance(exc, UserError) else str(exc).rstrip("; "))
+    else:
+        raise UserError(f"{errors[0]}; no older checkpoint to fall back to: delete {path.parent} to "
+                        f"restart training from step 0, or restore the file")
+    if p != path:
+        import sys
+
+        print(f"note: {path} is missing or unreadable; resuming from the previous checkpoint {p} "
+              f"(step {state.get('step')})", file=sys.stderr)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:
         per: dict[int, dict[str, torch.Tensor]] = {}
@@ -199,5 +270,11 @@ def load_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     info = json.loads(mj.read_text())
     enc = make_encoder(info["backbone"], info.get("space"), init=False)
     net = DepthNet(enc, DepthDecoder(enc.channels, act=info["act"]))
-    net.load_state_dict(load_file(str(run / "model.safetensors")))
+    tensors, _ = read_safetensors(run / "model.safetensors",
+                                  f"rewrite it with `donna-nas finetune --resume --out {run}` (from its checkpoint)")
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise UserError(f"{run / 'model.safetensors'}: does not match {mj} "
+                        f"({str(exc).splitlines()[0]}); rewrite it with `donna-nas finetune --resume --out {run}`") from None
     return net.eval(), info
