@@ -212,6 +212,7 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
     # ---- teacher and its cut (checked before anything is written)
     t0 = time.time()
     if teacher is None:
+        torch.manual_seed(config.seed)  # a random-init teacher is the same for the same --seed
         teacher, tinfo = load_teacher(config.teacher, config.teacher_weights)
         tinfo = dict(tinfo, spec=config.teacher, weights=config.teacher_weights)
     else:

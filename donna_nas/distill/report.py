@@ -22,7 +22,13 @@ def _f(v: Any, nd: int = 3) -> str:
 def write_report(run: Path, space, config, quality: pd.DataFrame, rank: pd.DataFrame | None,
                  evaluation: list[dict[str, Any]], timings: dict[str, Any]) -> Path:
     lines = [f"# build-supernet report: space `{space.name}`", ""]
-    lines += [f"Teacher `{config.teacher}` (weights: {config.teacher_weights or 'random init'}), "
+    if config.teacher_weights:
+        weights = config.teacher_weights
+    elif Path(str(config.teacher)).is_dir():
+        weights = f"trained, from the depth run `{config.teacher}`"
+    else:
+        weights = f"random init, seed {config.seed}"
+    lines += [f"Teacher `{config.teacher}` (weights: {weights}), "
               f"BKD at {config.resolved_size(space)[0]}x{config.resolved_size(space)[1]}, "
               f"{config.train_frames} training / {config.val_frames} held-out frames requested, "
               f"{config.bkd_steps} steps per block supernet, task `{config.task}`.", ""]
