@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from donna_nas import Block, Choice, SearchSpace, load_space
-from donna_nas.nn.ops import conv_macs_hooked, count_params, make_divisible
+from donna_nas.nn.ops import conv_macs_hooked, count_params
+from donna_nas.space.ops import make_divisible
 
 
 def _expected_shapes(space, arch, size):
     h, w = size
     out = []
-    for stride, c in zip(space.strides(), (bc.out_channels for bc in arch.choices)):
+    for stride, c in zip(space.strides(), (bc.out_channels for bc in arch.block_choices)):
         out.append((1, c, -(-h // stride), -(-w // stride)))
     return out
 
@@ -33,7 +34,7 @@ def _coverage_archs(space):
     for i, block in enumerate(space.blocks):
         for key, values in block.options().items():
             for v in values:
-                choice = base.choices[i].__class__(**{**base.choices[i].__dict__, key: v})
+                choice = base.block_choices[i].__class__(**{**base.block_choices[i].__dict__, key: v})
                 archs.append(base.replace(i, choice))
     return archs
 
@@ -45,7 +46,7 @@ def test_every_block_choice_of_tiny_builds_at_two_sizes():
         for choice in block.all_choices():
             arch = space.sample(rng).replace(i, choice)
             model = space.build(arch).eval()
-            assert model.channels == [c.out_channels for c in arch.choices]
+            assert model.channels == [c.out_channels for c in arch.block_choices]
             for size in ((64, 192), (96, 320)):
                 with torch.no_grad():
                     taps = model(torch.rand(1, 3, *size))

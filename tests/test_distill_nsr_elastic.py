@@ -5,7 +5,8 @@ import torch
 
 from donna_nas.distill.elastic import ElasticBlock, ElasticLayer, LayerConfig
 from donna_nas.distill.nsr import NSRAccumulator, channel_variance, nsr
-from donna_nas.nn.ops import OpInstance, make_layer
+from donna_nas.nn.ops import make_layer
+from donna_nas.space.ops import OpInstance
 from donna_nas.space import load_space
 
 

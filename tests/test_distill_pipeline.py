@@ -91,7 +91,7 @@ def test_assemble_loads_the_distilled_block_weights(full_run):
     arch = SPACE.sample(3)
     enc = assemble(run, arch.encode(), recalibrate=False)
     cin = SPACE.stem.channels
-    for i, ch in enumerate(arch.choices):
+    for i, ch in enumerate(arch.block_choices):
         want = load_bkd_model(run, SPACE, i, ch.op, ch.act).block.export(ch, cin).state_dict()
         got = enc.blocks[i].state_dict()
         for k, v in want.items():
@@ -163,7 +163,7 @@ def test_empty_split_and_corrupt_block_checkpoint_are_clear_errors(full_run, tmp
     victim = next((run / "blocks").glob("b2-*.safetensors"))
     victim.write_bytes(b"garbage")
     arch = next(a for a in (SPACE.sample(s) for s in range(50))
-                if f"b2-{a.choices[1].op}-relu" == victim.stem)
+                if f"b2-{a.block_choices[1].op}-relu" == victim.stem)
     with pytest.raises(UserError, match="corrupt block checkpoint"):
         assemble(run, arch)
     counter = CountingExecutor()

@@ -9,7 +9,7 @@ from donna_nas.errors import UserError
 from donna_nas.latency import LookupTable, TableRow
 from donna_nas.latency.model import (FEATURES, ModelledLatency, OpLatencyModel, _SCALE,
                                      fit_from_table, op_features, op_from_key)
-from donna_nas.latency.source import unique_ops
+from donna_nas.space.ops import unique_ops
 
 
 def _ops(n_archs=40, space="donna_depth", size=(96, 320)):

@@ -7,7 +7,7 @@ import pytest
 from donna_nas.latency import LookupTable, shipped_tables_dir
 from donna_nas.latency.ofa import (convert_ofa_luts, load_ofa_lut, net_config_keys, ofa_to_op,
                                    op_to_ofa, translate_key)
-from donna_nas.latency.source import all_ops
+from donna_nas.space.ops import all_ops
 from donna_nas.space import load_space
 
 TABLE = shipped_tables_dir() / "note10_ofa_mbv3_w12.csv"
@@ -89,7 +89,7 @@ def test_space_arch_equals_per_layer_net(table):
     layers = [(24, 1, 3, 1, "relu", False)]
     for (cout, s, act, se), bc in zip([(32, 2, "relu", False), (48, 2, "relu", True),
                                        (96, 2, "h_swish", False), (136, 1, "h_swish", True),
-                                       (192, 2, "h_swish", True)], arch.choices[1:]):
+                                       (192, 2, "h_swish", True)], arch.block_choices[1:]):
         layers += [(cout, s if i == 0 else 1, bc.kernel, int(bc.expand), act, se)
                    for i in range(bc.depth)]
     expected = table.latency_of(net_config_keys(net_config(layers), 224))
@@ -113,7 +113,7 @@ def _op_from_key(key):
     kind, _, body = key.partition(":")
     f = dict(kv.split("=") for kv in body.split(","))
     h, w, cin, cout = int(f["h"]), int(f["w"]), int(f["cin"]), int(f["cout"])
-    from donna_nas.nn.ops import OpInstance
+    from donna_nas.space.ops import OpInstance
 
     if kind == "stem":
         return OpInstance("stem", cin, cout, int(f["k"]), int(f["s"]), h, w, f["act"])

@@ -10,7 +10,8 @@ import torch
 from donna_nas.latency import LookupTable, OrtMeasurer, TableRow
 from donna_nas.latency.ort import (INT8_REL_TOLERANCE, export_onnx, quantize_int8, randomize_bn,
                                    sample_input)
-from donna_nas.nn.ops import OpInstance, make_layer
+from donna_nas.nn.ops import make_layer
+from donna_nas.space.ops import OpInstance
 
 OPS = [OpInstance("stem", 3, 16, 3, 2, 32, 64, "relu"),
        OpInstance("ir", 16, 24, 5, 2, 16, 32, "hswish", 4, True),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from donna_nas.errors import UserError
 from donna_nas.latency import CachedMeasurer, LookupTable, MissingKeysError, OrtMeasurer, TableRow
-from donna_nas.latency.source import all_ops, unique_ops
+from donna_nas.space.ops import all_ops, unique_ops
 from donna_nas.space import load_space
 
 HEADER = ["op", "latency_ms", "std_ms", "device", "precision", "runtime", "source"]
@@ -124,7 +124,7 @@ def test_sum_of_ops_equals_rows(seed):
     assert table.model_latency(ops) == pytest.approx(expected)
     # stem + per-block sums (each block told its incoming width) add up to the same
     total, cin = table.stem_latency(space, size), space.stem.channels
-    for i, bc in enumerate(arch.choices):
+    for i, bc in enumerate(arch.block_choices):
         total += table.block_latency(space, i, bc, cin, size)
         cin = bc.out_channels
     assert total == pytest.approx(expected)

@@ -70,7 +70,7 @@ def test_sample_is_seeded_and_covers_choices():
     space = load_space("donna_depth")
     assert space.sample(3) == space.sample(3)
     rng = random.Random(0)
-    ops = {space.sample(rng).choices[2].op for _ in range(200)}
+    ops = {space.sample(rng).block_choices[2].op for _ in range(200)}
     assert ops == {"ir", "fused_ir", "gconv"}
 
 
@@ -84,7 +84,7 @@ def test_mutate_and_crossover_stay_in_space():
         space.check(m)
         c = space.crossover(a, b, rng)
         space.check(c)
-        assert all(x in (y, z) for x, y, z in zip(c.choices, a.choices, b.choices))
+        assert all(x in (y, z) for x, y, z in zip(c.block_choices, a.block_choices, b.block_choices))
 
 
 def test_stable_hash_is_content_based():

@@ -39,7 +39,7 @@ def assemble(run_dir: str | Path, arch: Architecture | str, recalibrate: bool = 
     enc = space.build(arch) if input_size is None else SearchedEncoder(space, arch, input_size)
     cin = space.stem.channels
     with torch.no_grad():
-        for i, choice in enumerate(arch.choices):
+        for i, choice in enumerate(arch.block_choices):
             model = load_bkd_model(run_dir, space, i, choice.op, choice.act)
             if i == 0:
                 enc.stem.load_state_dict(model.block.stem.state_dict())

@@ -21,24 +21,22 @@ from torch import nn
 from torch.func import functional_call
 
 from donna_nas.nn.builder import IMAGE_MEAN, IMAGE_STD
-from donna_nas.nn.ops import GROUP_WIDTH, OpInstance, make_divisible, make_layer
+from donna_nas.nn.ops import make_layer
+from donna_nas.space.ops import (
+    OpInstance,
+    in_per_group,
+    incoming_widths,
+    layer_mid,
+    make_divisible,
+    op_type,
+    stem_op,
+)
 from donna_nas.space.space import BlockChoice, SearchSpace
 
 __all__ = ["ElasticLayer", "ElasticBlock", "block_input_widths", "layer_mid"]
 
-
-def layer_mid(op: str, cin: int, expand: float) -> int:
-    """Hidden width of a layer (same rule as ``OpInstance.mid``; ``ir`` e=1 has no expansion)."""
-    if op == "ir" and expand == 1:
-        return cin
-    return make_divisible(cin * expand, GROUP_WIDTH if op == "gconv" else 8)
-
-
-def block_input_widths(space: SearchSpace, index: int) -> tuple[int, ...]:
-    """Possible input widths of block ``index``: the previous block's widths (the stem's for b1)."""
-    if index == 0:
-        return (space.stem.channels,)
-    return tuple(space.blocks[index - 1].out_channels)
+block_input_widths = incoming_widths
+"""Possible input widths of block ``index`` (``donna_nas.space.ops.incoming_widths``)."""
 
 
 def _crop(w: torch.Tensor, k: int) -> torch.Tensor:
@@ -81,25 +79,20 @@ class ElasticLayer(nn.Module):
         super().__init__()
         self.op, self.act, self.stride = op, act, stride
         self.cin_max, self.cout_max, self.mid_max, self.k_max = cin_max, cout_max, mid_max, k_max
-        if op == "fused_ir":
-            self.expand_w = _conv_weight(mid_max, cin_max, k_max)
-        else:
-            self.expand_w = _conv_weight(mid_max, cin_max, 1)
-        self.expand_bn = _BN(mid_max)
-        if op == "ir":
-            self.dw_w = _conv_weight(mid_max, 1, k_max)
-            self.dw_bn = _BN(mid_max)
-        elif op == "gconv":
-            self.dw_w = _conv_weight(mid_max, GROUP_WIDTH, k_max)
-            self.dw_bn = _BN(mid_max)
-        if with_se:
-            sq_max = make_divisible(mid_max / 4, 8)
-            self.se_reduce_w = nn.Parameter(torch.randn(sq_max, mid_max, 1, 1) * mid_max ** -0.5)
-            self.se_reduce_b = nn.Parameter(torch.zeros(sq_max))
-            self.se_expand_w = nn.Parameter(torch.randn(mid_max, sq_max, 1, 1) * sq_max ** -0.5)
-            self.se_expand_b = nn.Parameter(torch.zeros(mid_max))
-        self.project_w = _conv_weight(cout_max, mid_max, 1)
-        self.project_bn = _BN(cout_max)
+        # one shared tensor per conv of the op type's description, at the largest widths
+        width = {"in": cin_max, "mid": mid_max, "out": cout_max}
+        specs = op_type(op).convs
+        for spec in specs:
+            if spec is specs[-1] and with_se:
+                sq_max = make_divisible(mid_max / 4, 8)
+                self.se_reduce_w = nn.Parameter(torch.randn(sq_max, mid_max, 1, 1) * mid_max ** -0.5)
+                self.se_reduce_b = nn.Parameter(torch.zeros(sq_max))
+                self.se_expand_w = nn.Parameter(torch.randn(mid_max, sq_max, 1, 1) * sq_max ** -0.5)
+                self.se_expand_b = nn.Parameter(torch.zeros(mid_max))
+            cin = width[spec.cin]
+            setattr(self, f"{spec.name}_w", _conv_weight(width[spec.cout], in_per_group(spec, cin),
+                                                         k_max if spec.kernel == "k" else 1))
+            setattr(self, f"{spec.name}_bn", _BN(width[spec.cout]))
         self._templates: dict[str, nn.Module] = {}
 
     def op_instance(self, c: LayerConfig, h: int = 1, w: int = 1) -> OpInstance:
@@ -108,34 +101,21 @@ class ElasticLayer(nn.Module):
     def slices(self, c: LayerConfig) -> dict[str, torch.Tensor]:
         """State-dict entries (parameters only) of the standalone ``Layer`` of config ``c``."""
         op = self.op_instance(c)
-        mid = op.mid if op.has_expand_conv else c.cin
         out: dict[str, torch.Tensor] = {}
-        i = 0
-
-        def put_conv_bn(w: torch.Tensor, bn: _BN, n: int) -> None:
-            nonlocal i
-            out[f"body.{i}.0.weight"] = w
-            out[f"body.{i}.1.weight"] = bn.weight[:n]
-            out[f"body.{i}.1.bias"] = bn.bias[:n]
-            i += 1
-
-        if self.op == "ir":
-            if op.has_expand_conv:
-                put_conv_bn(self.expand_w[:mid, :c.cin], self.expand_bn, mid)
-            put_conv_bn(_crop(self.dw_w[:mid], c.kernel), self.dw_bn, mid)
-        elif self.op == "fused_ir":
-            put_conv_bn(_crop(self.expand_w[:mid, :c.cin], c.kernel), self.expand_bn, mid)
-        else:  # gconv: the first mid/16 groups of 16 channels
-            put_conv_bn(self.expand_w[:mid, :c.cin], self.expand_bn, mid)
-            put_conv_bn(_crop(self.dw_w[:mid], c.kernel), self.dw_bn, mid)
-        if c.se:
-            sq = op.se_channels
-            out[f"body.{i}.reduce.weight"] = self.se_reduce_w[:sq, :mid]
-            out[f"body.{i}.reduce.bias"] = self.se_reduce_b[:sq]
-            out[f"body.{i}.expand.weight"] = self.se_expand_w[:mid, :sq]
-            out[f"body.{i}.expand.bias"] = self.se_expand_b[:mid]
-            i += 1
-        put_conv_bn(self.project_w[:c.cout, :mid], self.project_bn, c.cout)
+        convs = op.convs
+        for i, conv in enumerate(convs):
+            if conv is convs[-1] and c.se:
+                mid, sq = op.hidden, op.se_channels
+                out[f"body.{i}.reduce.weight"] = self.se_reduce_w[:sq, :mid]
+                out[f"body.{i}.reduce.bias"] = self.se_reduce_b[:sq]
+                out[f"body.{i}.expand.weight"] = self.se_expand_w[:mid, :sq]
+                out[f"body.{i}.expand.bias"] = self.se_expand_b[:mid]
+                i += 1
+            w = getattr(self, f"{conv.name}_w")[:conv.cout, :conv.cin // conv.groups]
+            bn = getattr(self, f"{conv.name}_bn")
+            out[f"body.{i}.0.weight"] = _crop(w, conv.kernel)
+            out[f"body.{i}.1.weight"] = bn.weight[:conv.cout]
+            out[f"body.{i}.1.bias"] = bn.bias[:conv.cout]
         return out
 
     def template(self, c: LayerConfig) -> nn.Module:
@@ -175,9 +155,7 @@ class ElasticBlock(nn.Module):
         with_se = any(opts["se"])
         self.stem: nn.Module | None = None
         if index == 0:
-            st = space.stem
-            self.stem = make_layer(OpInstance("stem", space.in_channels, st.channels, st.kernel,
-                                              st.stride, 1, 1, st.act))
+            self.stem = make_layer(stem_op(space, (1, 1)))
         layers = []
         for d in range(max(opts["depth"])):
             cins = self.cin_options if d == 0 else tuple(block.out_channels)

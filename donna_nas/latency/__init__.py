@@ -1,13 +1,24 @@
-"""Latency of architectures from on-device measurements: lookup tables, ONNX Runtime
-measurement, a measure-once cache, validation of additivity, phone-table export/import and the
-shipped OFA Note10 table."""
+"""Latency of architectures from on-device measurements: the ``LatencySource`` interface, lookup
+tables, ONNX Runtime measurement, a measure-once cache, validation of additivity, phone-table
+export/import and the shipped OFA Note10 table.
 
-from donna_nas.latency.source import CachedMeasurer, LatencySource
-from donna_nas.latency.table import LookupTable, MissingKeysError, TableRow
-from donna_nas.latency.ort import OrtMeasurer
+Importing this package does not import torch: ``OrtMeasurer`` (which exports op modules to ONNX)
+is loaded on first use."""
 
-__all__ = ["CachedMeasurer", "LatencySource", "LookupTable", "MissingKeysError", "OrtMeasurer",
-           "TableRow", "shipped_tables_dir"]
+from donna_nas.latency.base import LatencySource, MappingLatency, MissingKeysError
+from donna_nas.latency.cached import CachedMeasurer
+from donna_nas.latency.table import LookupTable, TableRow
+
+__all__ = ["CachedMeasurer", "LatencySource", "LookupTable", "MappingLatency", "MissingKeysError",
+           "OrtMeasurer", "TableRow", "shipped_tables_dir"]
+
+
+def __getattr__(name: str):
+    if name == "OrtMeasurer":
+        from donna_nas.latency.ort import OrtMeasurer
+
+        return OrtMeasurer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def shipped_tables_dir():

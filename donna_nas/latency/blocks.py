@@ -17,10 +17,10 @@ import torch
 
 from donna_nas.errors import UserError
 from donna_nas.latency.ort import export_onnx, op_input_shape, quantize_int8, randomize_bn
-from donna_nas.latency.source import all_ops, unique_ops
 from donna_nas.latency.table import LookupTable, parse_rows
-from donna_nas.nn.ops import OpInstance, make_layer
+from donna_nas.nn.ops import make_layer
 from donna_nas.runtime.io import atomic_path
+from donna_nas.space.ops import OpInstance, all_ops, unique_ops
 
 MANIFEST_COLUMNS = ("op", "file", "input_shape", "precision")
 

@@ -26,9 +26,9 @@ from typing import Sequence
 import numpy as np
 
 from donna_nas.errors import UserError
-from donna_nas.latency.source import LatencySource
-from donna_nas.nn.ops import GROUP_WIDTH, OpInstance
+from donna_nas.latency.base import LatencySource
 from donna_nas.runtime.io import write_json_atomic
+from donna_nas.space.ops import OpInstance
 
 FEATURES = ("dense_macs", "spatial_macs", "memory", "act_swish", "act_hswish", "se", "calls")
 _SCALE = np.array([1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1.0])  # per-M units keep NNLS well scaled
@@ -54,34 +54,16 @@ def op_from_key(key: str) -> OpInstance:
 
 
 def op_features(op: OpInstance) -> np.ndarray:
-    """Work counts of one op instance (see the module docstring), in ``FEATURES`` order."""
+    """Work counts of one op instance (see the module docstring), in ``FEATURES`` order, summed
+    over its convolutions (``OpInstance.convs``): dense and grouped/depthwise MACs, elements read
+    by the first conv and written by every conv, elements through the activation."""
+    convs = op.convs
+    dense = sum(c.macs for c in convs if not c.depthwise)
+    spatial = sum(c.macs for c in convs if c.depthwise)
+    memory = convs[0].cin * op.h * op.w + sum(c.cout * c.out_hw[0] * c.out_hw[1] for c in convs)
+    act_elems = sum(c.cout * c.out_hw[0] * c.out_hw[1] for c in convs if c.act)
     ho, wo = op.out_hw
-    hw_in, hw_out = op.h * op.w, ho * wo
-    k2 = op.kernel ** 2
-    if op.kind == "stem":
-        dense, spatial = op.cin * op.cout * k2 * hw_out, 0
-        memory = op.cin * hw_in + op.cout * hw_out
-        act_elems, se = op.cout * hw_out, 0
-    else:
-        mid = op.mid if op.has_expand_conv else op.cin
-        dense = mid * op.cout * hw_out  # projection
-        memory = op.cin * hw_in + mid * hw_out + op.cout * hw_out
-        if op.kind == "ir":
-            spatial = mid * k2 * hw_out
-            if op.has_expand_conv:
-                dense += op.cin * mid * hw_in
-                memory += mid * hw_in
-            act_elems = mid * (hw_out + (hw_in if op.has_expand_conv else 0))
-        elif op.kind == "fused_ir":
-            spatial = 0
-            dense += op.cin * mid * k2 * hw_out
-            act_elems = mid * hw_out
-        else:  # gconv
-            spatial = mid * GROUP_WIDTH * k2 * hw_out
-            dense += op.cin * mid * hw_in
-            memory += mid * hw_in
-            act_elems = mid * (hw_in + hw_out)
-        se = mid * hw_out if op.se else 0
+    se = op.hidden * ho * wo if op.se else 0
     return np.array([dense, spatial, memory,
                      act_elems if op.act == "swish" else 0,
                      act_elems if op.act == "hswish" else 0,
@@ -174,6 +156,9 @@ class ModelledLatency(LatencySource):
         rows = self.table.rows
         return [rows[op.key].latency_ms if op.key in rows else self.model.predict(op) for op in ops]
 
+    def missing(self, keys) -> list[str]:
+        return []  # the model fills every op the table lacks
+
     def fixed_latency(self, input_size: tuple[int, int]) -> float:
         return self.table.fixed_latency(input_size)
 
@@ -199,8 +184,8 @@ def measure_and_model(space, input_size: tuple[int, int], precision: str, out_di
     ``out_dir/latency_ort_PRECISION.csv``, so a rerun measures nothing new), fit the op latency
     model on them (``out_dir/latency_model_PRECISION.json``) and return the filled-in source."""
     from donna_nas.latency.ort import OrtMeasurer
-    from donna_nas.latency.source import unique_ops
     from donna_nas.latency.table import LookupTable
+    from donna_nas.space.ops import unique_ops
 
     out_dir = Path(out_dir)
     cache = out_dir / f"latency_ort_{precision}.csv"

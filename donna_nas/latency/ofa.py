@@ -21,7 +21,7 @@ import yaml
 
 from donna_nas.errors import UserError
 from donna_nas.latency.table import LookupTable, TableRow
-from donna_nas.nn.ops import OpInstance, make_divisible
+from donna_nas.space.ops import OpInstance, make_divisible
 
 DEVICE = "Samsung Galaxy Note10 (chip not stated by the source)"
 RUNTIME = "not stated by the source (OFA LUT)"

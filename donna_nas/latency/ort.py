@@ -21,9 +21,10 @@ from torch import nn
 
 from donna_nas.errors import UserError
 from donna_nas.export.onnx import onnx_bytes, quantize_qdq_bytes
-from donna_nas.latency.source import LatencySource
+from donna_nas.latency.base import LatencySource
 from donna_nas.latency.table import LookupTable, TableRow
-from donna_nas.nn.ops import OpInstance, make_layer
+from donna_nas.nn.ops import make_layer
+from donna_nas.space.ops import OpInstance
 
 INT8_REL_TOLERANCE = 0.15
 """Documented INT8 accuracy bound: relative L2 error ||y_int8 - y_fp32|| / ||y_fp32|| of one
@@ -84,7 +85,11 @@ class Timing:
 
 
 class OrtMeasurer(LatencySource):
-    """Measure op latencies live with ONNX Runtime (CPU). Use ``CachedMeasurer`` to keep results."""
+    """Measure op latencies live with ONNX Runtime (CPU). Use ``CachedMeasurer`` to keep results.
+
+    Not additive in the exact solver's sense (every op would be timed); NSGA-II uses it."""
+
+    is_additive = False
 
     def __init__(self, precision: str = "fp32", threads: int = 1, warmup: int = 5,
                  repeats: int = 20, device: str | None = None, calib_samples: int = 8,
@@ -206,6 +211,13 @@ class OrtMeasurer(LatencySource):
             if op.key not in cache:
                 cache[op.key] = self.measure_op(op).median_ms
         return [cache[op.key] for op in ops]
+
+    def missing(self, keys) -> list[str]:
+        return []  # measured on demand
+
+    @property
+    def name(self) -> str:
+        return f"onnxruntime {self.precision} ({self.device})"
 
     def measure_ops(self, ops: Sequence[OpInstance], table: LookupTable | None, out: str | Path,
                     progress: bool = True, time_budget_s: float | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from donna_nas.errors import UserError
-from donna_nas.latency.source import LatencySource
+from donna_nas.latency.base import LatencySource, MissingKeysError
 from donna_nas.runtime.io import atomic_path
 
 COLUMNS = ("op", "latency_ms", "std_ms", "device", "precision", "runtime", "source")
@@ -37,17 +37,6 @@ class TableRow:
     runtime: str
     source: str
     fixed_for: str = ""
-
-
-class MissingKeysError(UserError):
-    """A search needs op keys the table lacks; the message lists them and how to measure them."""
-
-    def __init__(self, missing: list[str], table: str, command: str):
-        self.missing = list(missing)
-        shown = ", ".join(self.missing[:3])
-        more = f" (+{len(self.missing) - 3} more)" if len(self.missing) > 3 else ""
-        super().__init__(f"{table}: {len(self.missing)} op key(s) missing from the latency table: "
-                         f"{shown}{more}; measure them with: {command}")
 
 
 def _rows_text(rows: list[int]) -> str:
@@ -133,6 +122,8 @@ def _check_consistency(rows: list[TableRow], where: str) -> None:
 class LookupTable(LatencySource):
     """Latency of op instances from a measured table (one device, one precision)."""
 
+    is_additive = True
+
     def __init__(self, rows: Iterable[TableRow], path: str | Path | None = None):
         rows = list(rows)
         self.path = Path(path) if path is not None else None
@@ -205,7 +196,7 @@ class LookupTable(LatencySource):
         return float(sum(self.rows[k].latency_ms for k in keys))
 
     def missing_error(self, missing: list[str], space: str = "SPACE",
-                      size: str = "HxW") -> MissingKeysError:
+                      size: str = "HxW", needed: int | None = None) -> MissingKeysError:
         out = self.path or "table.csv"
         cmd = (f"donna-nas latency measure --space {space} --size {size} "
                f"--precision {self.precision or 'fp32'} --out {out}")
@@ -213,7 +204,7 @@ class LookupTable(LatencySource):
 
     def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
         keys = [op.key for op in ops]
-        space_arg = getattr(space, "source", None) or "SPACE"
+        space_arg = (space.source or "SPACE") if space is not None else "SPACE"
         size = f"{input_size[0]}x{input_size[1]}" if input_size else "HxW"
         missing = self.missing(keys)
         if missing:

@@ -17,7 +17,7 @@ import numpy as np
 
 from donna_nas.errors import UserError
 from donna_nas.latency.ort import OrtMeasurer
-from donna_nas.latency.source import CachedMeasurer
+from donna_nas.latency.cached import CachedMeasurer
 from donna_nas.runtime.io import atomic_path, write_json_atomic
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from donna_nas.nn.ops import block_ops, make_layer
+from donna_nas.nn.ops import make_layer
+from donna_nas.space.ops import block_ops
 
 IMAGE_MEAN = 0.45
 IMAGE_STD = 0.225

@@ -16,7 +16,7 @@ def feature_names(space: SearchSpace) -> list[str]:
 def nsr_features(archs: list[Architecture], lookup: dict[str, dict[str, float]],
                  space: SearchSpace) -> np.ndarray:
     """(n, blocks): column i is the held-out NSR of the choice the architecture makes in block i."""
-    return np.array([[lookup[n][c.token()] for n, c in zip(space.block_names, a.choices)]
+    return np.array([[lookup[n][c.token()] for n, c in zip(space.block_names, a.block_choices)]
                      for a in archs], dtype=np.float64)
 
 
@@ -35,7 +35,7 @@ def onehot_features(archs: list[Architecture], space: SearchSpace) -> np.ndarray
     cols = {c: j for j, c in enumerate(onehot_columns(space))}
     X = np.zeros((len(archs), len(cols)))
     for r, a in enumerate(archs):
-        for n, c in zip(space.block_names, a.choices):
+        for n, c in zip(space.block_names, a.block_choices):
             for key in ("op", "kernel", "expand", "depth", "out_channels", "se", "act"):
                 j = cols.get((n, f"{key}={_fmt(getattr(c, key))}"))
                 if j is not None:

@@ -49,7 +49,7 @@ def exact_supported(predictor, latency) -> str | None:
     """``None`` when the exact solver applies, else the reason it does not."""
     if not is_additive_predictor(predictor):
         return "the predictor is not additive over blocks"
-    if not (latency_is_additive(latency) and hasattr(latency, "block_latency")):
+    if not latency_is_additive(latency):
         return ("the latency source measures on demand, not from a lookup table (the exact solver "
                 "needs every op's latency up front: measure a table with `donna-nas latency "
                 "measure` and pass --latency-table)")

@@ -17,11 +17,19 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from donna_nas.errors import UserError
-from donna_nas.nn.ops import OpInstance
+from donna_nas.latency.base import LatencySource, MappingLatency, as_latency_source
+from donna_nas.latency.synthetic import SyntheticLatency
+from donna_nas.space.ops import OpInstance, block_input_hw, incoming_widths, layer_ops, stem_op
 from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
+
+__all__ = ["AdditivePredictor", "Constraints", "Evaluation", "Evaluator", "LatencySource",
+           "LinearBlockPredictor", "MappingLatency", "Predictor", "SyntheticLatency",
+           "TableLatency", "as_latency_source", "check_coverage", "incoming_widths",
+           "is_additive_predictor", "latency_is_additive", "synthetic_predictor"]
 
 DIRECTIONS = ("minimize", "maximize")
 
@@ -47,8 +55,9 @@ class AdditivePredictor(Predictor, Protocol):
     def block_term(self, space: SearchSpace, index: int, choice: BlockChoice, cin: int) -> float: ...
 
 
-def is_additive_predictor(p: Any) -> bool:
-    return bool(getattr(p, "is_additive", False)) and hasattr(p, "block_term")
+def is_additive_predictor(p: Predictor) -> bool:
+    """An ``AdditivePredictor`` whose ``is_additive`` is true."""
+    return isinstance(p, AdditivePredictor) and bool(p.is_additive)
 
 
 @dataclass
@@ -104,7 +113,7 @@ class LinearBlockPredictor:
     def predict(self, space: SearchSpace, arch: Architecture) -> float:
         cin = space.stem.channels
         total = self.intercept
-        for i, bc in enumerate(arch.choices):
+        for i, bc in enumerate(arch.block_choices):
             total += self.block_term(space, i, bc, cin)
             cin = bc.out_channels
         return total
@@ -213,173 +222,24 @@ def synthetic_predictor(space: SearchSpace, seed: int = 0, noise: float = 0.02,
     return pred
 
 
-# --------------------------------------------------------------------------- op shapes
-# one definition of "the ops of a block given its incoming width", shared with the latency package
-from donna_nas.latency.source import block_input_hw, block_layer_ops, stem_op  # noqa: E402
-
-
-def incoming_widths(space: SearchSpace, index: int) -> tuple[int, ...]:
-    """Possible incoming widths of block ``index``."""
-    if index == 0:
-        return (space.stem.channels,)
-    return tuple(space.blocks[index - 1].out_channels)
-
-
 # --------------------------------------------------------------------------- latency
-@runtime_checkable
-class BlockLatencySource(Protocol):
-    """What the search asks of a latency source (``donna_nas.latency`` implements it)."""
-
-    def block_latency(self, space: SearchSpace, block_index: int, block_choice: BlockChoice,
-                      cin: int, input_size: tuple[int, int] | None = None) -> float: ...
-
-    def stem_latency(self, space: SearchSpace, input_size: tuple[int, int] | None = None) -> float: ...
-
-    def arch_latency(self, space: SearchSpace, arch: Architecture,
-                     input_size: tuple[int, int] | None = None) -> float: ...
+def latency_is_additive(src: LatencySource) -> bool:
+    """True when the whole space's latency is available without measuring (``is_additive``:
+    a lookup table, a fitted latency model), so the exact solver may read every block term."""
+    return as_latency_source(src).is_additive
 
 
-def latency_is_additive(src: Any) -> bool:
-    """True when the whole space's latency is available as stored per-op rows (a lookup table),
-    so the exact solver may read every block term. Sources say so with ``is_additive``; without
-    the attribute, a source with ``latency_of`` (a table) counts as additive. A live measurer is
-    also a per-op sum, but reading every op of a space would mean measuring them all, so it
-    only serves NSGA-II (which measures the ops it meets, once each)."""
-    flag = getattr(src, "is_additive", None)
-    if flag is not None:
-        return bool(flag)
-    return hasattr(src, "latency_of")
-
-
-def check_coverage(space: SearchSpace, src: Any, input_size: tuple[int, int] | None = None) -> None:
+def check_coverage(space: SearchSpace, src: LatencySource | Mapping[str, float],
+                   input_size: tuple[int, int] | None = None) -> None:
     """Fail before searching when a table lacks op keys the space needs (all of them listed in
-    the error, as ``MissingKeysError`` does); sources that measure on demand pass."""
-    size = tuple(input_size or space.input_size)
-    if isinstance(src, TableLatency):
-        src.check_space(space, size)
-        return
-    if hasattr(src, "missing") and hasattr(src, "missing_error"):
-        from donna_nas.latency.source import all_ops
-
-        keys = [op.key for op in all_ops(space, size)]
-        missing = src.missing(keys)
-        if missing:
-            raise src.missing_error(missing, space=getattr(space, "source", space.name),
-                                    size=f"{size[0]}x{size[1]}")
+    the error); sources that measure on demand pass (``LatencySource.check_coverage``)."""
+    as_latency_source(src).check_coverage(space, input_size)
 
 
-@dataclass
-class SyntheticLatency:
-    """Latency from MACs with per-op factors: an additive stand-in for a device table (tests,
-    benchmarks). ms = Σ_ops (macs · factor_kind / macs_per_ms + overhead)."""
-
-    macs_per_ms: float = 2e7
-    overhead_ms: float = 0.05
-    factors: dict[str, float] = field(default_factory=lambda: {
-        "stem": 1.0, "ir": 1.6, "fused_ir": 0.8, "gconv": 1.2})
-    is_additive: bool = True
-
-    def op_ms(self, op: OpInstance) -> float:
-        ms = op.macs / self.macs_per_ms * self.factors.get(op.kind, 1.0) + self.overhead_ms
-        if op.se:
-            ms += 0.02
-        if op.act == "swish":
-            ms *= 1.05
-        return ms
-
-    def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
-        return [self.op_ms(o) for o in ops]
-
-    def block_latency(self, space, block_index, block_choice, cin, input_size=None) -> float:
-        ops = block_layer_ops(space, block_index, block_choice, cin, input_size or space.input_size)
-        return sum(self.op_ms(o) for o in ops)
-
-    def stem_latency(self, space, input_size=None) -> float:
-        return self.op_ms(stem_op(space, input_size or space.input_size))
-
-    def arch_latency(self, space, arch, input_size=None) -> float:
-        return sum(self.op_ms(o) for o in space.ops(arch, input_size))
-
-    def fixed_latency(self, input_size) -> float:
-        return 0.0
-
-
-@dataclass
-class TableLatency:
-    """Adapter: any table with ``latency_of(keys)`` (sum or per-key list) or a plain mapping
-    ``key -> ms`` becomes a block latency source. ``check_space`` lists missing keys up front."""
-
-    table: Any
-    source: str = "<table>"
-    is_additive: bool = True
-
-    def _lookup(self, keys: list[str]) -> float:
-        t = self.table
-        if hasattr(t, "latency_of"):
-            val = t.latency_of(keys)
-            return float(val) if _is_scalar(val) else float(sum(val))
-        return float(sum(t[k] for k in keys))
-
-    def _has(self, keys: list[str]) -> list[str]:
-        t = self.table
-        if hasattr(t, "missing_keys"):
-            return list(t.missing_keys(keys))
-        if hasattr(t, "latency_of"):
-            missing = []
-            for k in keys:
-                try:
-                    t.latency_of([k])
-                except Exception:  # noqa: BLE001 - any lookup failure means the key is absent
-                    missing.append(k)
-            return missing
-        return [k for k in keys if k not in t]
-
-    def check_space(self, space: SearchSpace, input_size: tuple[int, int] | None = None) -> None:
-        size = input_size or space.input_size
-        keys = {stem_op(space, size).key}
-        for i, block in enumerate(space.blocks):
-            for cin in incoming_widths(space, i):
-                for bc in block.all_choices():
-                    keys.update(o.key for o in block_layer_ops(space, i, bc, cin, size))
-        missing = sorted(set(self._has(sorted(keys))))
-        if missing:
-            shown = "; ".join(missing[:8]) + (f"; ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
-            raise UserError(f"{self.source}: latency table lacks {len(missing)} of {len(keys)} op keys "
-                            f"space {space.name!r} needs: {shown} (measure them with "
-                            f"`donna-nas latency measure`)")
-
-    def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
-        t = self.table
-        if hasattr(t, "latency_of"):
-            return [float(self._lookup([o.key])) for o in ops]
-        return [float(t[o.key]) for o in ops]
-
-    def block_latency(self, space, block_index, block_choice, cin, input_size=None) -> float:
-        ops = block_layer_ops(space, block_index, block_choice, cin, input_size or space.input_size)
-        return self._lookup([o.key for o in ops])
-
-    def stem_latency(self, space, input_size=None) -> float:
-        return self._lookup([stem_op(space, input_size or space.input_size).key])
-
-    def arch_latency(self, space, arch, input_size=None) -> float:
-        return self._lookup([o.key for o in space.ops(arch, input_size)])
-
-    def fixed_latency(self, input_size) -> float:
-        return 0.0
-
-
-def _is_scalar(v: Any) -> bool:
-    return isinstance(v, (int, float)) or (hasattr(v, "ndim") and getattr(v, "ndim") == 0)
-
-
-def as_latency_source(obj: Any, source: str = "<latency>") -> Any:
-    """Accept a latency source (``block_latency``/``arch_latency``), a table (``latency_of``)
-    or a mapping ``op key -> ms``."""
-    if hasattr(obj, "arch_latency") or hasattr(obj, "block_latency"):
-        return obj
-    if hasattr(obj, "latency_of") or isinstance(obj, dict):
-        return TableLatency(obj, source=source)
-    raise UserError(f"{source}: not a latency source (expected a lookup table or an ORT measurer)")
+def TableLatency(table: LatencySource | Mapping[str, float], source: str = "<table>") -> LatencySource:
+    """Deprecated: a ``LookupTable`` is a latency source itself, and a mapping ``op key -> ms``
+    is ``donna_nas.latency.MappingLatency``. Returns the source ``as_latency_source`` makes."""
+    return as_latency_source(table, source=source)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -401,17 +261,18 @@ class Constraints:
     max_latency_ms: float | None = None
     max_params: int | None = None
 
-    def violations(self, latency_ms: float, params: float) -> list[float]:
-        """optuna-style constraint values: <= 0 means satisfied."""
-        out = []
+    def violations(self, latency_ms: float, params: float) -> dict[str, float]:
+        """optuna-style constraint values by bound name (``max_latency_ms``, ``max_params``),
+        set bounds only: <= 0 means satisfied."""
+        out: dict[str, float] = {}
         if self.max_latency_ms is not None:
-            out.append(latency_ms - self.max_latency_ms)
+            out["max_latency_ms"] = latency_ms - self.max_latency_ms
         if self.max_params is not None:
-            out.append(float(params) - float(self.max_params))
+            out["max_params"] = float(params) - float(self.max_params)
         return out
 
     def ok(self, latency_ms: float, params: float) -> bool:
-        return all(v <= 1e-9 for v in self.violations(latency_ms, params))
+        return all(v <= 1e-9 for v in self.violations(latency_ms, params).values())
 
     def to_json(self) -> dict[str, Any]:
         return {"max_latency_ms": self.max_latency_ms, "max_params": self.max_params}
@@ -420,27 +281,23 @@ class Constraints:
 class Evaluator:
     """Computes ``Evaluation``s with per-(block, choice, cin) caches.
 
-    A source with ``block_latency`` (tables and per-op measurers) is asked once per (block,
-    choice, cin), and an architecture's latency is stem + blocks + the source's fixed ops (a
-    classification head a table declares); a source with only ``arch_latency`` (whole-model
-    measurement) is asked once per distinct architecture.
+    Op latencies are asked of the source once per distinct op instance (shared across blocks and
+    choices), and an architecture's latency is stem + blocks + the source's fixed ops (a
+    classification head a table declares).
     """
 
-    def __init__(self, space: SearchSpace, predictor: Predictor, latency: Any,
+    def __init__(self, space: SearchSpace, predictor: Predictor,
+                 latency: LatencySource | Mapping[str, float],
                  input_size: tuple[int, int] | None = None):
         self.space = space
         self.predictor = predictor
-        self.latency = latency
+        self.latency = as_latency_source(latency)
         self.input_size = tuple(input_size or space.input_size)
-        self.additive_latency = hasattr(latency, "block_latency") and hasattr(latency, "stem_latency")
         self.additive_metric = is_additive_predictor(predictor)
         self._block: dict[tuple[int, BlockChoice, int], tuple[float, int, int]] = {}
         self._metric_term: dict[tuple[int, BlockChoice, int], float] = {}
-        self._arch_latency: dict[str, float] = {}
         self._op_cost: dict[OpInstance, tuple[float, int, int]] = {}
         self._hw = [block_input_hw(space, i, self.input_size) for i in range(len(space.blocks))]
-        # per-op latencies (tables, measurers) are cached per op instance, shared across blocks
-        self._per_op_latency = self.additive_latency and hasattr(latency, "op_latencies")
         stem = stem_op(space, self.input_size)
         self.stem_params, self.stem_macs = stem.params, stem.macs
         self._stem_ms: float | None = None
@@ -448,49 +305,28 @@ class Evaluator:
 
     @property
     def stem_ms(self) -> float:
+        """Stem latency plus the source's fixed ops."""
         if self._stem_ms is None:
-            ms = 0.0
-            if self.additive_latency:
-                ms = float(self.latency.stem_latency(self.space, self.input_size))
-                if hasattr(self.latency, "fixed_latency"):
-                    ms += float(self.latency.fixed_latency(self.input_size))
-            self._stem_ms = ms
+            self._stem_ms = (float(self.latency.stem_latency(self.space, self.input_size))
+                             + float(self.latency.fixed_latency(self.input_size)))
         return self._stem_ms
 
-    def _block_ops(self, index: int, choice: BlockChoice, cin: int) -> list[OpInstance]:
-        """Same ops as ``block_layer_ops``, with the block's input size computed once."""
-        h, w = self._hw[index]
-        stride = self.space.blocks[index].stride
-        out = []
-        for layer in range(choice.depth):
-            op = OpInstance(choice.op, cin, choice.out_channels, choice.kernel,
-                            stride if layer == 0 else 1, h, w, choice.act, choice.expand, choice.se)
-            out.append(op)
-            h, w = op.out_hw
-            cin = choice.out_channels
-        return out
-
     def block_cost(self, index: int, choice: BlockChoice, cin: int) -> tuple[float, int, int]:
-        """(latency ms or 0 when not additive, params, MACs) of one block."""
+        """(latency ms, params, MACs) of one block."""
         key = (index, choice, cin)
         hit = self._block.get(key)
         if hit is not None:
             return hit
-        ops = self._block_ops(index, choice, cin)
+        h, w = self._hw[index]
+        ops = layer_ops(choice, cin, self.space.blocks[index].stride, h, w)
         per_op = self._op_cost
         new = [op for op in dict.fromkeys(ops) if op not in per_op]
         if new:
-            if self._per_op_latency:
-                lats = self.latency.op_latencies(new, self.space, self.input_size)
-            else:
-                lats = [0.0] * len(new)
+            lats = self.latency.op_latencies(new, self.space, self.input_size)
             for op, ms in zip(new, lats):
                 per_op[op] = (float(ms), op.params, op.macs)
         costs = [per_op[op] for op in ops]
-        ms = sum(c[0] for c in costs)
-        if self.additive_latency and not self._per_op_latency:
-            ms = float(self.latency.block_latency(self.space, index, choice, cin, self.input_size))
-        hit = (ms, sum(c[1] for c in costs), sum(c[2] for c in costs))
+        hit = (sum(c[0] for c in costs), sum(c[1] for c in costs), sum(c[2] for c in costs))
         self._block[key] = hit
         return hit
 
@@ -506,8 +342,8 @@ class Evaluator:
         self.evaluations += 1
         cin = self.space.stem.channels
         ms, params, macs = self.stem_ms, self.stem_params, self.stem_macs
-        metric = float(getattr(self.predictor, "intercept", 0.0)) if self.additive_metric else 0.0
-        for i, bc in enumerate(arch.choices):
+        metric = float(self.predictor.intercept) if self.additive_metric else 0.0
+        for i, bc in enumerate(arch.block_choices):
             b_ms, b_p, b_m = self.block_cost(i, bc, cin)
             ms += b_ms
             params += b_p
@@ -515,12 +351,6 @@ class Evaluator:
             if self.additive_metric:
                 metric += self.metric_term(i, bc, cin)
             cin = bc.out_channels
-        text = arch.encode()
         if not self.additive_metric:
             metric = float(self.predictor.predict(self.space, arch))
-        if not self.additive_latency:
-            ms = self._arch_latency.get(text)
-            if ms is None:
-                ms = float(self.latency.arch_latency(self.space, arch, self.input_size))
-                self._arch_latency[text] = ms
-        return Evaluation(text, metric, ms, params, macs)
+        return Evaluation(arch.encode(), metric, ms, params, macs)

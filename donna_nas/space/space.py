@@ -16,6 +16,7 @@ import json
 import math
 import random
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -23,8 +24,9 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from donna_nas.errors import UserError
+from donna_nas.space.ops import OP_TYPES, OpInstance, arch_ops
 
-OPS = ("ir", "fused_ir", "gconv")
+OPS = tuple(OP_TYPES)
 """Operation types. ``ir``: inverted residual (MBConv: 1x1 expand, kxk depthwise, 1x1 project).
 ``fused_ir``: fused inverted residual (kxk full conv expand, 1x1 project).
 ``gconv``: grouped-conv bottleneck (1x1 expand, kxk grouped conv with 16 channels a group,
@@ -125,17 +127,24 @@ class Architecture:
     """One choice per block of a space. Equality and hashing follow the choices."""
 
     names: tuple[str, ...]
-    choices: tuple[BlockChoice, ...]
+    block_choices: tuple[BlockChoice, ...]
+
+    @property
+    def choices(self) -> tuple[BlockChoice, ...]:
+        """Deprecated alias of ``block_choices`` (``Block.choices`` is the options a block offers)."""
+        warnings.warn("Architecture.choices is deprecated; use Architecture.block_choices",
+                      DeprecationWarning, stacklevel=2)
+        return self.block_choices
 
     def encode(self) -> str:
-        return "|".join(f"{n}:{c.token()}" for n, c in zip(self.names, self.choices))
+        return "|".join(f"{n}:{c.token()}" for n, c in zip(self.names, self.block_choices))
 
     def __str__(self) -> str:
         return self.encode()
 
     def to_json(self) -> dict[str, Any]:
         return {"arch": self.encode(),
-                "blocks": {n: asdict(c) for n, c in zip(self.names, self.choices)}}
+                "blocks": {n: asdict(c) for n, c in zip(self.names, self.block_choices)}}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Architecture":
@@ -147,7 +156,7 @@ class Architecture:
         return hashlib.sha1(self.encode().encode()).hexdigest()[:12]
 
     def replace(self, index: int, choice: BlockChoice) -> "Architecture":
-        choices = list(self.choices)
+        choices = list(self.block_choices)
         choices[index] = choice
         return Architecture(self.names, tuple(choices))
 
@@ -219,7 +228,7 @@ class SearchSpace:
         if not slots:
             return arch
         chosen = [s for s in slots if rng.random() < prob] or [rng.choice(slots)]
-        choices = [asdict(c) for c in arch.choices]
+        choices = [asdict(c) for c in arch.block_choices]
         for i, key in chosen:
             current = choices[i][key]
             others = [v for v in self.blocks[i].options()[key] if v != current]
@@ -233,14 +242,14 @@ class SearchSpace:
         self.check(a)
         self.check(b)
         return Architecture(a.names, tuple(x if rng.random() < 0.5 else y
-                                           for x, y in zip(a.choices, b.choices)))
+                                           for x, y in zip(a.block_choices, b.block_choices)))
 
     def check(self, arch: Architecture) -> None:
         """Raise ``UserError`` if ``arch`` is not an architecture of this space."""
         if arch.names != self.block_names:
             raise UserError(f"architecture blocks {list(arch.names)} do not match space "
                             f"{self.name!r} blocks {list(self.block_names)}")
-        for block, bc in zip(self.blocks, arch.choices):
+        for block, bc in zip(self.blocks, arch.block_choices):
             for key, allowed in block.options().items():
                 if getattr(bc, key) not in allowed:
                     raise UserError(f"block {block.name}: {key}={getattr(bc, key)!r} is not "
@@ -314,10 +323,8 @@ class SearchSpace:
         self.check(arch)
         return build_encoder(self, arch)
 
-    def ops(self, arch: Architecture, input_size: tuple[int, int] | None = None):
-        """The op instances (one per layer, with shapes) that make up ``arch``."""
-        from donna_nas.nn.ops import arch_ops
-
+    def ops(self, arch: Architecture, input_size: tuple[int, int] | None = None) -> list[OpInstance]:
+        """The op instances (one per layer, with shapes) that make up ``arch`` (``space.ops``)."""
         self.check(arch)
         return arch_ops(self, arch, input_size or self.input_size)
 
