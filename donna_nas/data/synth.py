@@ -25,19 +25,37 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from donna_nas.data.synth_render import PinholeGrid, RayList, Rendered, ScannerGrid, cast, render_view, scan
+from donna_nas.data.synth_render import (
+    PinholeGrid, RayList, Rendered, ScannerGrid, WorldStyle, cast, render_view, scan,
+)
 from donna_nas.data.synth_scene import FPS, make_scene, rot_x, rot_z
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
 
 DATE = "2000_01_01"  # synthetic drives live under a date that no real KITTI drive uses
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # world version written by default; version 1 worlds stay loadable and renderable
 BASELINE = 0.54  # metres between image_02 and image_03, as in KITTI
 CAM2_OFFSET = 0.06  # image_02 centre is 6 cm left of rectified camera 0 (KITTI-like)
 #: velodyne -> camera-0 translation (m); like KITTI: 27 cm behind, 8 cm above the cameras
 VELO_T = np.array([-0.004, -0.076, -0.272])
 VELO_ELEVATIONS = np.linspace(-24.8, 2.0, 64)  # HDL-64E-like beam elevations (degrees)
 VELO_AZIMUTHS = np.arange(-50.0, 50.0 + 1e-9, 0.18)  # forward sector seen by the cameras (degrees)
+
+
+def default_supersample(size: tuple[int, int]) -> int:
+    """Sub-pixel rays per side for world version 2: enough that a pixel integrates texture down to
+    the scale that a 192 x 640 render resolves (3 at 64 x 192, 1 at 192 x 640 and above)."""
+    n = int(np.ceil(192 / max(int(size[0]), 1)))
+    return max(1, n + (n % 2 == 0))
+
+
+def world_style(version: int, size: tuple[int, int], texture: str | None = None,
+                supersample: int | None = None) -> WorldStyle:
+    """The rendering style of a world version at a size (version 1 is always point-sampled)."""
+    if version == 1:
+        return WorldStyle(version=1, texture=texture or "full", supersample=supersample or 1)
+    return WorldStyle(version=version, texture=texture or "full",
+                      supersample=supersample or default_supersample(size))
 
 
 def drive_name(i: int) -> str:
@@ -110,11 +128,14 @@ def calib_texts(H: int, W: int) -> tuple[str, str]:
 class DriveRenderer:
     """Renders the frames of one drive: both colour cameras, labels and the velodyne sweep."""
 
-    def __init__(self, seed: int, drive: int, frames: int, size: tuple[int, int]):
+    def __init__(self, seed: int, drive: int, frames: int, size: tuple[int, int], world_version: int = 1,
+                 texture: str | None = None, supersample: int | None = None, movers: bool = False):
         H, W = size
-        self.scene, traj = make_scene(seed, drive, frames)
+        self.style = world_style(world_version, size, texture, supersample)
+        self.scene, traj = make_scene(seed, drive, frames, version=world_version, movers=movers)
         self.cal = rig_calibration(H, W)
         self.grid = PinholeGrid(self.cal["K"], H, W)
+        self.fine_grid = self.grid.supersampled(self.style.supersample)
         self.scanner = ScannerGrid(VELO_ELEVATIONS, VELO_AZIMUTHS)
         self.cam2_to_world = traj.poses
         self.seed, self.drive = seed, drive
@@ -132,7 +153,8 @@ class DriveRenderer:
         raise ValueError(sensor)
 
     def render(self, frame: int, side: int = 2) -> Rendered:
-        return render_view(self.scene, frame / FPS, self.pose(frame, f"cam{side}"), self.grid)
+        return render_view(self.scene, frame / FPS, self.pose(frame, f"cam{side}"), self.grid, self.style,
+                           self.fine_grid)
 
     def depth_at(self, frame: int, u: np.ndarray, v: np.ndarray, side: int = 2) -> np.ndarray:
         """True camera-z depth at sub-pixel positions (u, v) of image_0{side} (inf = sky)."""
@@ -219,30 +241,41 @@ def _check_args(drives: int, frames: int, size: tuple[int, int]) -> None:
 _WORKER_CACHE: dict = {}
 
 
-def _render_task(out: str, seed: int, drive: int, frames: int, size: tuple[int, int], frame: int) -> int:
+def _render_task(out: str, seed: int, drive: int, frames: int, size: tuple[int, int], frame: int,
+                 world_version: int = FORMAT_VERSION, movers: bool = False) -> int:
     """Worker entry point: render and write one frame (the drive's world is built once per process)."""
-    key = (seed, drive, frames, size)
+    key = (seed, drive, frames, size, world_version, movers)
     if key not in _WORKER_CACHE:
         _WORKER_CACHE.clear()
-        _WORKER_CACHE[key] = DriveRenderer(seed, drive, frames, size)
+        _WORKER_CACHE[key] = DriveRenderer(seed, drive, frames, size, world_version=world_version, movers=movers)
     write_frame(Path(out), _WORKER_CACHE[key], frame)
     return frame
 
 
 def synthesize(out: str | os.PathLike, drives: int = 3, frames: int = 60, size: tuple[int, int] = (192, 640),
-               seed: int = 0, progress: bool = True, workers: int = 1) -> Path:
+               seed: int = 0, progress: bool = True, workers: int = 1, world_version: int = FORMAT_VERSION,
+               movers: bool = False) -> Path:
     """Render the synthetic dataset into ``out``; a finished directory with the same arguments is a no-op.
 
     ``workers`` > 1 renders frames in that many processes; every frame depends only on (seed, drive,
-    frame), so the files are byte-identical whatever the number of workers.
+    frame), so the files are byte-identical whatever the number of workers. ``world_version`` 2 (the
+    default) is the learnable world (see ``synth_render.WorldStyle``); 1 re-renders the original world
+    byte for byte. ``movers`` adds moving cars (version 2 drives are static otherwise).
     """
+    if world_version not in (1, 2):
+        raise UserError(f"--world-version must be 1 or 2 (got {world_version})")
+    if movers and world_version == 1:
+        raise UserError("--movers needs --world-version 2 (version-1 drives always have traffic)")
     out = Path(out)
     size = (int(size[0]), int(size[1]))
     _check_args(drives, frames, size)
     if workers < 1:
         raise UserError(f"--workers must be >= 1 (got {workers})")
     args = {"drives": int(drives), "frames": int(frames), "size": list(size), "seed": int(seed),
-            "format_version": FORMAT_VERSION}
+            "format_version": int(world_version)}
+    if world_version >= 2:
+        style = world_style(world_version, size)
+        args.update(movers=bool(movers), supersample=style.supersample)
     manifest = out / "synth.json"
     if manifest.exists():
         try:
@@ -272,14 +305,15 @@ def synthesize(out: str | os.PathLike, drives: int = 3, frames: int = 60, size: 
             for d in range(1, drives + 1):
                 if d in done:
                     continue
-                r = DriveRenderer(seed, d, frames, size)
+                r = DriveRenderer(seed, d, frames, size, world_version=world_version, movers=movers)
                 folder = out / DATE / drive_name(d)
                 if pool is None:
                     for f in range(frames):
                         write_frame(out, r, f)
                         bar.advance(task)
                 else:
-                    jobs = [pool.submit(_render_task, str(out), seed, d, frames, size, f) for f in range(frames)]
+                    jobs = [pool.submit(_render_task, str(out), seed, d, frames, size, f, world_version, movers)
+                            for f in range(frames)]
                     for job in jobs:
                         job.result()
                         bar.advance(task)

@@ -5,7 +5,8 @@ the caster first bounds the grid cells whose rays can hit it (projected corner r
 pinhole camera, azimuth/elevation interval for the scanner) and runs the slab test only there, so the
 cost is roughly proportional to the screen area the boxes cover, not to rays x boxes. Surfaces are
 textured in object/world coordinates, so the same surface point has the same colour in every frame
-(up to the distance fade of fine texture octaves, which prevents aliasing).
+(world version 1: up to the distance fade of fine texture octaves; version 2: exactly, with the
+camera's area integration modelled per texture band and by sub-pixel rays, see ``WorldStyle``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,32 @@ class Rendered:
     obj: np.ndarray  # (H, W) int32 box index, -1 ground, -2 sky
 
 
+@dataclass(frozen=True)
+class WorldStyle:
+    """How surfaces are coloured and pixels sampled; part of a world's format (``synth.json``).
+
+    ``version`` 1 is the original world: point-sampled pixels whose fine texture octaves fade with the
+    pixel footprint, so a surface point's colour drifts as the camera approaches it. ``version`` 2
+    makes every surface point one colour in every frame (view-independent albedo, no fading) with
+    more mid-frequency texture, and integrates each pixel over ``supersample`` × ``supersample``
+    sub-pixel rays (area sampling, as a camera does) so that fine texture averages instead of
+    aliasing. ``texture="flat"`` paints every surface one colour per object: the control world that
+    self-supervision cannot learn depth from.
+    """
+
+    version: int = 2
+    texture: str = "full"
+    supersample: int = 1
+
+    def __post_init__(self):
+        if self.version not in (1, 2):
+            raise ValueError(f"world version must be 1 or 2 (got {self.version})")
+        if self.texture not in ("full", "flat"):
+            raise ValueError(f"texture must be 'full' or 'flat' (got {self.texture!r})")
+        if self.supersample < 1 or self.supersample % 2 == 0:
+            raise ValueError(f"supersample must be an odd number >= 1 (got {self.supersample})")
+
+
 def _corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(M, 8, 3) box corners; corner k uses hi on axis a iff bit a of k is set."""
     bits = np.array([[(k >> a) & 1 for a in range(3)] for k in range(8)], bool)
@@ -59,6 +86,18 @@ class PinholeGrid:
         u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
         pix = np.stack([u, v, np.ones_like(u)], -1)
         self.dirs = (pix @ np.linalg.inv(self.K).T).astype(np.float32)  # camera frame, z = 1
+
+    def supersampled(self, n: int) -> "PinholeGrid":
+        """The n x n sub-pixel rays of every pixel as one (n H, n W) grid; n odd, so the middle
+        sub-ray of each pixel is its centre ray exactly."""
+        if n == 1:
+            return self
+        K = self.K.copy()
+        K[0, 0] *= n
+        K[1, 1] *= n
+        K[0, 2] = K[0, 2] * n + (n - 1) / 2
+        K[1, 2] = K[1, 2] * n + (n - 1) / 2
+        return PinholeGrid(K, self.H * n, self.W * n)
 
     def ranges(self, local: np.ndarray) -> list:
         """Cell rectangles (r0, r1, c0, c1) per box from its (M, 8, 3) corners in the camera frame."""
@@ -281,9 +320,131 @@ def _box_albedo(tex, col, s, z, zr, top, fp, seed):
     return out
 
 
+# ---------------------------------------------------------------- world version 2 albedo
+# Every texture term is a band-limited pattern weighted by the camera's modulation transfer at the
+# pixel footprint: a pattern of period P (metres) seen with footprint fp (metres per pixel) keeps
+# contrast exp(-K_MTF (fp / P)^2), the response of a Gaussian pixel aperture (sigma 0.55 px) to a
+# sinusoid of that period. This is what a camera's area integration does to texture, smoothly and
+# without a cut-off: the warped neighbour frame and the target frame then see the same surface with
+# the same blur up to the small footprint change between frames, instead of aliasing noise. Hard
+# patterns (joints, mortar, tiles) fade toward their area mean, so a surface keeps its mean colour at
+# every distance.
+
+K_MTF = 2 * np.pi**2 * 0.55**2
+
+
+def _mtf(fp, period: float):
+    return np.exp(-np.float32(K_MTF) * (fp / np.float32(period)) ** 2).astype(np.float32)
+
+
+def _band(a, b, period: float, seed, fp):
+    """Zero-mean value noise of lattice ``period`` (metres), attenuated by the camera MTF."""
+    return (vnoise(a, b, period, seed) - 0.5) * _mtf(fp, 2 * period)
+
+
+def _cells(a, b, size_a, size_b, seed):
+    """Per-cell uniform value in [0, 1) of a (size_a x size_b) grid, and the in-cell coordinates."""
+    ia, ib = np.floor(a / np.float32(size_a)), np.floor(b / np.float32(size_b))
+    return _hash(ia, ib, seed), a - ia * np.float32(size_a), b - ib * np.float32(size_b)
+
+
+def _lines(mask, width: float, period: float, fp):
+    """Hard line pattern (1 on lines) blended toward its area coverage as it falls below resolution."""
+    m = _mtf(fp, 2 * width)
+    return mask * m + np.float32(width / period) * (1 - m)
+
+
+def _box1(a, lo: float, hi: float, fp):
+    """Antialiased indicator of lo < a < hi: the share of a pixel footprint ``fp`` that lies inside."""
+    w = np.maximum(fp, np.float32(1e-4))
+    inside = np.minimum(a + w / 2, np.float32(hi)) - np.maximum(a - w / 2, np.float32(lo))
+    return (np.maximum(inside, 0) / w).astype(np.float32)
+
+
+def _ground_albedo_v2(x, y, fp, seed):
+    ay = np.abs(y)
+    out = np.empty(x.shape + (3,), np.float32)
+    lab = np.full(x.shape, sem.ID["terrain"], np.uint8)
+    road = ay < ROAD_HALF
+    side = (~road) & (ay < ROAD_HALF + SIDEWALK)
+    terr = ~(road | side)
+    lab[road], lab[side] = sem.ROAD, sem.SIDEWALK
+    if road.any():
+        xr, yr, f = x[road], y[road], fp[road]
+        g = (0.32 + 0.16 * _band(xr, yr, 4.0, seed, f) + 0.30 * _band(xr, yr, 1.2, seed + 1, f)
+             + 0.24 * _band(xr, yr, 0.5, seed + 11, f) + 0.14 * _band(xr, yr, 0.2, seed + 12, f))
+        g = g * (1 - 0.3 * np.clip(4 * (vnoise(xr, yr, 2.5, seed + 13) - 0.7), 0, 1))  # repaired patches
+        ayr = np.abs(yr)
+        mark = ((ayr < 0.08) & (np.mod(xr, 9.0) < 3.0)) | (np.abs(ayr - 3.5) < 0.08)
+        g = g + (0.85 - g) * _lines(mark, 0.16, 3.5, f)
+        kerb = ayr > ROAD_HALF - 0.25
+        g = np.where(kerb, 0.62 + 0.12 * _band(xr, yr, 0.5, seed + 14, f), g)
+        out[road] = np.stack([g, g, g * 1.04], -1)
+    if side.any():
+        xs, ys, f = x[side], y[side], fp[side]
+        g = 0.50 + 0.34 * _band(xs, ys, 1.0, seed + 2, f) + 0.24 * _band(xs, ys, 0.35, seed + 3, f)
+        u, v = np.mod(xs + 0.3, 0.6) - 0.3, np.mod(ys + 0.3, 0.6) - 0.3  # tile joints every 0.6 m
+        m = _mtf(f, 0.12)
+        joint = np.maximum(_box1(u, -0.03, 0.03, f), _box1(v, -0.03, 0.03, f)) * m + 0.2 * (1 - m)
+        g = g * (1 - 0.45 * joint)
+        out[side] = np.stack([g, g * 0.97, g * 0.92], -1)
+    if terr.any():
+        xt, yt, f = x[terr], y[terr], fp[terr]
+        n = (0.95 + 0.7 * _band(xt, yt, 1.5, seed + 4, f) + 0.5 * _band(xt, yt, 0.4, seed + 5, f)
+             + 0.3 * _band(xt, yt, 0.15, seed + 6, f))
+        out[terr] = np.array([0.33, 0.38, 0.18], np.float32) * n[:, None]
+    return out, lab
+
+
+def _box_albedo_v2(tex, col, s, z, zr, top, fp, seed):
+    """Version-2 albedo of box surface points sorted by texture kind (see ``_box_albedo``)."""
+    out = np.empty(s.shape + (3,), np.float32)
+    bounds = np.searchsorted(tex, np.arange(TEX_FOLIAGE + 2))
+    for kind in (TEX_FACADE, TEX_CAR, TEX_POLE, TEX_TRUNK, TEX_FOLIAGE):
+        m = slice(int(bounds[kind]), int(bounds[kind + 1]))
+        if m.stop <= m.start:
+            continue
+        ss, zz, c, f, sd, tp, zrel = s[m], z[m], col[m], fp[m], seed[m], top[m], zr[m]
+        if kind == TEX_FACADE:
+            row = np.floor(zz / 0.3)
+            brick, bu, bv = _cells(ss + 0.3 * np.mod(row, 2), zz, 0.6, 0.3, sd)
+            a = c * (1.0 + 0.8 * _band(ss, zz, 2.0, sd + 5, f) + 0.5 * _band(ss, zz, 0.7, sd + 6, f)
+                     + 0.4 * (brick - 0.5) * _mtf(f, 0.6))[:, None]
+            mortar = _lines((bu < 0.05) | (bv < 0.04), 0.045, 0.45, f)
+            a = a * (1 - 0.4 * mortar)[:, None]
+            ms, mz = np.mod(ss, 3.5), np.mod(zz, 3.2)
+            win = _box1(ms, 0.9, 2.6, f) * _box1(mz, 0.9, 2.5, f) * (zz > 3.0) * ~tp
+            pane = win * (1 - _box1(ms, 1.69, 1.81, f) * _mtf(f, 0.24))
+            glass = (0.12 + 0.5 * _band(ss, zz, 0.7, sd + 7, f))[:, None] * np.array([0.9, 1.0, 1.2], np.float32)
+            a = a * (1 - pane)[:, None] + glass * pane[:, None]
+        elif kind == TEX_CAR:
+            a = c * (1.0 + 0.6 * _band(ss, zz, 1.0, sd + 4, f) + 0.5 * _band(ss, zz, 0.35, sd, f))[:, None]
+            dark = (zrel < 0.3) & ~tp
+            glass = (zrel > 0.6) & (zrel < 0.92) & ~tp
+            a = np.where(dark[:, None], (0.1 + 0.1 * _band(ss, zz, 0.2, sd + 2, f))[:, None] * np.ones(3, np.float32), a)
+            a = np.where(glass[:, None], (0.22 + 0.25 * _band(ss, zz, 0.3, sd + 3, f))[:, None] * np.ones(3, np.float32), a)
+        elif kind == TEX_POLE:
+            a = c * (1.0 + 0.6 * _band(zz, ss, 0.3, sd, f))[:, None]
+        elif kind == TEX_TRUNK:
+            a = c * (1.0 + 0.8 * _band(ss * 4, zz, 0.3, sd, f))[:, None]
+        else:
+            n = (0.8 + 1.0 * _band(ss, zz, 0.6, sd, f) + 0.8 * _band(ss, zz, 0.25, sd + 1, f)
+                 + 0.4 * _band(ss, zz, 0.1, sd + 2, f))
+            a = c * n[:, None]
+        out[m] = a
+    return out
+
+
+def _flat_ground(x, y):
+    ay = np.abs(y)
+    lab = np.where(ay < ROAD_HALF, sem.ROAD, np.where(ay < ROAD_HALF + SIDEWALK, sem.SIDEWALK, sem.ID["terrain"]))
+    grey = np.where(ay < ROAD_HALF, 0.3, np.where(ay < ROAD_HALF + SIDEWALK, 0.55, 0.35)).astype(np.float32)
+    return np.repeat(grey[:, None], 3, 1), lab.astype(np.uint8)
+
+
 def shade(scene: Scene, time_s: float, origin: np.ndarray, D: np.ndarray, t: np.ndarray, obj: np.ndarray,
-          focal: float) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (float32 (..., 3) in [0, 1]) and semantic ids of every ray's hit."""
+          focal: float, style: WorldStyle = WorldStyle(version=1)) -> tuple[np.ndarray, np.ndarray]:
+    """Colour (float32 (..., 3) in [0, 1]) and semantic ids of every ray's hit, in ``style``."""
     shape = t.shape
     n = t.size
     rgb = np.empty((n, 3), np.float32)
@@ -301,7 +462,12 @@ def shade(scene: Scene, time_s: float, origin: np.ndarray, D: np.ndarray, t: np.
         tg = tf[g]
         x, y = o[0] + tg * Dx[g], o[1] + tg * Dy[g]
         fp = tg / focal / np.maximum(np.abs(Dz[g]) / norm[g], 0.05) * norm[g]
-        alb, lab[g] = _ground_albedo(x, y, fp, scene.texture_seed)
+        if style.texture == "flat":
+            alb, lab[g] = _flat_ground(x, y)
+        elif style.version == 1:
+            alb, lab[g] = _ground_albedo(x, y, fp, scene.texture_seed)
+        else:
+            alb, lab[g] = _ground_albedo_v2(x, y, fp, scene.texture_seed)
         rgb[g] = alb * np.float32(0.6 + 0.4 * _SUN[2])
     b = np.flatnonzero(of >= 0)
     if len(b):
@@ -332,19 +498,39 @@ def shade(scene: Scene, time_s: float, origin: np.ndarray, D: np.ndarray, t: np.
         cosi = np.abs(dn_axis)
         fp = tb * norm[b] / focal / np.maximum(cosi, 0.05)
         seed = np.uint32(scene.texture_seed) + k.astype(np.uint32) * np.uint32(7919)
-        alb = _box_albedo(scene.tex[k], scene.color.astype(np.float32)[k], s, z, zr, top, fp, seed)
+        if style.texture == "flat":
+            alb = scene.color.astype(np.float32)[k]
+        elif style.version == 1:
+            alb = _box_albedo(scene.tex[k], scene.color.astype(np.float32)[k], s, z, zr, top, fp, seed)
+        else:
+            alb = _box_albedo_v2(scene.tex[k], scene.color.astype(np.float32)[k], s, z, zr, top, fp, seed)
         light = 0.6 + 0.4 * np.maximum(sign * _SUN[axis], 0)
         rgb[b] = alb * light[:, None]
         lab[b] = scene.cls[k].astype(np.uint8)
     return np.clip(rgb, 0, 1).reshape(shape + (3,)), lab.reshape(shape)
 
 
-def render_view(scene: Scene, time_s: float, cam_pose: np.ndarray, grid: PinholeGrid) -> Rendered:
-    """Render colour, depth (camera z), semantic ids and object ids of one pinhole view."""
-    t, obj, D = cast(scene, time_s, cam_pose, grid)
-    rgb, lab = shade(scene, time_s, cam_pose[:3, 3], D, t, obj, float(grid.K[0, 0]))
+def render_view(scene: Scene, time_s: float, cam_pose: np.ndarray, grid: PinholeGrid,
+                style: WorldStyle = WorldStyle(version=1), fine_grid: PinholeGrid | None = None) -> Rendered:
+    """Render colour, depth (camera z), semantic ids and object ids of one pinhole view.
+
+    With ``style.supersample`` n > 1 the colour is the mean over each pixel's n x n sub-pixel rays
+    (``fine_grid``, made from ``grid`` when not given); depth, labels and object ids are those of the
+    centre sub-ray, which is the pixel's own ray, so geometry is identical to n = 1.
+    """
+    n = style.supersample
+    fine = grid if n == 1 else (fine_grid or grid.supersampled(n))
+    t, obj, D = cast(scene, time_s, cam_pose, fine)
+    rgb, lab = shade(scene, time_s, cam_pose[:3, 3], D, t, obj, float(grid.K[0, 0]), style)
+    if n > 1:
+        H, W = grid.H, grid.W
+        rgb = rgb.reshape(H, n, W, n, 3).mean((1, 3))
+    if n > 1:
+        c = n // 2
+        t, obj, lab = t[c::n, c::n], obj[c::n, c::n], lab[c::n, c::n]
     img = np.round(rgb * 255).astype(np.uint8)
-    return Rendered(rgb=img, depth=t.astype(np.float32), labels=lab, obj=obj)
+    return Rendered(rgb=img, depth=np.ascontiguousarray(t, dtype=np.float32), labels=np.ascontiguousarray(lab),
+                    obj=np.ascontiguousarray(obj))
 
 
 def scan(scene: Scene, time_s: float, velo_pose: np.ndarray, grid: ScannerGrid, max_range: float = 120.0,

@@ -56,10 +56,18 @@ def _add(boxes: list, lo, hi, cls, tex, color, vel=0.0) -> None:
     boxes.append((lo, hi, cls, tex, color, vel))
 
 
-def make_scene(seed: int, drive: int, frames: int) -> tuple[Scene, Trajectory]:
-    """Generate one drive's street and the camera path through it."""
+def make_scene(seed: int, drive: int, frames: int, version: int = 1, movers: bool = False) -> tuple[Scene, Trajectory]:
+    """Generate one drive's street and the camera path through it.
+
+    Version 1 always has traffic (oncoming cars, a car ahead at about ego speed). Version 2 is a
+    static street unless ``movers``: moving objects break the static-scene assumption that
+    self-supervised depth trains on, so they appear only when asked for (to test robustness), and then
+    as cars in the ego lane at ego speed, the case Monodepth2's auto-mask exists for, plus oncoming cars.
+    """
     rng = np.random.default_rng([int(seed), int(drive)])
     speed = float(rng.uniform(7.0, 11.0))  # ego speed m/s (~1 m per frame at 10 Hz)
+    if version >= 2:  # 10-15 m/s: more parallax per frame, still a city street (36-55 km/h)
+        speed *= 1.4
     duration = frames / FPS
     x_end = speed * duration + 100.0  # world extends ~100 m beyond the last camera position
     x_start = -30.0
@@ -94,11 +102,12 @@ def make_scene(seed: int, drive: int, frames: int) -> tuple[Scene, Trajectory]:
             if rng.random() < 0.7:
                 car(x, side * (ROAD_HALF - 1.25) + rng.normal(0, 0.1), 0.0)
             x += rng.uniform(5.5, 12.0)
-    n_oncoming = int(rng.integers(2, 6))
-    for _ in range(n_oncoming):  # oncoming traffic in the left lane
-        car(rng.uniform(0, x_end + speed * duration), 1.75, -rng.uniform(6.0, 12.0))
-    for _ in range(int(rng.integers(1, 3))):  # a car ahead in the ego lane, about ego speed
-        car(rng.uniform(15.0, 45.0), -1.75, speed * rng.uniform(1.0, 1.1))  # never closes in on the camera
+    if version == 1 or movers:
+        n_oncoming = int(rng.integers(2, 6))
+        for _ in range(n_oncoming):  # oncoming traffic in the left lane
+            car(rng.uniform(0, x_end + speed * duration), 1.75, -rng.uniform(6.0, 12.0))
+        for _ in range(int(rng.integers(1, 3))):  # a car ahead in the ego lane, about ego speed
+            car(rng.uniform(15.0, 45.0), -1.75, speed * rng.uniform(1.0, 1.1))  # never closes in on the camera
 
     # poles and trees on the sidewalks
     for side in (-1.0, 1.0):
