@@ -17,6 +17,10 @@ def synth(
     size: str = typer.Option("192x640", "--size", help="Native image size HEIGHTxWIDTH."),
     seed: int = typer.Option(0, "--seed", help="World seed; same seed -> byte-identical files."),
     workers: int = typer.Option(1, "--workers", help="Render frames in this many processes (same files)."),
+    world_version: int = typer.Option(2, "--world-version",
+                                      help="2: the learnable world (view-independent texture, area sampling, static "
+                                           "drives); 1: the original world, byte for byte."),
+    movers: bool = typer.Option(False, "--movers", help="Add moving cars (version 2 drives are static otherwise)."),
 ) -> None:
     """Render procedural street drives with images, stereo, velodyne, calibration, labels and splits."""
     from donna_nas.cli import console
@@ -24,7 +28,7 @@ def synth(
     from donna_nas.data.synth import synthesize
 
     path = synthesize(out, drives=drives, frames=frames, size=parse_size(size), seed=seed, progress=True,
-                      workers=workers)
+                      workers=workers, world_version=world_version, movers=movers)
     console.print(f"synthetic dataset ready: {path} (splits in {path / 'splits'})")
 
 
