@@ -6,7 +6,8 @@ of ops + the op latency model) → exact Pareto search → finetune the selected
 X-Distill from its distilled blocks → export fp32 + INT8 → a Table-1-style table and report.md.
 
 Every stage writes into ``OUT/`` and is skipped when its output is already there, so a killed
-quickstart resumes where it stopped. ``--tiny`` runs the same stages at toy scale (CI).
+quickstart resumes where it stopped: a depth stage continues from its last checkpoint, or starts
+over (same seed, same result) when it was killed before writing one. ``--tiny`` runs the same stages at toy scale (CI).
 """
 
 from __future__ import annotations
@@ -91,9 +92,12 @@ def _space(cfg: QuickstartConfig):
 def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | None = None,
                    latency_table: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every stage; returns the Table-1-style rows."""
+    from donna_nas.runtime.io import remove_stale_temp
+
     cfg = cfg or QuickstartConfig.small()
-    out = Path(out)
+    out = Path(out).absolute()  # stage configs store absolute paths: resumable from any directory
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp(out)  # temporary files of writes a kill interrupted
     saved = out / "quickstart.json"
     settings = dataclasses.asdict(cfg) | {"latency_table": latency_table}
     if saved.is_file():
@@ -128,8 +132,10 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
                            width=cfg.size[1], epochs=epochs, batch=cfg.batch, act="relu",
                            xdistill=True, seg_teacher=str(seg), xdistill_weight=cfg.xdistill_weight,
                            seed=cfg.seed, lr_step=cfg.lr_step, checkpoint_every=50)
-        resume = (run / "config.yaml").is_file()
-        train_depth(dcfg, run, resume=resume, progress=progress, log=_log)
+        from donna_nas.tasks.depth.run import has_checkpoint
+
+        # a run killed before its first checkpoint starts over (same seed, same result)
+        train_depth(dcfg, run, resume=has_checkpoint(run), progress=progress, log=_log)
         evaluate_run(run)
 
     def build():

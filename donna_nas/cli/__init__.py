@@ -1,11 +1,15 @@
 """The ``donna-nas`` command line: a thin layer over the Python API.
 
 Each command group lives in its own module here and is registered below. User mistakes raise
-``UserError`` and are printed as one line (exit status 2), never as a traceback.
+``UserError`` and are printed as one line (exit status 2), never as a traceback; so are the
+failures of the machine around them (a full disk, a read-only folder, a file where a folder is
+expected, out of memory): ``main`` turns them into one line that names the path and the fix.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
@@ -45,11 +49,99 @@ def _register() -> None:
 _REGISTRARS: list = []
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("donna-nas")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"donna-nas {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Hardware-aware neural architecture search (DONNA) and X-Distill depth on a CPU."""
+
+
+# what to do about an OSError, by errno
+_OS_FIXES = {
+    errno.ENOSPC: "the disk is full: free space, then rerun the same command (with --resume where it has one); "
+                  "what was written before is kept",
+    errno.EDQUOT: "the disk quota is exceeded: free space, then rerun the same command (with --resume where it has one)",
+    errno.EACCES: "no permission: choose a writable --out or fix the folder's permissions",
+    errno.EPERM: "not permitted: choose a writable --out or fix the folder's permissions",
+    errno.EROFS: "the file system is read-only: choose --out on a writable disk",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: pass a folder (or a new name) as --out",
+    errno.EEXIST: "a file is in the way where a folder is needed: pass a folder (or a new name) as --out",
+    errno.EISDIR: "a folder was given where a file is needed: pass a file path",
+    errno.ENOENT: "not found: check the path",
+    errno.EMFILE: "too many open files: lower --workers or raise `ulimit -n`",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: the path(s), the system's words for errno, and the fix."""
+    where = " → ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    fix = _OS_FIXES.get(exc.errno or -1, "")
+    head = f"{where}: {what}" if where else what
+    return f"{head}; {fix}" if fix else head
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
+                                              or "not enough memory" in text)
+
+
+def _hide_flag_types(cmd) -> None:
+    """Flags take no value: show no ``<bool>`` type after them (and after --help) in --help."""
+    try:
+        cmd.get_help_option(cmd.context_class(cmd))  # created once and cached by the command
+    except Exception:  # another click/typer layout: keep its default rendering
+        pass
+    for p in [*getattr(cmd, "params", []), getattr(cmd, "_help_option", None)]:
+        if p is not None and getattr(p, "is_flag", False) and getattr(p, "metavar", "") is None:
+            p.metavar = ""
+    for sub in (getattr(cmd, "commands", None) or {}).values():
+        _hide_flag_types(sub)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    from rich.markup import escape
+
+    from donna_nas.runtime.progress import install
+    from donna_nas.runtime.threads import set_threads
+
     _register()
+    if not sys.stdout.isatty():
+        install()  # progress bars become periodic plain lines in logs
+    set_threads(None)  # one torch thread unless OMP_NUM_THREADS or a command's --threads says otherwise
+    command = typer.main.get_command(app)
+    _hide_flag_types(command)
     try:
-        app(args=argv, standalone_mode=True)
+        command.main(args=argv, prog_name="donna-nas", standalone_mode=True)
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(escape(str(exc)))
+    except OSError as exc:
+        _fail(escape(os_error_message(exc)))
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_oom(exc):
+            raise
+        _fail(escape(f"out of memory ({str(exc).splitlines()[0][:160] if str(exc) else 'MemoryError'}); "
+                     "lower --batch (or --size, --workers) and rerun (with --resume where it has one)"))

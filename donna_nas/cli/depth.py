@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from donna_nas.cli.common import parse_size
+from donna_nas.cli.common import check_out_dir, check_out_file, parse_size, same_path
 from donna_nas.errors import UserError
+from donna_nas.runtime.threads import set_threads, threads_option
 
 
 def finetune(
@@ -39,9 +40,12 @@ def finetune(
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the Eigen test split at the end."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="classify: classifier run to distil from (default: the teacher of the build-supernet run given as --backbone or --space)."),
     export: bool = typer.Option(False, "--export", help="classify: also export ONNX fp32 + INT8 with top-1 and FPS."),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Train a depth network (Monodepth2 self-supervision, optionally X-Distill) or, with --task classify,
     an image classifier (--backbone RUN or --space RUN: blockwise-distilled init from a build-supernet run) into a run directory."""
+    set_threads(threads)
+    check_out_dir(out)
     if task == "classify":
         from donna_nas.cli.classify import run_classify
 
@@ -54,12 +58,22 @@ def finetune(
         return
     if task != "depth":
         raise UserError(f"--task {task}: use depth or classify")
-    from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.run import DepthConfig, has_checkpoint, load_config
     from donna_nas.tasks.depth.train import train_depth
 
     if resume:
+        stored = load_config(out)
+        if data is not None and not same_path(data, stored.data):
+            raise UserError(f"--data {data}: {out / 'config.yaml'} was trained on {stored.data}; drop --data to "
+                            "resume on that, or start a new run with another --out")
         overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
-        res = train_depth(None, out, resume=True, overrides=overrides)
+        if has_checkpoint(out):
+            res = train_depth(None, out, resume=True, overrides=overrides)
+        else:  # stopped before its first checkpoint: start over with the stored settings (same seed)
+            stored.max_steps = None
+            for k, v in overrides.items():
+                setattr(stored, k, v)
+            res = train_depth(stored, out)
         _finish(out, res, evaluate)
         return
     if data is None:
@@ -96,10 +110,13 @@ def train_seg_teacher_cmd(
     batch: int = typer.Option(8, "--batch"),
     lr: float = typer.Option(1e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Train a small segmentation network on the dataset's labels (X-Distill teacher)."""
     from donna_nas.tasks.depth.seg_teacher import train_seg_teacher
 
+    set_threads(threads)
+    check_out_file(out)
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out}: the teacher file must end in .safetensors")
     meta = train_seg_teacher(data, out, parse_size(size), epochs, batch, lr, seed)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from donna_nas.runtime.threads import threads_option
+
 
 def build_supernet_cmd(
     space: str = typer.Option(..., "--space", help="Space YAML file or shipped name (tiny, donna_depth)."),
@@ -28,14 +30,25 @@ def build_supernet_cmd(
     rank_check: int = typer.Option(0, "--rank-check", help="Also train N choices of one block alone and compare rankings."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed build; finished jobs are skipped."),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Distil every block choice of SPACE from the teacher, write the block-quality table and fit the predictor."""
     from donna_nas.cli import console
     from donna_nas.cli.common import parse_size
     from donna_nas.distill.pipeline import SupernetConfig, build_supernet
     from donna_nas.runtime.executor import make_executor
+    from donna_nas.cli.common import check_out_dir
+    from donna_nas.runtime.io import remove_stale_temp
+    from donna_nas.runtime.threads import set_threads
     from donna_nas.space import load_space
 
+    set_threads(threads)
+    check_out_dir(out)
+    # config.yaml stores absolute paths, so --resume works from any directory
+    teacher, teacher_weights, data = (_absolute(v) for v in (teacher, teacher_weights, data))
+    if resume and (out / "config.yaml").is_file():
+        _check_resume_inputs(out, teacher_weights=teacher_weights, data=data)
+        remove_stale_temp(out)
     sp = load_space(space)
     h, w = parse_size(size) if size else (0, 0)
     cfg = SupernetConfig(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
@@ -50,6 +63,33 @@ def build_supernet_cmd(
         console.print(f"  {e['model']:<26} CV τ {e['cv_tau']:.3f}  held-out τ {e['test_tau']:.3f}")
     if res.predictor:
         console.print(f"predictor: {out / 'predictor.json'}; report: {out / 'report.md'}")
+
+
+def _absolute(value: Optional[str]) -> Optional[str]:
+    """An existing path made absolute; names (resnet18) and None unchanged."""
+    if value and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
+
+
+def _check_resume_inputs(out: Path, **given: Optional[str]) -> None:
+    """With --resume, a --teacher-weights/--data that differs from the stored one is refused."""
+    import yaml
+
+    from donna_nas.cli.common import same_path
+    from donna_nas.errors import UserError
+
+    path = out / "config.yaml"
+    try:
+        stored = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); restore it or start a new --out") from None
+    for name, value in given.items():
+        old = stored.get(name) if isinstance(stored, dict) else None
+        if value is not None and (old is None or not same_path(value, old)):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {value}: {path} was built with {flag} {old}; drop {flag} to resume "
+                            "with the stored one, or start a new build with another --out")
 
 
 def register(app: typer.Typer) -> None:

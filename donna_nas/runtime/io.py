@@ -33,15 +33,17 @@ _kill_counts: dict[str, int] = {}
 def kill_point(name: str) -> None:
     """SIGKILL this process if ``DONNA_NAS_KILL_AT`` names ``name`` (fault-injection tests).
 
-    The variable holds ``POINT`` or ``POINT#N`` (the N-th time the point is reached); a point
-    matches when ``name`` ends with it, so ``write:last.safetensors`` matches every run's
-    checkpoint and ``write:teacher/checkpoints/last.safetensors`` only the teacher's.
+    The variable holds ``KIND:PATH`` or ``KIND:PATH#N`` (the N-th time the point is reached); it
+    matches a point of that kind whose path ends with PATH, so ``write:last.safetensors`` matches
+    every run's checkpoint and ``write:teacher/checkpoints/last.safetensors`` only the teacher's.
     """
     want = os.environ.get("DONNA_NAS_KILL_AT")
     if not want:
         return
     point, _, nth = want.partition("#")
-    if not name.endswith(point):
+    kind, _, target = point.partition(":")
+    here_kind, _, here = name.partition(":")
+    if kind != here_kind or not (here == target or here.endswith("/" + target.lstrip("/"))):
         return
     _kill_counts[point] = _kill_counts.get(point, 0) + 1
     if _kill_counts[point] >= int(nth or 1):
