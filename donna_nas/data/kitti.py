@@ -336,12 +336,19 @@ class KittiRawDataset(torch.utils.data.Dataset):
 
     def _load(self, folder: str, cam: int, frame: int) -> torch.Tensor:
         path = image_dir(self.root, folder, cam) / self._frames(folder, cam)[frame]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            H, W = self.size
-            if im.size != (W, H):
-                im = im.resize((W, H), Image.Resampling.LANCZOS)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                H, W = self.size
+                if im.size != (W, H):
+                    im = im.resize((W, H), Image.Resampling.LANCZOS)
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+        except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt or not an image
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # a file-system error: the CLI names the file and errno
+            raise UserError(f"{path}: cannot read the image ({str(exc) or type(exc).__name__}); "
+                            "replace the file (e.g. re-render with `donna-nas data synth`) or remove "
+                            "its frame from the split") from None
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
     def _K(self, e: SplitEntry, flip: bool) -> np.ndarray:
