@@ -55,24 +55,49 @@ def test_nsga2_front_non_dominated_and_feasible():
 def test_resume_continues_trial_count(tmp_path, space):
     pred = synthetic_predictor(space, 0)
     ev = Evaluator(space, pred, SyntheticLatency())
-    log = tmp_path / "studies" / "s.jsonl"
+    log = tmp_path / "studies" / "s.log"
     first = run_nsga2(space, ev, trials=70, population=20, storage=str(log), study_name="s")
     assert first.new_trials == 70 and len(first.trials) == 70
-    assert len(log.read_text().splitlines()) == 71  # header + one line per trial
+    assert len(load_study(log, "s").trials) == 70
     again = run_nsga2(space, ev, trials=70, population=20, storage=str(log), study_name="s")
     assert again.new_trials == 0 and len(again.trials) == 70  # finished: a no-op
     more = run_nsga2(space, ev, trials=110, population=20, storage=str(log), study_name="s")
     assert more.new_trials == 40 and len(more.trials) == 110
     assert [t.evaluation for t in more.trials[:70]] == [t.evaluation for t in first.trials]
     # NSGA-II generation bookkeeping survives the restart
-    gens = [json.loads(line)["system_attrs"].get("NSGAIISampler:generation")
-            for line in log.read_text().splitlines()[1:]]
+    gens = [t.system_attrs.get("NSGAIISampler:generation") for t in load_study(log, "s").trials]
     assert gens[:20] == [0] * 20 and max(gens) >= 4 and gens == sorted(gens)
-    # a torn last line (a run killed mid-write) is ignored
-    with open(log, "a") as f:
-        f.write('{"params": {"b1.op"')
-    assert len(run_nsga2(space, ev, trials=110, population=20, storage=str(log),
-                         study_name="s").trials) == 110
+    # stopped and resumed = never stopped
+    straight = run_nsga2(space, ev, trials=110, population=20)
+    assert [t.evaluation for t in more.trials] == [t.evaluation for t in straight.trials]
+
+
+def load_study(path, name):
+    import optuna
+
+    from donna_nas.search.storage import open_journal
+
+    return optuna.load_study(study_name=name, storage=open_journal(path))
+
+
+def test_default_study_opens_in_optuna_with_named_objectives(tmp_path, space):
+    """The run-directory study is an optuna journal: load_study reads every trial as searched."""
+    ev = Evaluator(space, synthetic_predictor(space, 0), SyntheticLatency())
+    lats = sorted(ev.evaluate(space.sample(i)).latency_ms for i in range(50))
+    cons = Constraints(max_latency_ms=lats[25])
+    log = tmp_path / "s.log"
+    res = run_nsga2(space, ev, cons, trials=45, population=10, storage=str(log), study_name="s",
+                    extra_objective="params")
+    study = load_study(log, "s")
+    assert study.metric_names == ["synthetic_sq_rel", "latency_ms", "params"]
+    assert [d.name for d in study.directions] == ["MINIMIZE"] * 3
+    assert len(study.trials) == 45 and all(t.state.name == "COMPLETE" for t in study.trials)
+    for t, rec in zip(study.trials, res.trials):
+        e = rec.evaluation
+        assert t.user_attrs["arch"] == e.arch and t.values[:2] == [e.metric, e.latency_ms]
+        assert arch_from_params(space, t.params).encode() == e.arch
+        assert (t.system_attrs["constraints:max_latency_ms"] <= 0) == rec.feasible
+    assert 0 < sum(r.feasible for r in res.trials) < 45
 
 
 def test_incremental_sampler_matches_stock_nsga2(space):
@@ -85,6 +110,42 @@ def test_incremental_sampler_matches_stock_nsga2(space):
         assert [t.evaluation for t in fast.trials] == [t.evaluation for t in stock.trials]
         if cons.max_latency_ms is not None:
             assert 0 < sum(t.feasible for t in fast.trials) < 160
+
+
+def test_journal_of_another_study_or_damaged_is_refused(tmp_path, space):
+    ev = Evaluator(space, synthetic_predictor(space, 0), SyntheticLatency())
+    log = tmp_path / "s.log"
+    run_nsga2(space, ev, trials=5, population=4, storage=str(log), study_name="a")
+    with pytest.raises(UserError, match="another --study-name"):
+        run_nsga2(space, ev, trials=10, population=4, storage=str(log), study_name="b")
+    with pytest.raises(UserError, match="another search"):  # same name, another space
+        other = load_space("ofa_mbv3_w12")
+        run_nsga2(other, Evaluator(other, synthetic_predictor(other, 0), SyntheticLatency()),
+                  trials=10, population=4, storage=str(log), study_name="a")
+    lines = log.read_text().splitlines(keepends=True)
+    bad = tmp_path / "bad.log"
+    bad.write_text("".join(lines[:2]) + '{"op_code": 4, "stu\n' + "".join(lines[2:]))
+    with pytest.raises(UserError, match="line 3 is not valid JSON"):
+        run_nsga2(space, ev, trials=10, population=4, storage=str(bad), study_name="a")
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"study": "a", "format": "donna-nas-trials/1"}) + "\n")
+    with pytest.raises(UserError, match="older donna-nas"):
+        run_nsga2(space, ev, trials=10, population=4, storage=str(old), study_name="a")
+
+
+def test_torn_last_line_is_cut_before_appending(tmp_path, space):
+    ev = Evaluator(space, synthetic_predictor(space, 0), SyntheticLatency())
+    log = tmp_path / "s.log"
+    run_nsga2(space, ev, trials=30, population=10, storage=str(log), study_name="s")
+    whole = log.read_bytes()
+    log.write_bytes(whole[:-200])  # the last trial's line cut short, as by a kill mid-write
+    res = run_nsga2(space, ev, trials=40, population=10, storage=str(log), study_name="s")
+    assert res.new_trials == 11 and any("torn" in n for n in res.notes)
+    study = load_study(log, "s")  # optuna reads it: nothing was appended onto the torn line
+    assert len(study.trials) == 40
+    assert log.read_bytes().endswith(b"\n") and log.read_bytes().count(b"\n") == whole.count(b"\n") + 10
+    straight = run_nsga2(space, ev, trials=40, population=10)
+    assert [t.evaluation for t in res.trials] == [t.evaluation for t in straight.trials]
 
 
 def test_log_of_another_study_is_refused(tmp_path, space):
@@ -103,3 +164,10 @@ def test_rdb_storage_resumes(tmp_path, space):
     b = run_nsga2(space, ev, trials=8, population=4, storage=url,  # a URL: direct by default
                   study_name="shared")
     assert a.new_trials == 5 and b.new_trials == 3 and len(b.trials) == 8
+    # one worker on an RDB study follows the same trajectory as the in-memory search
+    mem = run_nsga2(space, ev, trials=8, population=4)
+    assert [t.evaluation for t in b.trials] == [t.evaluation for t in mem.trials]
+    import optuna
+
+    assert optuna.load_study(study_name="shared", storage=url).metric_names == [
+        "synthetic_sq_rel", "latency_ms"]

@@ -4,32 +4,36 @@ Each block option with more than one value becomes ``suggest``-style categorical
 ``<block>.<option>`` (so any custom space works unchanged); single-valued options are fixed.
 Constraints go to optuna's constrained NSGA-II through ``Trial.set_constraint``.
 
-Storage. optuna's RDB storages (SQLite, PostgreSQL, ...) write each trial in many ORM
-statements, one trial at a time: on this shared 2-core machine a few to a few tens of trials/s
-into SQLite, against hundreds to a thousand per second in memory
-(``experiments/bench_search.py`` measures both; in quick checks neither SQLite's WAL mode nor
-optuna's journal-file storage nor bulk ``add_trials`` changed the order of magnitude). A 10k-trial
-search would spend minutes in the database, so there are three modes:
+Storage modes:
 
-* ``log`` (the default for a run directory, ``RUN/studies/<study>.jsonl``): the search runs on an
-  in-memory study and appends its finished trials (parameters, objective values, user and system
-  attributes, i.e. the NSGA-II generation and the constraint values) to a JSON-lines log once per
-  generation and at the end. A stopped search loses at most the current generation; the next run
-  replays the log into the in-memory study and continues. A torn last line is ignored.
+* ``journal`` (the default for a run directory, ``RUN/studies/<study>.log``): the search runs on
+  an in-memory study and mirrors its finished trials into an optuna journal file once per
+  generation and at the end (``donna_nas.search.storage``). ``optuna.load_study`` and
+  ``optuna-dashboard`` open the file; a stopped search loses at most the current generation and
+  the next run continues from the file. A torn last line is cut off before anything is appended.
 * ``direct`` (an RDB URL such as ``sqlite:///study.db`` or ``postgresql://...``): every trial goes
-  straight to the storage, so several machines can search one study, at RDB speed.
+  straight to the storage, so several workers can search one study, at RDB speed. A ``RUNNING``
+  trial left by a killed worker (same host, process gone; or any host, older than
+  ``stale_after_s``) is marked ``FAIL`` when a worker starts.
 * ``memory``: nothing persists (the Python API's default).
 
-``trials`` is the study's total target: rerunning with the same number does nothing new, a larger
-number continues where the study stopped.
+``trials`` is the study's total target, however many workers share it: rerunning with the same
+number does nothing new, a larger number continues where the study stopped.
+
+Reproducibility. The sampler's random draws for a trial are reseeded from (``seed``, the trial's
+index: the number of completed trials, plus other workers' running ones, when it starts), so the
+trajectory is a function of the seed and the completed trials only. A search stopped anywhere and
+resumed therefore gives the same trials, in the same order, as one that never stopped; and a
+single-worker RDB study gives the same trials as the in-memory one.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,10 +42,13 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from donna_nas.errors import UserError
+from donna_nas.runtime.io import kill_point
 from donna_nas.search.objectives import Constraints, Evaluation, Evaluator
 from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
 
-STORAGE_MODES = ("auto", "log", "direct", "memory")
+STORAGE_MODES = ("auto", "journal", "direct", "memory")
+WORKER_ATTR = "worker"                 # trial user attribute "host:pid" of the worker (direct)
+STALE_AFTER_S = 3600.0                 # a RUNNING trial of another host this old is abandoned
 
 
 @dataclass
@@ -58,6 +65,8 @@ class NsgaResult:
     seconds: float                 # wall time of this call's optimisation loop
     study_name: str
     storage: str | None
+    storage_mode: str = "memory"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def evals_per_s(self) -> float:
@@ -82,18 +91,58 @@ def arch_from_params(space: SearchSpace, params: dict[str, Any]) -> Architecture
     return Architecture(space.block_names, tuple(choices))
 
 
-class IncrementalNSGAIISampler(optuna.samplers.NSGAIISampler):
-    """optuna's NSGA-II (same selection, crossover, mutation and constraint handling), with its
-    generation bookkeeping kept incrementally in the sampler.
+def _u32(x: int) -> int:
+    return int(x) & 0xFFFFFFFF
+
+
+class SeededNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """optuna's NSGA-II whose random draws for a trial depend only on (seed, trial index).
+
+    The stock sampler draws from one random stream for the whole study, so a resumed study
+    (a new sampler, the stream restarted) takes another path than an uninterrupted one. Here
+    ``before_trial`` reseeds both of its streams (child generation and the random sampler used
+    for the first generation and mutations) from ``(seed, index)``, where ``index`` counts the
+    completed trials and the other workers' running ones when the trial starts. Parents are
+    returned in trial-number order (the stock sampler returns the selection order the first time
+    and trial-number order from its cache afterwards, which would make a resumed study depend
+    on where it stopped).
+    """
+
+    def __init__(self, *, seed: int | None = None, **kwargs: Any):
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+        # the two streams optuna's NSGA-II draws from; checked here so that an optuna that
+        # renames them fails loudly instead of silently losing reproducibility
+        if not (hasattr(self, "_rng") and hasattr(self._random_sampler, "_rng")):
+            raise RuntimeError("optuna's NSGAIISampler internals changed: no _rng to reseed")
+
+    def trial_index(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        return sum(1 for t in live if t.number != trial.number)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        if self._base_seed is not None:
+            k = self.trial_index(study, trial)
+            self._rng.rng.seed([_u32(self._base_seed), _u32(k), 1])
+            self._random_sampler._rng.rng.seed([_u32(self._base_seed), _u32(k), 0])
+
+    def get_parent_population(self, study, generation):
+        return sorted(super().get_parent_population(study, generation), key=lambda t: t.number)
+
+
+class IncrementalNSGAIISampler(SeededNSGAIISampler):
+    """``SeededNSGAIISampler`` (same selection, crossover, mutation, constraint handling and
+    draws) with its generation bookkeeping kept incrementally in the sampler.
 
     The stock sampler rescans every trial of the study on each ``ask`` (to find the current
     generation, the parent population and the search space), so a search slows down
     quadratically with its length (``experiments/bench_search.py`` compares both).
     Here the run loop hands each finished trial to ``observe`` and the generation counts,
     populations and parents are kept in dictionaries. With one process driving the study (the
-    ``memory`` and ``log`` modes) the trial sequence is identical to the stock sampler's (a test
-    checks it); shared RDB studies (``direct``) use the stock sampler, which sees other workers'
-    trials.
+    ``memory`` and ``journal`` modes) the trial sequence is identical to the stock
+    bookkeeping's (a test checks it); shared RDB studies (``direct``) use
+    ``SeededNSGAIISampler``, which sees other workers' trials.
     """
 
     def __init__(self, search_space: dict[str, CategoricalDistribution], **kwargs: Any):
@@ -103,14 +152,21 @@ class IncrementalNSGAIISampler(optuna.samplers.NSGAIISampler):
         self._by_generation: dict[int, list[FrozenTrial]] = {}
         self._max_generation = 0
         self._parents: dict[int, list[FrozenTrial]] = {}
+        self._n_complete = 0
 
     def observe(self, trial: FrozenTrial) -> None:
         """Record a completed trial (in trial-number order)."""
+        if trial.state != TrialState.COMPLETE:
+            return
+        self._n_complete += 1
         g = trial.system_attrs.get(self._get_generation_key())
-        if g is None or trial.state != TrialState.COMPLETE:
+        if g is None:
             return
         self._by_generation.setdefault(g, []).append(trial)
         self._max_generation = max(self._max_generation, g)
+
+    def trial_index(self, study, trial) -> int:
+        return self._n_complete
 
     def infer_relative_search_space(self, study, trial):
         return dict(self._fixed_space)
@@ -140,17 +196,15 @@ class IncrementalNSGAIISampler(optuna.samplers.NSGAIISampler):
             lowest -= 1
         for g in range(lowest, generation):
             self.get_parent_population(study, g)
-        parents = self.select_parent(study, generation)
-        # optuna returns the selection order the first time and trial-number order from its
-        # cache afterwards; doing the same keeps the random draws identical
-        self._parents[generation] = sorted(parents, key=lambda t: t.number)
-        return parents
+        self._parents[generation] = sorted(self.select_parent(study, generation),
+                                           key=lambda t: t.number)
+        return list(self._parents[generation])
 
 
-# share the stock sampler's attribute names, so logs and RDB studies read the same either way
-IncrementalNSGAIISampler._GENERATION_KEY = optuna.samplers.NSGAIISampler._get_generation_key()
-IncrementalNSGAIISampler._PARENT_CACHE_KEY_PREFIX = \
-    optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()
+# share the stock sampler's attribute names, so journals and RDB studies read the same either way
+for _cls in (SeededNSGAIISampler, IncrementalNSGAIISampler):
+    _cls._GENERATION_KEY = optuna.samplers.NSGAIISampler._get_generation_key()
+    _cls._PARENT_CACHE_KEY_PREFIX = optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()
 
 
 def _quiet_optuna() -> None:
@@ -160,7 +214,7 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def open_study(storage: str | None, study_name: str, directions: list[str],
+def open_study(storage: Any, study_name: str, directions: list[str],
                sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     try:
         study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
@@ -178,144 +232,179 @@ def open_study(storage: str | None, study_name: str, directions: list[str],
     return study
 
 
-class TrialLog:
-    """Append-only JSON-lines log of a study's finished trials (see the module docstring).
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    Line 1 identifies the study (name, directions, space fingerprint); a log written for another
-    study or space is refused rather than mixed in.
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier process with this pid: it is gone, since this one has it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def fail_stale_trials(study: optuna.Study, stale_after_s: float = STALE_AFTER_S) -> int:
+    """Mark ``RUNNING`` trials whose worker is gone as ``FAIL``; return how many.
+
+    A trial's worker is recorded as ``host:pid``: on this host it is gone when that process no
+    longer exists; a trial of another host (or without a worker) is given up after
+    ``stale_after_s`` seconds.
     """
+    host = socket.gethostname()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        w = str(t.user_attrs.get(WORKER_ATTR, ""))
+        h, _, pid = w.rpartition(":")
+        if h == host and pid.isdigit():
+            stale = not _pid_alive(int(pid))
+        else:
+            start = t.datetime_start
+            age = (datetime.now(start.tzinfo) - start).total_seconds() if start else float("inf")
+            stale = age > stale_after_s
+        if stale:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            n += 1
+    return n
 
-    def __init__(self, path: Path, study_name: str, directions: list[str], fingerprint: str):
-        self.path = path
-        self.header = {"study": study_name, "directions": directions, "space": fingerprint,
-                       "format": "donna-nas-trials/1"}
 
-    def load(self, dists: dict[str, CategoricalDistribution]) -> list[FrozenTrial]:
-        if not self.path.exists():
-            return []
-        lines = self.path.read_text().splitlines()
-        if not lines:
-            return []
-        try:
-            head = json.loads(lines[0])
-        except json.JSONDecodeError:
-            raise UserError(f"{self.path}: first line is not a study header; delete the file "
-                            f"to start the study afresh") from None
-        if head != self.header:
-            raise UserError(f"{self.path}: log of study {head.get('study')!r} (space "
-                            f"{head.get('space')}, {head.get('directions')}), not of this search "
-                            f"{self.header}; use another --study-name or delete the file")
-        out = []
-        for k, line in enumerate(lines[1:], start=2):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if k == len(lines):
-                    break  # torn last line of a stopped run
-                raise UserError(f"{self.path}: line {k} is not valid JSON") from None
-            unknown = set(rec["params"]) - set(dists)
-            if unknown:
-                raise UserError(f"{self.path}: line {k} has parameters {sorted(unknown)} the "
-                                f"space does not define")
-            out.append(optuna.trial.create_trial(
-                params=rec["params"], distributions={k2: dists[k2] for k2 in rec["params"]},
-                values=rec["values"], user_attrs=rec["user_attrs"],
-                system_attrs=rec["system_attrs"]))
-        return out
+def _live_before(study: optuna.Study, trial: FrozenTrial | None = None) -> int:
+    """Completed + running trials of the study (with ``trial``: those numbered before it)."""
+    live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    if trial is None:
+        return len(live)
+    return sum(1 for t in live if t.number < trial.number)
 
-    def append(self, trials: list[FrozenTrial]) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = [json.dumps(self.header)] if new else []
-        for t in trials:
-            lines.append(json.dumps({"params": t.params, "values": t.values,
-                                     "user_attrs": t.user_attrs,
-                                     "system_attrs": t.system_attrs}))
-        with open(self.path, "a") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+
+def _constraint_values(constraints: Constraints, ev: Evaluation) -> dict[str, float]:
+    """The set bounds' violations by name (``max_latency_ms``, ``max_params``; <= 0 is met)."""
+    viol = constraints.violations(ev.latency_ms, ev.params)
+    if isinstance(viol, dict):
+        return viol
+    out = {}  # an older Constraints: a list, latency first
+    if constraints.max_latency_ms is not None:
+        out["max_latency_ms"] = viol[0]
+    if constraints.max_params is not None:
+        out["max_params"] = viol[-1]
+    return out
+
+
+def resolve_storage_mode(storage: str | None, storage_mode: str = "auto") -> str:
+    if storage_mode not in STORAGE_MODES:
+        raise UserError(f"storage mode {storage_mode!r} unknown; allowed: {', '.join(STORAGE_MODES)}")
+    if storage is None:
+        return "memory"
+    if storage_mode == "auto":  # a URL is an RDB study, anything else a journal file path
+        return "direct" if "://" in str(storage) else "journal"
+    return storage_mode
 
 
 def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints | None = None, *,
               trials: int = 2000, population: int = 50, seed: int = 0,
               storage: str | None = None, storage_mode: str = "auto",
               study_name: str = "donna-nas-search", extra_objective: str | None = None,
+              metric_name: str | None = None,
               progress: Callable[[int, int], None] | None = None,
-              fast_sampler: bool = True) -> NsgaResult:
+              fast_sampler: bool = True, stale_after_s: float = STALE_AFTER_S) -> NsgaResult:
     """Run NSGA-II until the study holds ``trials`` completed trials; return them all."""
+    from donna_nas.search.storage import JournalStudy
+
     _quiet_optuna()
     constraints = constraints or Constraints()
-    if storage is None:
-        storage_mode = "memory"
-    elif storage_mode == "auto":  # a URL is an RDB study, anything else a trial-log path
-        storage_mode = "direct" if "://" in str(storage) else "log"
-    if storage_mode not in STORAGE_MODES:
-        raise UserError(f"storage mode {storage_mode!r} unknown; allowed: {', '.join(STORAGE_MODES)}")
+    storage_mode = resolve_storage_mode(storage, storage_mode)
     if population < 2:
         raise UserError(f"--population must be at least 2, got {population}")
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     directions = [evaluator.predictor.direction, "minimize"] + (["minimize"] if extra_objective else [])
+    metric_names = [metric_name or getattr(evaluator.predictor, "metric", "metric"), "latency_ms"]
+    if extra_objective:
+        metric_names.append(extra_objective)
+    notes: list[str] = []
 
     dists = distributions(space)
 
     def make_sampler() -> optuna.samplers.NSGAIISampler:
         if storage_mode == "direct" or not fast_sampler:
-            return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+            return SeededNSGAIISampler(population_size=population, seed=seed)
         return IncrementalNSGAIISampler(dists, population_size=population, seed=seed)
 
-    log = None
-    if storage_mode == "log":
-        log = TrialLog(Path(storage), study_name, directions, space.fingerprint())
+    journal = None
+    if storage_mode == "journal":
+        journal = JournalStudy(Path(storage), study_name, directions, metric_names,
+                               space.fingerprint())
+        if journal.backend.repaired_bytes:
+            notes.append(f"{storage}: cut off a torn last line ({journal.backend.repaired_bytes} "
+                         f"bytes) left by an interrupted write")
         study = open_study(None, study_name, directions, make_sampler())
-        stored = log.load(distributions(space))
+        stored = journal.completed()
         if stored:
             study.add_trials(stored)
     else:
         study = open_study(storage if storage_mode == "direct" else None, study_name, directions,
                            make_sampler())
+    shared = storage_mode == "direct"
+    if shared:
+        if study.metric_names != metric_names:
+            study.set_metric_names(metric_names)
+        stale = fail_stale_trials(study, stale_after_s)
+        if stale:
+            notes.append(f"marked {stale} RUNNING trial(s) of stopped workers as FAIL")
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sampler = study.sampler
     observe = getattr(sampler, "observe", None)
     if observe is not None:
         for ft in completed:
             observe(ft)
-    todo = max(0, trials - len(completed))
+    todo = max(0, trials - (_live_before(study) if shared else len(completed)))
     pending: list[FrozenTrial] = []
+    me = worker_id()
 
     def flush() -> None:
-        if log is not None and pending:
-            log.append(pending)
+        if journal is not None and pending:
+            journal.append(pending)
             pending.clear()
 
     t0 = time.perf_counter()
-    for k in range(todo):
+    done = 0
+    while done < todo:
+        if shared and _live_before(study) >= trials:
+            break  # other workers have taken the rest of the study's trials
         trial = study.ask(dists)
+        if shared:
+            trial.set_user_attr(WORKER_ATTR, me)
+            if _live_before(study, trial._cached_frozen_trial) >= trials:
+                # another worker asked at the same moment and took the last trial
+                trial.set_user_attr("over_budget", True)
+                study.tell(trial, state=TrialState.FAIL)
+                break
         arch = arch_from_params(space, trial.params)
         ev = evaluator.evaluate(arch)
-        viol = constraints.violations(ev.latency_ms, ev.params)
+        kill_point("nsga2:evaluated")
         trial.set_user_attr("arch", ev.arch)
         trial.set_user_attr("params", ev.params)
         trial.set_user_attr("macs", ev.macs)
         # optuna >= 5 reads constraints from the trial (<= 0 is feasible); constrained NSGA-II
         # then ranks feasible trials first and infeasible ones by total violation
-        if constraints.max_latency_ms is not None:
-            trial.set_constraint("max_latency_ms", viol[0])
-        if constraints.max_params is not None:
-            trial.set_constraint("max_params", viol[-1])
+        for name, value in _constraint_values(constraints, ev).items():
+            trial.set_constraint(name, value)
         values = [ev.metric, ev.latency_ms]
         if extra_objective:
             values.append(float(ev.params if extra_objective == "params" else ev.macs))
         frozen = study.tell(trial, values)
+        done += 1
         if observe is not None:
             observe(frozen)
-        if log is not None:
+        if journal is not None:
             pending.append(frozen)
             if len(pending) >= population:
                 flush()
         if progress is not None:
-            progress(k + 1, todo)
+            progress(done, todo)
     flush()
     seconds = time.perf_counter() - t0
 
@@ -326,4 +415,4 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
         ev = Evaluation(arch_text, float(ft.values[0]), float(ft.values[1]),
                         int(ua.get("params", 0)), int(ua.get("macs", 0)))
         records.append(TrialRecord(ft.number, ev, constraints.ok(ev.latency_ms, ev.params)))
-    return NsgaResult(records, todo, seconds, study_name, storage)
+    return NsgaResult(records, done, seconds, study_name, storage, storage_mode, notes)
