@@ -118,3 +118,79 @@ def test_shipped_table_by_name_with_ofa_space(tmp_path, capsys):
     sel = json.loads((run / "selected.json").read_text())
     assert sel["latency_ms"] <= 22 and sel["params"] <= 3_000_000
     assert sel["constraints"] == Constraints(22.0, 3_000_000).to_json()
+
+
+def test_infeasible_search_removes_a_stale_selection(tmp_path, capsys):
+    space = load_space("tiny")
+    run = make_run(tmp_path, space)
+    write_table(tmp_path / "lut.csv", space)
+    base = ["search", str(run), "--latency-table", str(tmp_path / "lut.csv")]
+    code, out = cli(base, capsys)
+    assert code == 0 and (run / "selected.json").is_file()
+    code, out = cli(base + ["--max-latency-ms", "0.001"], capsys)
+    assert code == 2 and "no architecture meets the constraints" in out
+    assert not (run / "selected.json").exists()
+    assert out.strip().splitlines()[-1].startswith("error:") and "Traceback" not in out
+    # and what reads the selection says so in one line
+    from donna_nas.errors import UserError
+    from donna_nas.tasks.depth.backbones import selected_architecture
+
+    with pytest.raises(UserError, match="selected.json not found"):
+        selected_architecture(run)
+
+
+def test_run_defaults_to_the_current_directory(tmp_path, capsys, monkeypatch):
+    space = load_space("tiny")
+    write_table(tmp_path / "lut.csv", space)
+    monkeypatch.chdir(tmp_path)  # not a run: one line naming the argument, exit 2
+    code, out = cli(["search", "--latency-table", str(tmp_path / "lut.csv")], capsys)
+    assert code == 2 and "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pass the run directory" in lines[0] and "RUN" in lines[0]
+    run = make_run(tmp_path, space)
+    monkeypatch.chdir(run)
+    code, out = cli(["search", "--latency-table", str(tmp_path / "lut.csv")], capsys)
+    assert code == 0, out
+    assert json.loads((run / "selected.json").read_text())["space"] == space.name
+
+
+def test_nsga_progress_is_shown_on_a_terminal_and_in_logs(tmp_path, capsys):
+    import io
+
+    from rich.console import Console
+
+    from donna_nas.cli.search import NsgaProgress
+
+    for terminal in (True, False):
+        buf = io.StringIO()
+        bar = NsgaProgress(Console(file=buf, force_terminal=terminal, width=120))
+        for k in range(1, 121):
+            bar(k, 120)
+        bar.close()
+        text = buf.getvalue()
+        assert "NSGA-II trials" in text and "120/120" in text  # the finished bar stays
+    # through the CLI with stdout captured (not a terminal): plain progress lines
+    space = load_space("tiny")
+    run = make_run(tmp_path, space)
+    write_table(tmp_path / "lut.csv", space)
+    code, out = cli(["search", str(run), "--latency-table", str(tmp_path / "lut.csv"),
+                     "--method", "nsga2", "--trials", "30", "--population", "10"], capsys)
+    assert code == 0 and "NSGA-II trials: 30/30 (100%)" in out
+
+
+def test_default_study_is_an_optuna_journal(tmp_path, capsys):
+    import optuna
+
+    from donna_nas.search.storage import open_journal
+
+    space = load_space("tiny")
+    run = make_run(tmp_path, space)
+    write_table(tmp_path / "lut.csv", space)
+    code, out = cli(["search", str(run), "--latency-table", str(tmp_path / "lut.csv"),
+                     "--method", "nsga2", "--trials", "20", "--population", "10"], capsys)
+    assert code == 0, out
+    (log,) = (run / "studies").glob("*.log")
+    study = optuna.load_study(study_name=log.stem, storage=open_journal(log))
+    assert study.metric_names == ["synthetic_sq_rel", "latency_ms"] and len(study.trials) == 20
+    with open(run / "tables" / "trials.csv") as f:
+        assert [r["arch"] for r in csv.DictReader(f)] == [t.user_attrs["arch"] for t in study.trials]

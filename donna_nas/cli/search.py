@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Optional
@@ -12,9 +10,6 @@ from typing import Optional
 import typer
 
 from donna_nas.errors import UserError
-
-MEASURE_KINDS = {"ort": "fp32", "ort-int8": "int8"}
-
 
 def parse_count(text: str | None, flag: str) -> int | None:
     """``3.5M``, ``800k``, ``2500000`` → an integer."""
@@ -41,52 +36,46 @@ def parse_reference(text: str):
                         f"got {text!r}") from None
 
 
-def resolve_table(text: str) -> Path:
-    """A CSV path, or the name of a shipped table (``note10_ofa_mbv3_w12``)."""
-    p = Path(text)
-    if p.exists():
-        return p
-    from donna_nas.latency import shipped_tables_dir
-
-    shipped = shipped_tables_dir() / (text if text.endswith(".csv") else f"{text}.csv")
-    if shipped.exists():
-        return shipped
-    names = sorted(f.stem for f in shipped_tables_dir().glob("*.csv"))
-    raise UserError(f"--latency-table {text}: no such file, and not a shipped table "
-                    f"(shipped: {', '.join(names)})")
+# the run wiring lives in the library; these names stay importable from here
+from donna_nas.search.run import MEASURE_KINDS, load_inputs, resolve_table  # noqa: E402,F401
 
 
-def load_inputs(run: Path, predictor_file: str | None, space_file: str | None):
-    """The space and predictor of a run (or of the explicit files)."""
-    from donna_nas.search.objectives import LinearBlockPredictor
-    from donna_nas.space import load_space
+class NsgaProgress:
+    """The NSGA-II progress callback: a bar on a terminal that stays when done, periodic plain
+    lines (``DONNA_NAS_LOG_EVERY`` seconds, and at the end) when stdout is a pipe or a file.
+    Started at the first trial, so an exact search shows no empty bar."""
 
-    if space_file:
-        space = load_space(space_file)
-    else:
-        path = run / "space.yaml"
-        if not path.exists():
-            raise UserError(f"{path}: not found; create the run with `donna-nas build-supernet "
-                            f"{run}` or pass --space FILE")
-        space = load_space(path)
-    if predictor_file:
-        pred_path = Path(predictor_file)
-    else:
-        pred_path = run / "predictor.json"
-        if not pred_path.exists():
-            raise UserError(f"{pred_path}: not found; it is written by `donna-nas build-supernet "
-                            f"{run}` (or pass --predictor FILE)")
-    predictor = LinearBlockPredictor.from_json(pred_path)
-    return space, predictor, pred_path
+    def __init__(self, console):
+        self.console = console
+        self.bar = None
+        self.task = None
 
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
 
-def _digest(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+            from donna_nas.runtime.progress import LoggingProgress
+
+            self.bar = LoggingProgress(TextColumn("[bold]NSGA-II trials"), BarColumn(),
+                                       MofNCompleteColumn(), TimeElapsedColumn(),
+                                       TimeRemainingColumn(), console=self.console, transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("NSGA-II trials", total=total)
+        if done == 1 or done % 50 == 0 or done == total:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def search_cmd(
-    run: Path = typer.Argument(..., help="Run directory (reads space.yaml and predictor.json, "
-                                         "writes tables/, plots/, studies/, selected.json)."),
+    run: Optional[Path] = typer.Argument(
+        None, help="Run directory (reads space.yaml and predictor.json, writes tables/, plots/, "
+                   "studies/, selected.json); default: the current directory when it holds a "
+                   "build-supernet run."),
     latency_table: Optional[str] = typer.Option(None, "--latency-table",
                                                 help="Latency lookup table CSV (or shipped table name)."),
     measure: Optional[str] = typer.Option(None, "--measure",
@@ -98,8 +87,8 @@ def search_cmd(
     population: int = typer.Option(50, "--population", help="NSGA-II population size."),
     storage: Optional[str] = typer.Option(None, "--storage",
                                           help="optuna RDB URL (e.g. sqlite:///study.db, postgresql://...) "
-                                               "shared by several workers (default: a fast "
-                                               "trial log RUN/studies/STUDY.jsonl)."),
+                                               "shared by several workers, or a journal file path "
+                                               "(default: the optuna journal RUN/studies/STUDY.log)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     objective: Optional[str] = typer.Option(None, "--objective",
                                             help="Third objective: params | macs."),
@@ -121,69 +110,37 @@ def search_cmd(
 ) -> None:
     """Search the Pareto front of predicted metric vs latency and select the best architecture
     under the constraints."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
     from donna_nas.cli import console
-    from donna_nas.cli.common import parse_size
-    from donna_nas.search.api import search
-    from donna_nas.search.objectives import Constraints, check_coverage
-    from donna_nas.search.report import print_summary, write_outputs
+    from donna_nas.cli.common import check_out_dir, parse_size
+    from donna_nas.search.objectives import Constraints
+    from donna_nas.search.report import print_summary
+    from donna_nas.search.run import is_search_run, run_search
 
+    if run is None:
+        if not is_search_run(Path.cwd()):
+            raise UserError("no RUN given, and the current directory is not a build-supernet run "
+                            "(no space.yaml + predictor.json); pass the run directory: "
+                            "donna-nas search RUN --latency-table T.csv | --measure ort")
+        run = Path(".")
+    check_out_dir(run, "RUN")
     if (latency_table is None) == (measure is None):
         raise UserError("give exactly one latency source: --latency-table CSV or --measure ort|ort-int8")
-    run = Path(run)
-    space, predictor, pred_path = load_inputs(run, predictor_file, space_file)
-    input_size = parse_size(size) if size else tuple(space.input_size)
-    if latency_table is not None:
-        from donna_nas.latency import LookupTable
-
-        table_path = resolve_table(latency_table)
-        latency = LookupTable.from_csv(table_path)
-        latency_desc = f"table {table_path}"
-        if fill_missing:
-            from donna_nas.latency.model import ModelledLatency
-
-            latency = ModelledLatency(latency)
-            latency_desc += " (missing ops from the op latency model fitted on its rows)"
-        else:
-            check_coverage(space, latency, input_size)
-    else:
-        if measure not in MEASURE_KINDS:
-            raise UserError(f"--measure {measure!r}: allowed: {', '.join(MEASURE_KINDS)}")
-        from donna_nas.latency.model import measure_and_model
-
-        precision = MEASURE_KINDS[measure]
-        latency = measure_and_model(space, input_size, precision, run / "tables",
-                                    archs=measure_archs, seed=seed, progress=True)
-        latency_desc = (f"ONNX Runtime {precision} on this CPU: {len(latency.table)} ops measured "
-                        f"({latency.table.path}), the rest from the op latency model")
     constraints = Constraints(max_latency_ms, parse_count(max_params, "--max-params"))
-    if study_name is None:
-        study_name = "search-" + _digest(space.fingerprint(), pred_path.read_bytes().decode(errors="replace"),
-                                         latency_desc, input_size, constraints.to_json(), objective,
-                                         population, seed)
-    storage_mode = "direct" if storage else "log"
-    if storage is None:
-        storage = str(run / "studies" / f"{study_name}.jsonl")
-
-    with Progress(TextColumn("[bold]NSGA-II"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                  transient=True) as bar:
-        task = bar.add_task("search", total=None)
-
-        def progress(done: int, total: int) -> None:
-            if done == 1 or done % 50 == 0 or done == total:
-                bar.update(task, completed=done, total=total)
-
-        result = search(space, predictor, latency, constraints, method, trials=trials,
-                        population=population, seed=seed, storage=storage,
-                        storage_mode=storage_mode, study_name=study_name,
-                        extra_objective=objective, input_size=input_size, progress=progress)
-    paths = write_outputs(run, result, space, latency_desc, [parse_reference(r) for r in reference])
-    print_summary(console, result, paths)
-    if result.selected is None:
-        raise UserError("no architecture meets the constraints; relax --max-latency-ms / --max-params")
+    refs = [parse_reference(r) for r in reference]
+    bar = NsgaProgress(console)
+    try:
+        out = run_search(run, latency_table=latency_table, measure=measure, space=space_file,
+                         predictor=predictor_file, constraints=constraints, method=method,
+                         trials=trials, population=population, seed=seed, storage=storage,
+                         objective=objective, input_size=parse_size(size) if size else None,
+                         references=refs, study_name=study_name, measure_archs=measure_archs,
+                         fill_missing=fill_missing, progress=bar)
+    finally:
+        bar.close()
+    print_summary(console, out.result, out.paths)
+    if out.selected is None:
+        raise UserError("no architecture meets the constraints; relax --max-latency-ms / --max-params "
+                        f"({run / 'selected.json'} is not written)")
 
 
 def register(app: typer.Typer) -> None:

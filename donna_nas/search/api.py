@@ -109,8 +109,9 @@ def search(space: SearchSpace, predictor: Predictor, latency: Any,
     ``method``: ``exact`` (additive objectives only), ``nsga2``, or ``auto`` (exact when valid).
     ``trials`` counts the study's total NSGA-II trials (a resumed study continues to it).
     ``extra_objective``: ``params`` or ``macs`` as a third objective.
-    ``storage``: ``None`` (in memory), a ``.jsonl`` trial-log path or an optuna RDB URL (a URL
-    selects ``storage_mode="direct"`` under the default ``"auto"``); see ``donna_nas.search.nsga``.
+    ``storage``: ``None`` (in memory), an optuna journal file path (written once per generation;
+    ``optuna.load_study`` opens it) or an optuna RDB URL (a URL selects ``storage_mode="direct"``
+    under the default ``"auto"``); see ``donna_nas.search.nsga``.
     """
     constraints = constraints or Constraints()
     if method not in METHODS:
@@ -155,7 +156,8 @@ def search(space: SearchSpace, predictor: Predictor, latency: Any,
         notes.append(f"method auto: NSGA-II, because {why_not_exact}")
     res = run_nsga2(space, evaluator, constraints, trials=trials, population=population,
                     seed=seed, storage=storage, storage_mode=storage_mode, study_name=study_name,
-                    extra_objective=extra_objective, progress=progress)
+                    extra_objective=extra_objective, metric_name=metric_name, progress=progress)
+    notes.extend(res.notes)
     evaluated = [t.evaluation for t in res.trials]
     feasible = [t.feasible for t in res.trials]
     front = front_of([e for e, ok in zip(evaluated, feasible) if ok], direction, extra_objective)

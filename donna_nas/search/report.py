@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
+from donna_nas.runtime.io import atomic_path, fsync_dir, write_json_atomic, write_text_atomic
 from donna_nas.search.api import SearchResult
 from donna_nas.search.objectives import Evaluation
 from donna_nas.space.space import SearchSpace
@@ -60,7 +60,8 @@ def selected_json(result: SearchResult, space: SearchSpace, latency_desc: str) -
 def write_outputs(out_dir: str | Path, result: SearchResult, space: SearchSpace,
                   latency_desc: str = "", references: list[Reference] | None = None) -> dict[str, Path]:
     """Write ``tables/pareto.csv``, ``tables/trials.csv``, ``plots/pareto.png`` and (when an
-    architecture meets the constraints) ``selected.json`` under ``out_dir``."""
+    architecture meets the constraints) ``selected.json`` under ``out_dir``; when none does, an
+    earlier ``selected.json`` there is removed."""
     out = Path(out_dir)
     paths = {"pareto": out / "tables" / "pareto.csv", "trials": out / "tables" / "trials.csv",
              "plot": out / "plots" / "pareto.png", "selected": out / "selected.json"}
@@ -74,7 +75,12 @@ def write_outputs(out_dir: str | Path, result: SearchResult, space: SearchSpace,
     if result.selected is not None:
         write_json_atomic(paths["selected"], selected_json(result, space, latency_desc))
     else:
-        paths.pop("selected")
+        # a selection of an earlier search must not outlive this one: finetune --backbone RUN
+        # and the quickstart's stage check would read it as this search's choice
+        stale = paths.pop("selected")
+        if stale.is_file():
+            stale.unlink()
+            fsync_dir(stale.parent)
     return paths
 
 
