@@ -23,27 +23,7 @@ import torch
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import atomic_path, write_json_atomic
 
-__all__ = ["FeatureCache", "load_frames", "build_cache"]
-
-
-def load_frames(data: str | Path, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
-    """Up to ``limit`` target frames (N, 3, H, W) in [0, 1] of ``DATA/splits/<split>_files.txt``."""
-    root = Path(data)
-    split_file = root / "splits" / f"{split}_files.txt"
-    if not split_file.is_file():
-        raise UserError(f"{split_file}: split file not found; --data must be a KITTI-layout folder "
-                        "with splits/ (see `donna-nas data synth`)")
-    lines = [ln for ln in split_file.read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise UserError(f"{split_file}: the {split} split is empty; it needs at least one frame")
-    from donna_nas.data.kitti import KittiRawDataset
-
-    ds = KittiRawDataset(str(root), str(split_file), size=size, frame_ids=(0,), train=False)
-    n = min(limit, len(ds))
-    if n == 0:
-        raise UserError(f"{split_file}: no usable frames in the {split} split")
-    idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
-    return torch.stack([ds[int(i)]["images"][0] for i in idx]).float()
+__all__ = ["FeatureCache", "build_cache"]
 
 
 @dataclass

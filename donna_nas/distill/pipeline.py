@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from donna_nas.distill.bkd import BKDJob, run_bkd_job, supernet_name
-from donna_nas.distill.cache import build_cache, load_frames
+from donna_nas.distill.cache import build_cache
 from donna_nas.distill.quality import nsr_lookup, plot_heatmaps, write_quality_table
 from donna_nas.distill.teacher import TeacherCut, load_teacher
 from donna_nas.errors import UserError
@@ -40,6 +40,9 @@ from donna_nas.predictor.finetune import FinetuneJob, run_finetune_job
 from donna_nas.runtime.executor import Executor, LocalExecutor
 from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
 from donna_nas.space.space import Architecture, SearchSpace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from donna_nas.tasks.base import Task
 
 __all__ = ["SupernetConfig", "RunResult", "build_supernet", "sample_spread"]
 
@@ -83,10 +86,9 @@ class SupernetConfig:
         return h, w
 
     def validate(self) -> None:
-        if self.task != "distill":  # "distill": the label-free NSR proxy of predictor/finetune.py
-            from donna_nas.tasks.base import get_task
+        from donna_nas.tasks.base import get_task
 
-            get_task(self.task)  # unknown task: a UserError naming the available ones
+        get_task(self.task)  # unknown task: a UserError naming the available ones
         for name in ("train_frames", "val_frames", "bkd_steps", "bkd_batch"):
             if getattr(self, name) < 1:
                 raise UserError(f"config field {name!r} must be at least 1")
@@ -225,7 +227,7 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
         if not config.data:
             raise UserError("--data is required (a KITTI-layout folder with splits/; for --task "
                             "classify a folder with train/ and val/ in ImageFolder layout)")
-        read = load_frames if config.task == "distill" else _task(config).bkd_frames
+        read = _task(config).bkd_frames
         frames = {"train": read(config.data, "train", size, config.train_frames),
                   "val": read(config.data, "val", size, config.val_frames)}
     for split in ("train", "val"):
@@ -279,10 +281,9 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
         h = config.ft_height or size[0]
         w = config.ft_width or size[1]
         task = _task(config)
-        if task is not None:
-            task.prepare_predictor(run, config)
-        ft_lr = config.ft_lr or (task.ft_lr if task is not None else 2e-4)
-        ft_batch = config.ft_batch or (task.ft_batch if task is not None else 4)
+        task.prepare_predictor(run, config)
+        ft_lr = config.ft_lr or task.ft_lr
+        ft_batch = config.ft_batch or task.ft_batch
         ft_jobs = [FinetuneJob(str(run), a.encode(), config.task, config.data, config.ft_steps,
                                ft_batch, ft_lr, h, w, config.distill_weight,
                                config.seed, config.job_threads, config.ft_val_frames) for a in archs]
@@ -309,22 +310,11 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
     return RunResult(run, quality, predictor, evaluation, timings)
 
 
-def _task(config: SupernetConfig):
-    """The task object of ``config.task`` (None for the label-free ``distill`` proxy)."""
-    if config.task == "distill":
-        return None
+def _task(config: SupernetConfig) -> Task:
+    """The task object of ``config.task`` (``donna_nas.tasks``)."""
     from donna_nas.tasks.base import get_task
 
     return get_task(config.task)
-
-
-def _export_val_gt(run: Path, config: SupernetConfig) -> None:
-    out = run / "cache" / "val_gt.npz"
-    if out.is_file():
-        return
-    from donna_nas.data.gt import export_gt
-
-    export_gt(config.data, Path(config.data) / "splits" / "val_files.txt", out=out, progress=False)
 
 
 def _rank_check(space, run, config, executor, quality, progress) -> pd.DataFrame:
@@ -358,9 +348,7 @@ def _fit_predictor(space, run, config, archs, split, ft, lookup):
     from donna_nas.predictor.models import Ridge
 
     task = _task(config)
-    metric = task.metric if task is not None else "val_nsr"
-    kept = task.table_metrics if task is not None else ("val_nsr",)
-    direction = task.direction if task is not None else "minimize"
+    metric, kept, direction = task.metric, task.table_metrics, task.direction
     X = nsr_features(archs, lookup, space)
     rows = []
     for a, s, rec, x in zip(archs, split, ft, X):

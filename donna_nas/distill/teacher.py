@@ -87,13 +87,11 @@ def load_teacher(spec: str, weights: str | None = None) -> tuple[TeacherCut, dic
 
     Returns the cut teacher and a JSON-able description (written to ``RUN/teacher.json``).
     """
-    from donna_nas.nn.resnet import load_torchvision_state_dict, resnet18, resnet50
+    from donna_nas.nn.encoders import RESNETS, create_encoder
 
     name = spec.strip()
-    if name.lower() in ("resnet18", "resnet50"):
-        enc = resnet18() if name.lower() == "resnet18" else resnet50()
-        if weights:
-            load_torchvision_state_dict(enc, weights)
+    if name.lower() in RESNETS:
+        enc = create_encoder(name, weights=weights)
         info = {"kind": "resnet", "name": name.lower(),
                 "weights": str(Path(weights).resolve()) if weights else None,
                 "pretrained": bool(weights)}
@@ -119,9 +117,9 @@ def _load_depth_run(run: Path) -> tuple[TeacherCut, dict[str, Any]]:
         raise UserError(f"{mj}: corrupt JSON ({exc.msg} at line {exc.lineno})") from None
     from safetensors.torch import load_file
 
-    from donna_nas.tasks.depth.backbones import make_encoder
+    from donna_nas.nn.encoders import create_encoder
 
-    enc = make_encoder(info.get("backbone", "resnet18"), info.get("space"))
+    enc = create_encoder(info.get("backbone", "resnet18"), info.get("space"))
     try:
         sd = load_file(str(mw))
     except Exception as exc:  # truncated or not a safetensors file

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from donna_nas.errors import UserError
+from donna_nas.nn.encoders import is_supernet_run
 from donna_nas.runtime.io import atomic_path, write_json_atomic, write_text_atomic
 from donna_nas.tasks.classify.losses import classification_loss
 from donna_nas.tasks.classify.model import ClassifierNet
@@ -73,37 +74,25 @@ class ClassifyConfig:
             raise UserError(f"--kd-temperature {self.kd_temperature}: must be positive")
 
 
-def is_supernet_run(path: str | Path | None) -> bool:
-    return path is not None and (Path(path) / "space.yaml").is_file() and (Path(path) / "blocks").is_dir()
-
-
 def resolve_backbone(backbone: str, space: str | None) -> tuple[str, str | None, Path | None]:
-    """(architecture or ResNet name, space spec, build-supernet run or None).
+    """(architecture or ResNet name, space spec, build-supernet run or None): see
+    ``donna_nas.nn.encoders.resolve_encoder``. A build-supernet run is given either as
+    ``backbone`` (its ``selected.json`` architecture) or as ``space`` with an architecture string."""
+    from donna_nas.nn.encoders import resolve_encoder
 
-    A build-supernet run is given either as ``backbone`` (its ``selected.json`` architecture, as
-    written by ``donna-nas search``) or as ``space`` with an architecture string as ``backbone``."""
-    if backbone.strip().lower() not in ("resnet18", "resnet50") and Path(backbone).is_dir():
-        from donna_nas.tasks.depth.backbones import selected_architecture
-
-        run = Path(backbone)
-        return selected_architecture(run), str(run / "space.yaml"), run
-    if is_supernet_run(space):
-        return backbone, str(Path(space) / "space.yaml"), Path(space)  # type: ignore[arg-type]
-    return backbone, space, None
+    es = resolve_encoder(backbone, space)
+    if es.is_resnet:
+        return backbone, space, None
+    return es.name, es.space, es.run
 
 
 def make_classify_encoder(backbone: str, space: str | None, weights: str | None,
                           size: tuple[int, int], distilled: bool = True) -> nn.Module:
     """The encoder; from a build-supernet run with the architecture's blockwise-distilled weights
     when ``distilled`` (DONNA's finetune start point)."""
-    from donna_nas.tasks.depth.backbones import make_encoder
+    from donna_nas.nn.encoders import create_encoder
 
-    arch, space_spec, run = resolve_backbone(backbone, space)
-    if run is not None and distilled:
-        from donna_nas.distill.assemble import assemble
-
-        return assemble(run, arch, input_size=size)
-    return make_encoder(arch, space_spec, weights)
+    return create_encoder(backbone, space, weights, init=distilled, input_size=size)
 
 
 def build_classifier(backbone: str, space: str | None, num_classes: int) -> ClassifierNet:

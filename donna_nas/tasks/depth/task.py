@@ -1,5 +1,6 @@
 """The depth task behind ``build-supernet --task depth``: Sq Rel after a short self-supervised
-finetune (``donna_nas.predictor.finetune``), KITTI-layout frames for BKD."""
+finetune (``donna_nas.tasks.depth.predictor``), KITTI-layout frames for BKD
+(``donna_nas.tasks.depth.frames``)."""
 
 from __future__ import annotations
 
@@ -22,19 +23,20 @@ class DepthTask:
     ft_batch: int = 4
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
-        from donna_nas.distill.cache import load_frames
+        from donna_nas.tasks.depth.frames import load_frames
 
         return load_frames(data, split, size, limit)
 
     def prepare_predictor(self, run: Path, config: Any) -> None:
-        from donna_nas.distill.pipeline import _export_val_gt
+        """Export the validation split's velodyne ground truth once (``RUN/cache/val_gt.npz``)."""
+        from donna_nas.tasks.depth.predictor import export_val_gt
 
-        _export_val_gt(run, config)
+        export_val_gt(run, config.data)
 
     def predictor_finetune(self, job: Any) -> dict[str, float]:
-        from donna_nas.predictor.finetune import _depth_task
+        from donna_nas.tasks.depth.predictor import predictor_finetune
 
-        return _depth_task(job)
+        return predictor_finetune(job)
 
 
 TASK = DepthTask()

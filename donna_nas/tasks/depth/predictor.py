@@ -1,0 +1,98 @@
+"""The depth task's predictor finetune: a short self-supervised finetune of an architecture
+assembled from distilled blocks; its Sq Rel is the accuracy predictor's target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from donna_nas.errors import UserError
+from donna_nas.predictor.finetune import FinetuneJob, TapDistiller, tap_variances
+
+__all__ = ["export_val_gt", "predictor_finetune"]
+
+
+def export_val_gt(run: Path, data: str) -> None:
+    """Velodyne ground truth of the validation split, once per run (``RUN/cache/val_gt.npz``)."""
+    out = run / "cache" / "val_gt.npz"
+    if out.is_file():
+        return
+    from donna_nas.data.gt import export_gt
+
+    export_gt(data, Path(data) / "splits" / "val_files.txt", out=out, progress=False)
+
+
+def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
+    """Monodepth2 self-supervision plus NSR distillation of the encoder taps towards the teacher's
+    (weight ``distill_weight``, 1×1 adapters) for ``job.steps`` steps; Sq Rel, abs_rel, ... on the
+    data's validation split (Eigen protocol, median scaling)."""
+    from torch.utils.data import DataLoader
+
+    from donna_nas.data.gt import load_gt_depths
+    from donna_nas.data.kitti import KittiRawDataset
+    from donna_nas.distill.assemble import assemble
+    from donna_nas.distill.teacher import load_teacher
+    from donna_nas.tasks.depth.evaluate import predict_disparities
+    from donna_nas.tasks.depth.metrics import evaluate_disparities
+    from donna_nas.tasks.depth.networks import DepthDecoder, PoseNet
+    from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.train import DepthTrainer, epoch_batches, make_train_dataset
+
+    run = Path(job.run_dir)
+    if not job.data:
+        raise UserError("--task depth needs --data (a KITTI-layout folder with splits/)")
+    cfg = DepthConfig(data=job.data, backbone=job.arch, space=str(run / "space.yaml"),
+                      height=job.height, width=job.width, batch=job.batch, lr=job.lr, seed=job.seed,
+                      epochs=10_000, max_steps=job.steps, workers=0, act="elu")
+    cfg.validate()
+    trainer = DepthTrainer(cfg)
+    # common random numbers: every architecture starts from the same pose net and (for equal tap
+    # widths) the same decoder, and sees the same batches, so metric differences come from the
+    # encoders rather than from initialisation noise
+    torch.manual_seed(job.seed + 1)
+    trainer.pose = PoseNet()
+    torch.manual_seed(job.seed + 2)
+    trainer.depth.decoder = DepthDecoder(trainer.depth.encoder.channels, tuple(cfg.scales), cfg.act)
+    enc = assemble(run, job.arch, input_size=(job.height, job.width))
+    trainer.depth.encoder.load_state_dict(enc.state_dict())
+    tinfo = json.loads((run / "teacher.json").read_text())
+    teacher = None
+    dist = None
+    if job.distill_weight > 0:
+        teacher, _ = load_teacher(tinfo["spec"], tinfo.get("weights"))
+        dist = TapDistiller(enc.channels, tinfo["channels"], tap_variances(run, len(enc.channels)))
+        trainer.add_module("tap_distiller", dist)
+    ds = make_train_dataset(cfg, semantics=False)
+    opt = torch.optim.Adam([p for p in trainer.parameters() if p.requires_grad], lr=cfg.lr)
+    trainer.train()
+    step, epoch = 0, 0
+    while step < job.steps:
+        batches = epoch_batches(len(ds), cfg.batch, cfg.seed, epoch)
+        if not batches:
+            raise UserError(f"{job.data}: {len(ds)} training samples are fewer than one batch of {cfg.batch}")
+        for batch in DataLoader(ds, batch_sampler=batches, num_workers=0):
+            if step >= job.steps:
+                break
+            loss, _ = trainer(batch)
+            if dist is not None:
+                x = batch["images"][:, 0]
+                loss = loss + job.distill_weight * dist(trainer.depth.encoder(x), teacher(x))
+            if not torch.isfinite(loss):
+                raise UserError(f"finetune of {job.arch}: loss became {loss.item()} at step {step}; lower the finetune lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        epoch += 1
+    val_split = Path(job.data) / "splits" / "val_files.txt"
+    vds = KittiRawDataset(job.data, str(val_split), size=(job.height, job.width), frame_ids=(0,),
+                          train=False)
+    gts, _ = load_gt_depths(run / "cache" / "val_gt.npz")
+    if job.val_frames:
+        vds = torch.utils.data.Subset(vds, range(min(job.val_frames, len(vds))))
+        gts = gts[: len(vds)]
+    disps, _ = predict_disparities(trainer.depth, vds, cfg.min_depth, cfg.max_depth)
+    metrics, _ = evaluate_disparities(disps, gts)
+    return {k: float(v) for k, v in metrics.items()}

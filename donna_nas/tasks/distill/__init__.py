@@ -1,0 +1,1 @@
+"""The label-free distillation proxy task (``build-supernet --task distill``)."""
