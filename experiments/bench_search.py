@@ -121,10 +121,11 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         n_log = min(args.trials, 5000)
         r = run_nsga2(space, ev, trials=n_log, population=50, seed=0,
-                      storage=str(Path(tmp) / "s.jsonl"), storage_mode="log", study_name="bench")
-        rows.append(dict(engine="nsga2", setting="trial log (run-dir default)", trials=n_log,
+                      storage=str(Path(tmp) / "s.log"), storage_mode="journal", study_name="bench")
+        rows.append(dict(engine="nsga2", setting="optuna journal file (run-dir default)", trials=n_log,
                          population=50, seed=0, hv_ratio="", value=f"{r.evals_per_s:.0f}",
-                         unit="evals/s", extra="appends once per generation"))
+                         unit="evals/s", extra="in-memory study, finished trials appended once "
+                                               "per generation (bench_search_storage.py: old vs new)"))
         n_db = 40
         r = run_nsga2(space, ev, trials=n_db, population=50, seed=0,
                       storage=f"sqlite:///{Path(tmp) / 's.db'}", storage_mode="direct",
