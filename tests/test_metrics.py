@@ -60,14 +60,15 @@ def test_median_scaling_removes_global_scale_and_reports_ratios():
 
 def test_mask_crop_clamp_and_per_image_averaging():
     gt1 = np.full((10, 10), 10.0, np.float32)
-    gt1[0, 0] = 90.0  # beyond max depth: ignored
+    gt1[0, 0] = 90.0  # beyond max depth: kept without a crop (Monodepth2 keeps every gt > 0 there)
     gt2 = np.full((4, 4), 5.0, np.float32)
     d1 = np.full((10, 10), 1 / 20.0, np.float32)  # depth 20 vs gt 10: abs_rel 1
     d2 = np.full((4, 4), 1 / 5.0, np.float32)  # exact: abs_rel 0
     m, _ = evaluate_disparities([d1, d2], [gt1, gt2], crop=None, median_scaling=False)
-    assert m["abs_rel"] == pytest.approx(0.5)  # mean of per-image values, not pooled (would be 100/116)
+    img1 = (99 * 1.0 + 70 / 90) / 100
+    assert m["abs_rel"] == pytest.approx(img1 / 2)  # mean of per-image values, not pooled
     m, _ = evaluate_disparities([np.full((10, 10), 1e-4, np.float32)], [gt1], crop=None, median_scaling=False)
-    assert m["rmse"] == pytest.approx(70.0)  # 10000 m clamped to 80
+    assert m["rmse"] == pytest.approx(np.sqrt((99 * 70**2 + 10**2) / 100))  # 10000 m clamped to 80
 
 
 def test_resize_is_bilinear_half_pixel_and_errors_are_user_errors():

@@ -390,6 +390,7 @@ class KittiRawDataset(torch.utils.data.Dataset):
             "K": torch.from_numpy(K.astype(np.float32)),
             "inv_K": torch.from_numpy(np.linalg.pinv(K.astype(np.float32))),
             "index": torch.tensor(index, dtype=torch.int64),
+            "flipped": torch.tensor(bool(do_flip)),
         }
         if self.stereo:
             T = np.eye(4, dtype=np.float32)

@@ -61,9 +61,34 @@ def load_gt(data: str, gt: str | None = None, split: str | None = None) -> list[
     return load_gt_depths(path)[0]
 
 
+def load_or_make_prior(data: str, prior: str | None = None, train_split: str | None = None) -> np.ndarray | None:
+    """The per-pixel prior: ``prior`` file, else DATA/gt/train_prior.npy (made from the training
+    split's ground truth on first use); None when the data root has no training split."""
+    from donna_nas.tasks.depth.baselines import load_prior, prior_from_split, save_prior
+
+    if prior:
+        return load_prior(prior)
+    split = Path(train_split) if train_split else Path(data) / "splits" / "train_files.txt"
+    if not split.is_file():
+        return None
+    path = Path(data) / "gt" / f"{split.stem.replace('_files', '')}_prior.npy"
+    if path.is_file():
+        return load_prior(path)
+    p = prior_from_split(data, split)
+    try:
+        save_prior(path, p)
+    except OSError:  # a read-only data root: use the prior without caching it
+        pass
+    return p
+
+
 def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None, report: bool = True,
-                 split: str | None = None) -> dict[str, float]:
-    """Predict the test split with RUN's model; write RUN/metrics.json (and report.md + plots/)."""
+                 split: str | None = None, prior: str | None = None) -> dict[str, float]:
+    """Predict the test split with RUN's model; write RUN/metrics.json (and report.md + plots/).
+
+    metrics.json holds the model's metrics and, evaluated the same way, the constant-depth and
+    per-pixel-prior baselines (``baselines``), so every result states whether it beats them.
+    """
     from donna_nas.tasks.depth.metrics import evaluate_disparities
 
     run = Path(run)
@@ -75,12 +100,18 @@ def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None
     gts = load_gt(data, gt, split)
     if len(gts) != len(disps):
         raise UserError(f"ground truth has {len(gts)} maps but the test split has {len(disps)} frames; re-export it for this split")
+    from donna_nas.tasks.depth.baselines import baseline_metrics
+
     metrics, ratios = evaluate_disparities(disps, gts, crop="garg", median_scaling=True)
-    const, _ = evaluate_disparities(np.ones_like(disps), gts, crop="garg", median_scaling=True)
+    base = baseline_metrics(gts, load_or_make_prior(data, prior, cfg.train_split if data == cfg.data else None),
+                            crop="garg", median_scaling=True)
     out = {k: float(metrics[k]) for k in METRIC_NAMES}
     result = {
         "metrics": out,
-        "constant_depth_baseline": {k: float(const[k]) for k in METRIC_NAMES},
+        "constant_depth_baseline": {k: float(base["constant"][k]) for k in METRIC_NAMES},
+        "baselines": {name: {k: float(m[k]) for k in METRIC_NAMES} for name, m in base.items()},
+        "beats_baselines": {name: bool(out["abs_rel"] < m["abs_rel"] and out["sq_rel"] < m["sq_rel"])
+                            for name, m in base.items()},
         "frames": int(len(disps)),
         "data": str(data),
         "median_scaling": _jsonable(ratios),

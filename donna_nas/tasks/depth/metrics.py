@@ -3,7 +3,8 @@
 Per image: the predicted disparity is resized bilinearly to the ground-truth size
 (``torch.nn.functional.interpolate``, ``align_corners=False``, i.e. the half-pixel convention of
 OpenCV's ``resize``), depth = 1 / disparity; valid pixels are ``min_depth < gt < max_depth`` inside the
-Garg crop; the prediction is multiplied by ``median(gt) / median(pred)`` (monocular models have no
+Garg crop (without a crop, e.g. for the annotated ``eigen_benchmark`` maps, every pixel with gt > 0, as
+Monodepth2 does); the prediction is multiplied by ``median(gt) / median(pred)`` (monocular models have no
 scale), clamped to ``[min_depth, max_depth]``, and the seven errors are computed. The table is the
 mean over images of the per-image metrics.
 """
@@ -84,9 +85,10 @@ def evaluate_disparities(pred_disps: np.ndarray | Sequence[np.ndarray], gt_depth
                             f"(got {np.asarray(disp).shape} and {gt.shape})")
         h, w = gt.shape
         d = resize_disparity(disp, h, w)
-        mask = (gt > min_depth) & (gt < max_depth)
-        if crop == "garg":
-            mask &= garg_crop_mask(h, w)
+        if crop == "garg":  # Eigen: depth range and Garg crop
+            mask = (gt > min_depth) & (gt < max_depth) & garg_crop_mask(h, w)
+        else:  # no crop (e.g. the annotated eigen_benchmark maps): every pixel with ground truth, as Monodepth2 does
+            mask = gt > 0
         if not mask.any():
             raise UserError(f"image {i}: no valid ground-truth pixel inside the crop and depth range")
         dv = d[mask].astype(np.float64)

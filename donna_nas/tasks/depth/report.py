@@ -14,6 +14,24 @@ __all__ = ["write_report", "metrics_table"]
 _HEAD = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
+def _baseline_rows(result: dict) -> dict[str, dict[str, float]]:
+    names = {"constant": "constant depth (median-scaled, looks at no image)",
+             "prior": "per-pixel prior (mean training depth per pixel, median-scaled, looks at no image)"}
+    base = result.get("baselines") or {"constant": result["constant_depth_baseline"]}
+    return {names.get(k, k): v for k, v in base.items()}
+
+
+def _verdict(result: dict) -> str:
+    beats = result.get("beats_baselines", {})
+    if not beats:
+        return ""
+    lost = [k for k, v in beats.items() if not v]
+    if not lost:
+        return "The model beats every baseline on abs_rel and Sq Rel."
+    return ("**The model does not beat the " + " and the ".join(lost) + " baseline"
+            + ("s" if len(lost) > 1 else "") + " on both abs_rel and Sq Rel: it has not learned depth from the image.**")
+
+
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     """Markdown table, one row per named metric dict."""
     lines = ["| model | " + " | ".join(_HEAD) + " |", "|---|" + "---:|" * len(_HEAD)]
@@ -61,7 +79,9 @@ def write_report(run: Path, result: dict, images: np.ndarray, disps: np.ndarray,
 Eigen protocol on {result['frames']} test frames of `{result['data']}` (Garg crop, 1e-3 < gt < 80 m,
 per-image median scaling, per-image mean of the metrics).
 
-{metrics_table({what: result['metrics'], 'constant depth (median-scaled)': result['constant_depth_baseline']})}
+{metrics_table({what: result['metrics'], **_baseline_rows(result)})}
+
+{_verdict(result)}
 
 ![input | predicted depth | ground truth](plots/depth_grid.png)
 """

@@ -1,0 +1,222 @@
+"""Learning curve of Monodepth2 (ResNet18, from scratch) with the baselines that separate learning from layout.
+
+For one world (``--world new``: the default version-2 world; ``old``: version 1) it trains
+Monodepth2 self-supervised, or (``--mode supervised``) the same depth network on the velodyne ground
+truth with a scale-invariant log loss (the upper bound), and evaluates the Eigen-protocol metrics on
+the held-out test drives at each milestone (250, 500, 1k, 2k, 4k … steps). Every run resumes: a
+killed invocation continues from its last milestone checkpoint. ``--report`` collects all curves
+under ``--work`` into experiments/results/depth_curve.{csv,md,png} with the constant-depth and
+per-pixel-prior rows.
+
+    python experiments/depth_curve.py --world new --mode selfsup --milestones 250 500 1000 2000
+    python experiments/depth_curve.py --world new --mode supervised --milestones 250 500 1000 2000
+    python experiments/depth_curve.py --world old --mode selfsup --milestones 250 500 1000
+    python experiments/depth_curve.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
+def world(work: Path, which: str, size, drives: int, frames: int, seed: int) -> Path:
+    from donna_nas.data.synth import synthesize
+
+    h, w = size
+    version = 2 if which == "new" else 1
+    return synthesize(work / f"world_v{version}_{drives}x{frames}_{h}x{w}_s{seed}", drives=drives, frames=frames,
+                      size=size, seed=seed, progress=False, world_version=version)
+
+
+def silog(pred: "torch.Tensor", gt: "torch.Tensor", lam: float = 0.85) -> "torch.Tensor":
+    """Scale-invariant log loss on valid (gt > 0) pixels: sqrt(mean d^2 - lam mean(d)^2), d = log pred - log gt."""
+    import torch
+
+    m = gt > 0
+    d = torch.log(pred[m]) - torch.log(gt[m])
+    return torch.sqrt(torch.clamp((d**2).mean() - lam * d.mean() ** 2, min=1e-8)) * 10
+
+
+def train_supervised(cfg, run: Path, steps: int, log) -> None:
+    """The same depth network as Monodepth2's, trained on velodyne depth (resumable at checkpoints)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from donna_nas.data.gt import gt_for_entry, resolve_protocol
+    from donna_nas.data.kitti import KittiRawDataset
+    from donna_nas.tasks.depth.geometry import disp_to_depth
+    from donna_nas.tasks.depth.run import checkpoint_path, load_checkpoint, save_checkpoint, save_config, save_model
+    from donna_nas.tasks.depth.train import build_depth_net, epoch_batches
+
+    torch.manual_seed(cfg.seed)
+    root = Path(cfg.data)
+    ds = KittiRawDataset(cfg.data, str(root / "splits" / "train_files.txt"), size=(cfg.height, cfg.width),
+                         frame_ids=(0,), train=True, semantics=False, stereo=False, seed=cfg.seed)
+    proto, cache = resolve_protocol(root, "auto"), {}
+    gts = torch.from_numpy(np.stack([gt_for_entry(root, e, proto, cache) for e in ds.entries]))
+    net = build_depth_net(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step = 0
+    if checkpoint_path(run).exists():
+        step = int(load_checkpoint(run, net, opt)["step"])
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(run, cfg)
+    n_batches = len(epoch_batches(len(ds), cfg.batch, cfg.seed, 0))
+    net.train()
+    t0 = time.time()
+    while step < steps:
+        epoch, within = divmod(step, n_batches)
+        ds.set_epoch(epoch)
+        for b in DataLoader(ds, batch_sampler=epoch_batches(len(ds), cfg.batch, cfg.seed, epoch)[within:]):
+            gt = gts[b["index"]]
+            gt = torch.where(b["flipped"][:, None, None], gt.flip(-1), gt)[:, None]
+            loss = 0
+            for disp in net.multiscale(b["images_aug"][:, 0]):
+                up = F.interpolate(disp, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+                loss = loss + silog(disp_to_depth(up, cfg.min_depth, cfg.max_depth)[1], gt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 50 == 0:
+                log(f"supervised step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+            if step >= steps:
+                break
+    save_checkpoint(run, net, opt, {"step": step})
+    save_model(run, net, cfg, {"steps": step, "complete": True})
+
+
+def curve(a) -> None:
+    import torch
+
+    from donna_nas.tasks.depth.evaluate import evaluate_run
+    from donna_nas.tasks.depth.run import DepthConfig, checkpoint_path
+    from donna_nas.tasks.depth.train import train_depth
+
+    torch.set_num_threads(a.threads)
+    h, w = (int(v) for v in a.size.split("x"))
+    work = Path(a.work)
+    data = world(work, a.world, (h, w), a.drives, a.frames, a.seed)
+    name = f"{a.world}_{a.mode}_s{a.seed}"
+    run = work / "runs" / name
+    log_path = work / f"{name}.json"
+    done = json.loads(log_path.read_text()) if log_path.exists() else {"rows": [], "seconds": 0.0}
+    have = {r["step"] for r in done["rows"]}
+    cfg = DepthConfig(data=str(data), backbone="resnet18", height=h, width=w, batch=a.batch, lr=a.lr,
+                      epochs=100000, lr_step=100000, seed=a.seed, checkpoint_every=50)
+    for m in a.milestones:
+        if m in have:
+            continue
+        t0 = time.time()
+        if a.mode == "supervised":
+            train_supervised(cfg, run, m, lambda s: print(s, flush=True))
+        else:
+            resume = checkpoint_path(run).exists()
+            cfg.max_steps = m
+            train_depth(None if resume else cfg, run, resume=resume, overrides={"max_steps": m} if resume else None,
+                        progress=False, log=lambda s: print(s, flush=True))
+        done["seconds"] += time.time() - t0
+        evaluate_run(run, report=False)
+        res = json.loads((run / "metrics.json").read_text())
+        row = {"step": m, **{k: res["metrics"][k] for k in METRICS}}
+        done["rows"].append(row)
+        done["baselines"] = res["baselines"]
+        done.update(world=a.world, mode=a.mode, seed=a.seed, size=[h, w], drives=a.drives, frames=a.frames,
+                    batch=a.batch, lr=a.lr, train_samples=len((data / "splits" / "train_files.txt").read_text().split("\n")) - 1,
+                    test_frames=res["frames"], machine=f"{platform.machine()} {os.cpu_count()} cores, {a.threads} torch thread")
+        log_path.write_text(json.dumps(done, indent=1))
+        print(f"{name} step {m}: abs_rel {row['abs_rel']:.3f} sq_rel {row['sq_rel']:.3f} a1 {row['a1']:.3f} | "
+              f"prior {res['baselines']['prior']['abs_rel']:.3f}/{res['baselines']['prior']['sq_rel']:.3f} "
+              f"constant {res['baselines']['constant']['abs_rel']:.3f} ({done['seconds']:.0f}s)", flush=True)
+
+
+def report(a) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from donna_nas.runtime.io import write_text_atomic
+
+    work = Path(a.work)
+    curves = [json.loads(p.read_text()) for p in sorted(work.glob("*_s*.json"))]
+    rows = []
+    for c in curves:
+        for r in c["rows"]:
+            rows.append({"world": c["world"], "model": f"{c['mode']} ResNet18", "step": r["step"],
+                         **{k: r[k] for k in METRICS}, "train_s": round(c["seconds"], 0)})
+        for b, m in c["baselines"].items():
+            key = (c["world"], b)
+            if not any(x["world"] == key[0] and x["model"] == b for x in rows):
+                rows.append({"world": c["world"], "model": b, "step": 0, **{k: m[k] for k in METRICS}, "train_s": 0})
+    df = pd.DataFrame(rows).sort_values(["world", "model", "step"])
+    RESULTS.mkdir(exist_ok=True)
+    df.to_csv(RESULTS / "depth_curve.csv", index=False)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("abs_rel", "sq_rel")):
+        for (wname, model), g in df.groupby(["world", "model"]):
+            if model in ("constant", "prior"):
+                ax.axhline(g[metric].iloc[0], ls="--" if model == "prior" else ":", lw=1,
+                           color="C0" if wname == "new" else "C3", label=f"{wname} world: {model}")
+            else:
+                ax.plot(g["step"], g[metric], "o-", label=f"{wname} world: {model}")
+        ax.set_xscale("log")
+        ax.set_xlabel("training steps (batch 4)")
+        ax.set_ylabel(metric + " (test drives, lower is better)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "depth_curve.png", dpi=110)
+    c0 = curves[0] if curves else {}
+    lines = ["# Learning curve: Monodepth2 ResNet18 from scratch, with baselines", "",
+             f"Command: `python experiments/depth_curve.py --world new|old --mode selfsup|supervised --milestones ...` "
+             f"then `python experiments/depth_curve.py --report`. Date {datetime.date.today()}.",
+             f"Scale: {c0.get('drives')} drives x {c0.get('frames')} frames at {c0.get('size')}, batch {c0.get('batch')}, "
+             f"lr {c0.get('lr')} (constant), {c0.get('train_samples')} training samples, {c0.get('test_frames')} test frames "
+             f"(held-out drives). Machine: {c0.get('machine')}, shared with other jobs. "
+             "Baselines look at no image: constant depth, and the per-pixel prior (mean training depth per pixel); "
+             "both median-scaled per image like the models.", "",
+             "| world | model | step | " + " | ".join(METRICS) + " | train s |", "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
+    for r in df.itertuples(index=False):
+        lines.append(f"| {r.world} | {r.model} | {r.step or '–'} | " + " | ".join(f"{getattr(r, k):.3f}" for k in METRICS)
+                     + f" | {int(r.train_s) or '–'} |")
+    lines += ["", "![learning curves](depth_curve.png)", ""]
+    write_text_atomic(RESULTS / "depth_curve.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world", choices=("new", "old"), default="new")
+    ap.add_argument("--mode", choices=("selfsup", "supervised"), default="selfsup")
+    ap.add_argument("--milestones", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
+    ap.add_argument("--size", default="64x192")
+    ap.add_argument("--drives", type=int, default=6)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default=str(Path.home() / "dn" / "curve"))
+    ap.add_argument("--report", action="store_true")
+    a = ap.parse_args()
+    report(a) if a.report else curve(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

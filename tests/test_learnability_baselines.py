@@ -1,0 +1,87 @@
+"""Learnable world and the baselines that separate learning from layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from donna_nas.data.learnability import measure
+from donna_nas.data.synth import DriveRenderer, default_supersample
+from donna_nas.errors import UserError
+from donna_nas.tasks.depth.baselines import baseline_metrics, pixel_prior
+from donna_nas.tasks.depth.metrics import evaluate_disparities
+
+
+@pytest.fixture(scope="module")
+def figures():
+    kw = dict(drives=1, frames=20, size=(64, 192), targets_per_drive=2)
+    return {"new": measure(**kw), "flat": measure(texture="flat", **kw), "old": measure(world_version=1, **kw)}
+
+
+def test_learnability_separates_textured_from_flat_world(figures):
+    new, flat = figures["new"], figures["flat"]
+    assert new.pixels == flat.pixels > 1000  # same geometry, same valid pixels
+    assert new.fraction > flat.fraction + 0.3
+    assert new.median_ratio > 1.5 > flat.median_ratio
+
+
+def test_version_2_world_teaches_more_than_version_1(figures):
+    assert figures["new"].median_ratio > figures["old"].median_ratio
+    assert figures["new"].fraction > figures["old"].fraction
+
+
+def test_learnability_by_class_shares_sum_to_one(figures):
+    shares = [c["share"] for c in figures["new"].by_class.values()]
+    assert sum(shares) == pytest.approx(1.0)
+    assert {"road", "building"} <= set(figures["new"].by_class)
+
+
+def test_supersampled_render_keeps_geometry_of_centre_ray():
+    a = DriveRenderer(3, 1, 6, (32, 96), world_version=2, supersample=3).render(2)
+    b = DriveRenderer(3, 1, 6, (32, 96), world_version=2, supersample=1).render(2)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.rgb, b.rgb)  # colour is the pixel's area mean, not its centre sample
+    assert default_supersample((64, 192)) == 3 and default_supersample((192, 640)) == 1
+
+
+def test_version_2_drives_are_static_unless_movers():
+    static = DriveRenderer(0, 1, 10, (32, 96), world_version=2)
+    movers = DriveRenderer(0, 1, 10, (32, 96), world_version=2, movers=True)
+    old = DriveRenderer(0, 1, 10, (32, 96), world_version=1)
+    assert not static.scene.vel.any()
+    assert movers.scene.vel.any() and old.scene.vel.any()
+
+
+def test_pixel_prior_is_the_mean_of_valid_depths_and_fills_holes():
+    a = np.array([[2.0, 0.0], [0.0, 0.0], [4.0, 8.0]])
+    b = np.array([[4.0, 0.0], [0.0, 0.0], [0.0, 100.0]])  # 100 m is outside the valid range
+    p = pixel_prior([a, b])
+    assert p[0, 0] == pytest.approx(3.0)
+    assert p[0, 1] == pytest.approx(3.0)  # uncovered pixel: its row's mean
+    assert p[2, 0] == pytest.approx(4.0) and p[2, 1] == pytest.approx(8.0)
+    assert p[1, 0] == p[1, 1] == pytest.approx(4.5)  # uncovered row: interpolated between rows 0 and 2
+    with pytest.raises(UserError):
+        pixel_prior(np.zeros((2, 3, 3)))
+
+
+def test_baselines_on_hand_made_world():
+    # a street whose depth depends only on the row: the prior is exact, the constant is not
+    rows = np.linspace(5, 50, 40)[::-1][:, None] * np.ones((1, 60))
+    gts = [rows.astype(np.float32) * s for s in (1.0, 1.3, 0.8)]  # the scene's scale varies
+    m = baseline_metrics(gts, pixel_prior(gts), crop=None)
+    assert m["prior"]["abs_rel"] == pytest.approx(0, abs=1e-6)  # median scaling removes the scale
+    assert m["constant"]["abs_rel"] > 0.3
+    assert m["constant"] == evaluate_disparities(np.ones((3, 40, 60)), gts, crop=None)[0]
+
+
+def test_no_crop_keeps_every_pixel_with_ground_truth():
+    gt = np.zeros((20, 30), np.float32)
+    gt[0, 0], gt[10, 10], gt[5, 5] = 0.0005, 10.0, 95.0  # below min_depth, normal, beyond max_depth
+    pred = np.ones((1, 20, 30), np.float32) / 10.0  # depth 10 everywhere
+    m, _ = evaluate_disparities(pred, [gt], crop=None, median_scaling=False)
+    # all three pixels count (gt > 0); prediction 10 is compared with 0.0005, 10 and 95
+    expect = np.mean([abs(10 - 0.0005) / 0.0005, 0.0, abs(10 - 95) / 95])
+    assert m["abs_rel"] == pytest.approx(expect, rel=1e-5)
+    m_crop, _ = evaluate_disparities(pred, [gt], crop="garg", median_scaling=False)
+    assert m_crop["abs_rel"] == pytest.approx(0.0, abs=1e-6)  # garg: only 1e-3 < gt < 80 inside the crop
