@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from donna_nas import load_space
-from donna_nas.data.synth import synthesize
 from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
 from donna_nas.tasks.depth.run import DepthConfig, save_config, save_model
 
@@ -19,9 +18,9 @@ SIZE = (64, 192)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, synth_world):
     root = tmp_path_factory.mktemp("export")
-    data = synthesize(root / "data", drives=3, frames=8, size=SIZE, seed=0, progress=False)
+    data = synth_world  # conftest: 3 drives x 8 frames at 64x192 (= SIZE), seed 0
     space = load_space("tiny")
     arch = space.sample(1)
     torch.manual_seed(0)

@@ -140,10 +140,8 @@ def test_colour_jitter_identity_and_hsv_round_trip():
     assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
 
 
-def test_loader_reads_the_synthetic_world_with_labels(tmp_path):
-    from donna_nas.data.synth import synthesize
-
-    root = synthesize(tmp_path / "s", drives=1, frames=6, size=(48, 160), seed=0, progress=False)
+def test_loader_reads_the_synthetic_world_with_labels(synth_world):
+    root = synth_world
     ds = KittiRawDataset(root, "train", size=(32, 96), train=True, semantics=True, intrinsics="calib")
     kitti = KittiRawDataset(root, "train", size=(32, 96), train=False)
     assert len(ds) == len(kitti) > 0
