@@ -75,15 +75,15 @@ def test_duplicates_keep_the_nearest_point(calib):
         assert d[v, u] == pytest.approx(10.0, rel=1e-5) and (d > 0).sum() == 1
 
 
-def test_export_gt_on_synthetic_data(tmp_path):
-    root = synthesize(tmp_path / "s", drives=3, frames=4, size=(96, 320), seed=1, progress=False)
-    out = export_gt(root, "test", progress=False)
+def test_export_gt_on_synthetic_data(tmp_path, synth_world):
+    root = synth_world  # conftest: 3 drives x 8 frames at 64x192
+    out = export_gt(root, "test", out=tmp_path / "gt_depths.npz", progress=False)
     depths, meta = load_gt_depths(out)
     lines = read_split(root / "splits" / "test_files.txt")
     assert len(depths) == len(lines) and meta["files"] == [e.line() for e in lines]
     assert meta["protocol"] == "exact" and meta["crop"] == "garg"
     assert default_split(root) == "test" and default_split(tmp_path) == "eigen"
-    assert depths[0].shape == (96, 320) and (depths[0] > 0).mean() > 0.03
+    assert depths[0].shape == (64, 192) and (depths[0] > 0).mean() > 0.03
     with pytest.raises(UserError, match="missing"):
         export_gt(root, "eigen", progress=False)  # real KITTI names are not in a synthetic tree
 
