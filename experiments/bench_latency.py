@@ -24,9 +24,9 @@ import numpy as np
 
 from donna_nas.latency import CachedMeasurer, LookupTable, OrtMeasurer
 from donna_nas.latency.blocks import ops_for
-from donna_nas.latency.source import all_ops
 from donna_nas.latency.validate import validate, write_report
 from donna_nas.space import load_space
+from donna_nas.space.ops import all_ops
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

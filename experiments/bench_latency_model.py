@@ -23,8 +23,8 @@ import numpy as np
 from donna_nas import load_space
 from donna_nas.latency import LookupTable, OrtMeasurer
 from donna_nas.latency.model import ModelledLatency, OpLatencyModel, cross_validate
-from donna_nas.latency.source import all_ops, unique_ops
 from donna_nas.nn.builder import build_encoder
+from donna_nas.space.ops import all_ops, unique_ops
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
