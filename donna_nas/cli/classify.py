@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from donna_nas.runtime.threads import set_threads, threads_option
+
 from donna_nas.errors import UserError
 
 
@@ -17,8 +19,10 @@ def digits_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the stratified 70/15/15 split."),
 ) -> None:
     """Write scikit-learn's handwritten digits (1,797 real scans, no download) as an ImageFolder dataset."""
+    from donna_nas.cli.common import check_out_dir
     from donna_nas.data.imagefolder import write_digits_imagefolder
 
+    check_out_dir(out)
     counts = write_digits_imagefolder(out, size, seed)
     typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" images of {size}x{size}, 10 classes")
 
@@ -30,6 +34,9 @@ def run_classify(*, data: Optional[Path], out: Path, backbone: str = "resnet18",
                  checkpoint_every: int = 200, max_steps: Optional[int] = None, resume: bool = False,
                  evaluate: bool = True, export: bool = False) -> dict[str, Any]:
     """Train a classifier into ``out`` (optionally KD from ``teacher``), then evaluate / export."""
+    from donna_nas.cli.common import check_out_dir
+
+    check_out_dir(out)
     from donna_nas.cli.common import parse_size
     from donna_nas.tasks.classify.train import ClassifyConfig, train_classifier
 
@@ -128,8 +135,10 @@ def train_classifier_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Top-1/top-5 and confusion matrix at the end."),
     export: bool = typer.Option(False, "--export", help="Also export ONNX fp32 + INT8, with top-1 and FPS."),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Train an image classifier (e.g. the ResNet18 teacher for build-supernet --task classify)."""
+    set_threads(threads)
     run_classify(data=data, out=out, backbone=backbone, space=space, weights=weights, teacher=teacher, size=size,
                  epochs=epochs, batch=batch, lr=lr, kd_weight=kd_weight, kd_temperature=kd_temperature,
                  label_smoothing=label_smoothing, seed=seed, checkpoint_every=checkpoint_every,
@@ -155,12 +164,17 @@ def quickstart_classify_cmd(
     out: Path = typer.Option(Path("runs/quickstart_classify"), "--out", help="Output folder (resumes if it exists)."),
     tiny: bool = typer.Option(False, "--tiny", help="Toy scale (smoke test, about a minute)."),
     seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """The classification pipeline end to end on the shipped digits: teacher, build-supernet, search, finetune, export."""
     import dataclasses
 
     from donna_nas.tasks.classify.quickstart import ClassifyQuickstart, run_classify_quickstart
 
+    from donna_nas.cli.common import check_out_dir
+
+    set_threads(threads)
+    check_out_dir(out)
     cfg = ClassifyQuickstart.tiny() if tiny else ClassifyQuickstart()
     res = run_classify_quickstart(out, dataclasses.replace(cfg, seed=seed), log=typer.echo)
     typer.echo(f"selected: {res['arch']}")

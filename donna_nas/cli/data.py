@@ -25,8 +25,10 @@ def synth(
     """Render procedural street drives with images, stereo, velodyne, calibration, labels and splits."""
     from donna_nas.cli import console
     from donna_nas.cli.common import parse_size
+    from donna_nas.cli.common import check_out_dir
     from donna_nas.data.synth import synthesize
 
+    check_out_dir(out)
     path = synthesize(out, drives=drives, frames=frames, size=parse_size(size), seed=seed, progress=True,
                       workers=workers, world_version=world_version, movers=movers)
     console.print(f"synthetic dataset ready: {path} (splits in {path / 'splits'})")

@@ -46,6 +46,9 @@ def measure(space_file: str = SPACE, size: Optional[str] = SIZE,
     from donna_nas.latency.blocks import ops_for
     from donna_nas.space import load_space
 
+    from donna_nas.cli.common import check_out_file
+
+    check_out_file(out)
     space = load_space(space_file)
     hw = _size(space, size)
     ops = ops_for(space, hw, archs, seed)
@@ -112,6 +115,9 @@ def export_blocks(space_file: str = SPACE, size: Optional[str] = SIZE,
     from donna_nas.latency.blocks import ops_for
     from donna_nas.space import load_space
 
+    from donna_nas.cli.common import check_out_dir
+
+    check_out_dir(out)
     space = load_space(space_file)
     ops = ops_for(space, _size(space, size), archs, seed)
     manifest = run_export(ops, out, precision)
@@ -129,6 +135,9 @@ def import_(results: Path = typer.Argument(..., help="CSV of device timings: fil
     from donna_nas.cli import console
     from donna_nas.latency.blocks import import_results, missing_from_results
 
+    from donna_nas.cli.common import check_out_file
+
+    check_out_file(out)
     table = import_results(results, manifest, device, out, runtime)
     left = missing_from_results(table, manifest)
     console.print(f"{out}: {len(table):,} rows for {device!r}"
