@@ -13,7 +13,8 @@ import typer
 
 
 def evaluate(
-    run: Path = typer.Argument(None, help="A depth run directory: predict its test split and write metrics + report."),
+    run: Path = typer.Argument(None, metavar="RUN", show_default=False,
+                               help="A depth run directory: predict its test split and write metrics + report."),
     pred: Path = typer.Option(None, "--pred", help="Predicted disparities, .npy of shape (N, H, W)."),
     gt: Path = typer.Option(None, "--gt", help="gt_depths.npz from 'donna-nas data export-gt'."),
     crop: str = typer.Option("auto", "--crop", help="garg, none, or auto (what the GT file says; garg if unknown)."),
@@ -26,7 +27,8 @@ def evaluate(
     allow_pickle: bool = typer.Option(False, "--allow-pickle",
                                       help="Read monodepth2's object-array gt_depths.npz (only for trusted files)."),
 ) -> None:
-    """Eigen metrics (abs_rel, sq_rel, rmse, rmse_log, a1-a3) of --pred against --gt."""
+    """Eigen metrics (abs_rel, sq_rel, rmse, rmse_log, a1-a3): `evaluate RUN` predicts a depth run's
+    test split; `evaluate --pred P.npy --gt GT.npz` scores saved disparities."""
     import numpy as np
     from rich.table import Table
 

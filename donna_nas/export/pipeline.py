@@ -60,8 +60,12 @@ def _eigen(onnx_path: Path, images: np.ndarray, gts, info: dict) -> dict[str, fl
 
 def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[int, int] | None = None,
                threads: int = 1, evaluate: bool = True, data: str | None = None,
-               fps_repeats: int = 30) -> ExportResult:
-    """Export RUN's depth network; optionally quantise, evaluate through ORT and time it."""
+               fps_repeats: int = 30, force: bool = False) -> ExportResult:
+    """Export RUN's depth network; optionally quantise, evaluate through ORT and time it.
+
+    ``size`` other than the training size is refused unless ``force`` (the network was never
+    trained at it, and ``RUN/export/`` would be overwritten with a model of another input shape).
+    """
     from donna_nas.tasks.depth.evaluate import load_gt
     from donna_nas.tasks.depth.run import load_config, load_model
 
@@ -69,7 +73,12 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
     net, info = load_model(run)
     cfg = load_config(run)
     data = data or cfg.data
-    size = tuple(size or (info["height"], info["width"]))
+    trained = (int(info["height"]), int(info["width"]))
+    size = tuple(size or trained)
+    if size != trained and not force:
+        raise UserError(f"--size {size[0]}x{size[1]}: {run} was trained at {trained[0]}x{trained[1]}; "
+                        f"export at the training size (drop --size), or pass --force to export at "
+                        f"{size[0]}x{size[1]} anyway (overwrites {run / 'export'})")
     out = run / "export"
     out.mkdir(parents=True, exist_ok=True)
     fp32_path = export_depth_onnx(net, size, out / "model.onnx")
