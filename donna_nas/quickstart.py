@@ -193,30 +193,20 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
 
 def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str | None,
                teacher: Path, progress: bool) -> None:
-    """Latency source (a table, or this CPU measured + modelled) → exact/NSGA-II search."""
-    from donna_nas.latency.model import measure_and_model
-    from donna_nas.search.api import search
-    from donna_nas.search.objectives import Constraints, LinearBlockPredictor
-    from donna_nas.search.report import write_outputs
+    """Latency source (a table, filled in by the op latency model where it lacks ops, or this
+    CPU measured + modelled) → exact/NSGA-II search, through the library's search run."""
+    from donna_nas.search.objectives import Constraints
+    from donna_nas.search.run import run_search as search_run
 
-    if latency_table:
-        from donna_nas.latency import LookupTable
-        from donna_nas.latency.model import ModelledLatency
-
-        latency = ModelledLatency(LookupTable.from_csv(latency_table))
-        desc = f"table {latency_table}"
-    else:
-        latency = measure_and_model(space, space.input_size, cfg.precision, supernet / "tables",
-                                    archs=cfg.latency_archs, seed=cfg.seed, progress=progress)
-        desc = (f"ONNX Runtime {cfg.precision} on this CPU ({len(latency.table)} ops measured, "
-                f"the rest from the op latency model)")
-    predictor = LinearBlockPredictor.from_json(supernet / "predictor.json")
     constraints = Constraints(max_params=encoder_params_cap(space, teacher, cfg.max_params_ratio))
-    result = search(space, predictor, latency, constraints, "auto", seed=cfg.seed,
-                    storage=str(supernet / "studies" / "quickstart.jsonl"))
-    write_outputs(supernet, result, space, desc)
-    if result.selected is None:
-        raise UserError("the search selected no architecture")
+    measure = None if latency_table else {"fp32": "ort", "int8": "ort-int8"}[cfg.precision]
+    out = search_run(supernet, latency_table=latency_table, measure=measure, space=space,
+                     constraints=constraints, method="auto", seed=cfg.seed,
+                     measure_archs=cfg.latency_archs, fill_missing=True,
+                     measure_progress=progress, log=_log)
+    if out.selected is None:
+        raise UserError("the search selected no architecture under the params bound "
+                        f"(max_params_ratio {cfg.max_params_ratio}); raise it")
 
 
 def encoder_params_cap(space, teacher_run: Path, ratio: float) -> int | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from donna_nas.errors import UserError
 from donna_nas.runtime.io import write_text_atomic
 
 __all__ = ["ClassifyQuickstart", "run_classify_quickstart"]
@@ -43,9 +44,9 @@ class ClassifyQuickstart:
 
 def run_classify_quickstart(out: str | Path, cfg: ClassifyQuickstart | None = None,
                             log: Callable[[str], None] = print) -> dict[str, Any]:
-    from donna_nas.cli import main as cli
     from donna_nas.data.imagefolder import write_digits_imagefolder
     from donna_nas.distill.pipeline import SupernetConfig, build_supernet
+    from donna_nas.search.run import run_search
     from donna_nas.space import load_space
     from donna_nas.tasks.classify.export import export_run
     from donna_nas.tasks.classify.train import ClassifyConfig, train_classifier
@@ -74,11 +75,9 @@ def run_classify_quickstart(out: str | Path, cfg: ClassifyQuickstart | None = No
             resume=(run / "config.yaml").is_file())
     if not (run / "selected.json").is_file():
         log("search: exact Pareto front, per-op ONNX Runtime latency of this CPU")
-        try:
-            cli(["search", str(run), "--measure", "ort", "--size", f"{s}x{s}"])
-        except SystemExit as exc:
-            if exc.code:
-                raise
+        found = run_search(run, measure="ort", input_size=(s, s), log=log)
+        if found.selected is None:
+            raise UserError(f"{run}: the search selected no architecture")
     arch = json.loads((run / "selected.json").read_text())["arch"]
     if not (final / "model.json").is_file():
         log(f"finetune: {arch} from its distilled blocks, KD from the teacher")
