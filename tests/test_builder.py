@@ -125,3 +125,43 @@ def test_residual_only_when_shapes_match():
     flags = [layer.residual for block in model.blocks for layer in block]
     # b1: 8->8 stride 1 (residual); b2..b5 first layers change stride; b4's second layer keeps shape
     assert flags == [True, False, False, False, True, False]
+
+
+def test_a_new_op_type_is_one_description(monkeypatch):
+    """Params, MACs, the module, the latency features and the elastic slices all derive from an
+    op type's conv description: registering one (a depthwise-separable op, 'dws') is enough."""
+    import numpy as np
+
+    from donna_nas.distill.elastic import ElasticLayer, LayerConfig
+    from donna_nas.latency.model import op_features
+    from donna_nas.nn.ops import make_layer
+    from donna_nas.space import ops as space_ops
+    from donna_nas.space.ops import ConvSpec, OpInstance, OpType
+
+    dws = OpType("dws", (ConvSpec("dw", "in", "in", "k", "depthwise"),
+                         ConvSpec("project", "in", "out", 1, act=False)))
+    monkeypatch.setitem(space_ops.OP_TYPES, "dws", dws)
+    op = OpInstance("dws", 16, 24, 5, 2, 12, 20, "hswish", expand=1, se=True)
+    layer = make_layer(op)
+    # dw 16*25 + 2*16, SE (mid 16 -> make_divisible(4, 8) = 8) 16*8+8+8*16+16, project 16*24 + 2*24
+    assert op.params == 432 + 280 + 432 == count_params(layer)
+    assert op.macs == 16 * 25 * 60 + 2 * 16 * 8 + 16 * 24 * 60 == conv_macs_hooked(layer, torch.rand(1, 16, 12, 20))
+    f = dict(zip(("dense", "spatial", "memory", "swish", "hswish", "se", "calls"), op_features(op)))
+    assert f["spatial"] == 16 * 25 * 60 and f["dense"] == 16 * 24 * 60 and f["hswish"] == 16 * 60
+    assert f["memory"] == 16 * 240 + 16 * 60 + 24 * 60 and f["se"] == 16 * 60
+    torch.manual_seed(0)
+    elastic = ElasticLayer("dws", "hswish", 16, 32, 16, 7, 2, with_se=True)
+    assert elastic.dw_w.shape == (16, 1, 7, 7) and elastic.project_w.shape == (32, 16, 1, 1)
+    cfg = LayerConfig(16, 24, 5, 1, True, 2)
+    x = torch.randn(2, 16, 12, 20)
+    exported = elastic.export(cfg).eval()
+    assert count_params(exported) == op.params
+    with torch.no_grad():
+        np.testing.assert_allclose(elastic.eval()(x, cfg).numpy(), exported(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_op_type_is_refused():
+    from donna_nas.space.ops import OpInstance
+
+    with pytest.raises(ValueError, match="unknown op 'nope'"):
+        OpInstance("nope", 8, 8, 3, 1, 4, 4, "relu").params

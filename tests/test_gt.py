@@ -7,7 +7,7 @@ import pytest
 
 from donna_nas.data.gt import default_split, export_gt, load_gt_depths, velodyne_depth_map
 from donna_nas.data.kitti import Calibration, load_calibration, read_split
-from donna_nas.data.synth import DriveRenderer, calib_texts, synthesize
+from donna_nas.data.synth import DriveRenderer, calib_texts
 from donna_nas.data.synth_checks import velodyne_agreement
 from donna_nas.errors import UserError
 

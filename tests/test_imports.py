@@ -203,3 +203,19 @@ def test_the_torch_block_is_effective():
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at the graph
     pytest.main([__file__, "-q"])
+
+
+def test_top_level_exports_are_lazy():
+    code = textwrap.dedent("""
+        import sys
+        import donna_nas
+        assert "torch" not in sys.modules and "optuna" not in sys.modules, "import donna_nas is heavy"
+        import donna_nas.search as pkg
+        from donna_nas import LookupTable, build_supernet, search
+        from donna_nas.distill.pipeline import build_supernet as b
+        from donna_nas.latency.table import LookupTable as t
+        assert search is pkg and callable(search) and build_supernet is b and LookupTable is t
+        print("lazy ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "lazy ok" in r.stdout, r.stdout + r.stderr

@@ -155,3 +155,13 @@ def test_bad_arch_strings_name_block_and_token(text, message):
 def test_unknown_space_name_lists_shipped():
     with pytest.raises(UserError, match="shipped: .*donna_depth"):
         load_space("no_such_space")
+
+
+def test_architecture_choices_is_a_deprecated_alias():
+    space = load_space("tiny")
+    arch = space.sample(0)
+    assert len(arch.block_choices) == len(space.blocks)
+    with pytest.warns(DeprecationWarning, match="block_choices"):
+        assert arch.choices == arch.block_choices
+    # Block.choices keeps its meaning: the options a block offers
+    assert space.blocks[0].choices.op == tuple(space.blocks[0].options()["op"])
