@@ -9,7 +9,6 @@ expected, out of memory): ``main`` turns them into one line that names the path 
 from __future__ import annotations
 
 import errno
-import os
 import sys
 
 import typer
@@ -42,11 +41,6 @@ def _register() -> None:
     from donna_nas.cli import export as _export; _export.register(app)
     from donna_nas.cli import quickstart as _quickstart; _quickstart.register(app)
     from donna_nas.cli import classify as _classify; _classify.register(app)
-    for register in _REGISTRARS:
-        register(app)
-
-
-_REGISTRARS: list = []
 
 
 def _version() -> str:
