@@ -171,3 +171,61 @@ def test_rdb_storage_resumes(tmp_path, space):
 
     assert optuna.load_study(study_name="shared", storage=url).metric_names == [
         "synthetic_sq_rel", "latency_ms"]
+
+
+def test_second_writer_of_a_journal_is_refused(tmp_path, space):
+    from donna_nas.search.storage import JournalStudy
+
+    ev = Evaluator(space, synthetic_predictor(space, 0), SyntheticLatency())
+    log = tmp_path / "s.log"
+    run_nsga2(space, ev, trials=5, population=4, storage=str(log), study_name="s")
+    held = JournalStudy(log, "s", ["minimize", "minimize"], ["synthetic_sq_rel", "latency_ms"],
+                        space.fingerprint())
+    try:
+        with pytest.raises(UserError, match="another search is writing"):
+            run_nsga2(space, ev, trials=10, population=4, storage=str(log), study_name="s")
+    finally:
+        held.close()
+    assert run_nsga2(space, ev, trials=10, population=4, storage=str(log), study_name="s").new_trials == 5
+
+
+def test_journal_lines_are_what_optuna_writes(tmp_path, space):
+    """Each mirrored trial reads back through optuna exactly as one optuna wrote itself."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from donna_nas.search.nsga import distributions
+    from donna_nas.search.storage import JournalStudy
+
+    dists = distributions(space)
+    arch = space.sample(1)
+    params = {k: getattr(arch.choices[space.block_names.index(k.split(".")[0])], k.split(".")[1])
+              for k in dists}
+    trials = [optuna.trial.create_trial(params=params, distributions=dists, values=[0.5 + i, 2.0],
+                                        user_attrs={"arch": arch.encode(), "params": 7},
+                                        system_attrs={"NSGAIISampler:generation": i,
+                                                      "constraints:max_latency_ms": -0.25})
+              for i in range(3)]
+    ours = JournalStudy(tmp_path / "ours.log", "s", ["minimize", "minimize"], ["m", "latency_ms"],
+                        space.fingerprint())
+    ours.append(trials)
+    ours.close()
+    ref = JournalStorage(JournalFileBackend(str(tmp_path / "ref.log")))
+    sid = optuna.create_study(storage=ref, study_name="s", directions=["minimize"] * 2)._study_id
+    for t in trials:
+        ref.create_new_trial(sid, template_trial=t)
+    a = load_study(tmp_path / "ours.log", "s").trials
+    b = optuna.load_study(study_name="s", storage=open_ref(tmp_path / "ref.log")).trials
+    fields = ("number", "state", "values", "params", "distributions", "user_attrs", "system_attrs",
+              "datetime_start", "datetime_complete", "intermediate_values")
+    assert len(a) == 3
+    for x, y in zip(a, b):
+        assert {f: getattr(x, f) for f in fields} == {f: getattr(y, f) for f in fields}
+
+
+def open_ref(path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))

@@ -272,12 +272,12 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float = STALE_AFTER_S)
     return n
 
 
-def _live_before(study: optuna.Study, trial: FrozenTrial | None = None) -> int:
-    """Completed + running trials of the study (with ``trial``: those numbered before it)."""
+def _live_before(study: optuna.Study, number: int | None = None) -> int:
+    """Completed + running trials of the study (with ``number``: those numbered before it)."""
     live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    if trial is None:
+    if number is None:
         return len(live)
-    return sum(1 for t in live if t.number < trial.number)
+    return sum(1 for t in live if t.number < number)
 
 
 def _constraint_values(constraints: Constraints, ev: Evaluation) -> dict[str, float]:
@@ -324,8 +324,25 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     metric_names = [metric_name or getattr(evaluator.predictor, "metric", "metric"), "latency_ms"]
     if extra_objective:
         metric_names.append(extra_objective)
-    notes: list[str] = []
+    journal = None
+    if storage_mode == "journal":
+        journal = JournalStudy(Path(storage), study_name, directions, metric_names,
+                               space.fingerprint())
+    try:
+        return _run(space, evaluator, constraints, journal, trials=trials, population=population,
+                    seed=seed, storage=storage, storage_mode=storage_mode, study_name=study_name,
+                    directions=directions, metric_names=metric_names,
+                    extra_objective=extra_objective, progress=progress,
+                    fast_sampler=fast_sampler, stale_after_s=stale_after_s)
+    finally:
+        if journal is not None:
+            journal.close()
 
+
+def _run(space, evaluator, constraints, journal, *, trials, population, seed, storage,
+         storage_mode, study_name, directions, metric_names, extra_objective, progress,
+         fast_sampler, stale_after_s) -> NsgaResult:
+    notes: list[str] = []
     dists = distributions(space)
 
     def make_sampler() -> optuna.samplers.NSGAIISampler:
@@ -333,10 +350,7 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
             return SeededNSGAIISampler(population_size=population, seed=seed)
         return IncrementalNSGAIISampler(dists, population_size=population, seed=seed)
 
-    journal = None
-    if storage_mode == "journal":
-        journal = JournalStudy(Path(storage), study_name, directions, metric_names,
-                               space.fingerprint())
+    if journal is not None:
         if journal.backend.repaired_bytes:
             notes.append(f"{storage}: cut off a torn last line ({journal.backend.repaired_bytes} "
                          f"bytes) left by an interrupted write")
@@ -377,7 +391,7 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
         trial = study.ask(dists)
         if shared:
             trial.set_user_attr(WORKER_ATTR, me)
-            if _live_before(study, trial._cached_frozen_trial) >= trials:
+            if _live_before(study, trial.number) >= trials:
                 # another worker asked at the same moment and took the last trial
                 trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)

@@ -18,8 +18,9 @@ trials since the last append. A kill or a full disk *during* an append can leave
 opening the file cuts that tail off (and fsyncs) before anything is appended, so new trials never
 land on a torn line. A damaged line in the middle is refused with its line number.
 
-One process writes a journal study at a time (the run directory's search); for several workers
-on one study use an RDB URL (``--storage sqlite:///...``).
+One process writes a journal study at a time (the run directory's search holds an advisory lock
+on the file; a second one is refused); for several workers on one study use an RDB URL
+(``--storage sqlite:///...``).
 """
 
 from __future__ import annotations
@@ -142,6 +143,21 @@ class JournalStudy:
     def __init__(self, path: str | os.PathLike[str], study_name: str, directions: list[str],
                  metric_names: list[str], fingerprint: str):
         self.path = Path(path)
+        self._lock_fd = _lock_writer(self.path)  # before reading: never cut a live writer's line
+        try:
+            self._open(study_name, directions, metric_names, fingerprint)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the file for other writers (the search keeps it from start to end)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open(self, study_name: str, directions: list[str], metric_names: list[str],
+              fingerprint: str) -> None:
         self.backend = BufferedJournalFile(self.path)
         _check_not_old_log(self.path, self.backend)
         self.storage = JournalStorage(self.backend)
@@ -180,9 +196,9 @@ class JournalStudy:
 
         The operation is the one optuna's ``JournalStorage.create_new_trial(template_trial=t)``
         writes (a test reads it back through optuna and compares every field), built here
-        without replaying it into this storage's in-memory state: the search holds its trials in
-        memory already, and the replay would cost more than the search itself. So
-        ``completed()`` does not see them; a later run reads the file afresh.
+        without replaying it into this storage's in-memory state (the search holds its trials in
+        memory already; the replay would parse every distribution back). So ``completed()``
+        does not see them; a later run reads the file afresh.
         """
         self.backend.append_unreplayed([self._create_trial_op(t) for t in trials])
         self.backend.flush()
@@ -214,6 +230,28 @@ class JournalStudy:
 
 def _iso(d: datetime | None) -> str | None:
     return d.astimezone(timezone.utc).isoformat(timespec="microseconds") if d is not None else None
+
+
+def _lock_writer(path: Path) -> int | None:
+    """An exclusive advisory lock (``flock``) on the journal for this writer; a second search on
+    the same study is refused instead of interleaving its trials (optuna's readers and its own
+    append lock, a separate ``.lock`` file, are not affected)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on this platform: single writer by contract
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, file_mode())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError(f"{path}: another search is writing this study now; wait for it, or "
+                        f"search one study from several workers with --storage sqlite:///FILE.db") from None
+    if new:
+        fsync_dir(path.parent)
+    return fd
 
 
 def _check_not_old_log(path: Path, backend: BufferedJournalFile) -> None:
