@@ -7,7 +7,8 @@ then a handful of dictionary look-ups, and the exact solver can reuse the same t
 
 Predictors follow the ``Predictor`` protocol (``predict``); additive ones also expose
 ``intercept`` + ``block_term`` and set ``is_additive``. ``LinearBlockPredictor`` is the additive
-form the supernet stage writes to ``RUN/predictor.json``.
+form the supernet stage writes to ``RUN/predictor.json``. Latency comes from any
+``donna_nas.latency.LatencySource`` (or a mapping ``op key -> ms``, as ``MappingLatency``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from donna_nas.errors import UserError
