@@ -137,5 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     except (MemoryError, RuntimeError) as exc:
         if not _is_oom(exc):
             raise
-        _fail(escape(f"out of memory ({str(exc).splitlines()[0][:160] if str(exc) else 'MemoryError'}); "
-                     "lower --batch (or --size, --workers) and rerun (with --resume where it has one)"))
+        import re
+
+        m = re.search(r"tried to allocate (\d+) bytes", str(exc))
+        what = f"an allocation of {int(m.group(1)) / 2**20:,.0f} MiB failed" if m else type(exc).__name__
+        _fail(escape(f"out of memory ({what}); lower --batch (or --size, --workers) and rerun "
+                     "(with --resume where it has one)"))
+    except Exception as exc:  # a library error wrapping an OS error (safetensors: "(os error 28)")
+        from donna_nas.runtime.io import as_os_error
+
+        wrapped = as_os_error(exc, "") if type(exc).__name__ == "SafetensorError" else None
+        if wrapped is None:
+            raise
+        wrapped.filename = None
+        _fail(escape(os_error_message(wrapped)))

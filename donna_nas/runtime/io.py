@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["atomic_path", "write_text_atomic", "write_json_atomic", "fsync_dir", "file_mode",
-           "remove_stale_temp", "kill_point"]
+           "remove_stale_temp", "kill_point", "as_os_error"]
 
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
 _kill_counts: dict[str, int] = {}
@@ -92,7 +92,13 @@ def atomic_path(path: str | os.PathLike[str], keep_previous: str | os.PathLike[s
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except Exception as exc:
+            os_exc = as_os_error(exc, path)
+            if os_exc is None:
+                raise
+            raise os_exc from exc
         os.chmod(tmp_path, file_mode())
         _fsync_file(tmp_path)
         kill_point(f"write:{path}")
@@ -104,6 +110,21 @@ def atomic_path(path: str | os.PathLike[str], keep_previous: str | os.PathLike[s
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+
+
+def as_os_error(exc: BaseException, path: str | os.PathLike[str]) -> OSError | None:
+    """An ``OSError`` naming ``path`` for an error that wraps one in its text (safetensors reports
+    a full disk as ``SafetensorError: ... (os error 28)``); None for any other error."""
+    if isinstance(exc, OSError):
+        return None
+    m = _OS_ERROR_IN_TEXT.search(str(exc))
+    if not m:
+        return None
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
