@@ -1,5 +1,6 @@
 """Benchmark of the search engines on ``donna_depth``: exact solver time, NSGA-II hypervolume ratio
-against the exact front after 2k / 5k / 10k evaluations, and evaluations per second per storage.
+against the exact front after 2k / 5k / 10k evaluations, and evaluations per second (in memory;
+per study storage, old against new: ``bench_search_storage.py``).
 
 Objectives: a synthetic additive predictor (``synthetic_predictor``; the fitted DONNA predictor is
 additive in the same way) and an additive MAC-based latency stand-in (``SyntheticLatency``), since
@@ -19,7 +20,6 @@ import datetime as dt
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -81,6 +81,7 @@ def main(argv=None) -> None:
                      extra=f"warm {warm_p:.3f} s; front {len(ex_p.front)}; "
                      f"partial solutions {ex_p.partial_solutions}"))
     print(f"exact: cold {cold:.3f} s, warm {warm:.3f} s, front {len(ex.front)}", flush=True)
+    write_results(Path(args.out), rows, args, sys.argv, quiet=True)  # a timeout keeps the rows so far
 
     # ---- NSGA-II: HV ratio at checkpoints (prefixes of one run = stopping there)
     ev = Evaluator(space, pred, lat)
@@ -95,6 +96,7 @@ def main(argv=None) -> None:
                                  value=f"{res.new_trials / res.seconds:.0f}" if n == args.trials else "",
                                  unit="evals/s" if n == args.trials else "", extra=""))
                 print(f"pop {pop} seed {seed} n {n}: HV ratio {ratio:.4f}", flush=True)
+            write_results(Path(args.out), rows, args, sys.argv, quiet=True)
     # constrained run, seed 0
     res = run_nsga2(space, ev, cons, trials=args.trials, population=50, seed=0)
     feas = [t.evaluation for t in res.trials if t.feasible]
@@ -109,35 +111,19 @@ def main(argv=None) -> None:
     n_stock = min(args.trials, 4000)
     for fast in (False, True):
         t0 = time.perf_counter()
-        r = run_nsga2(space, ev, trials=n_stock, population=50, seed=0, fast_sampler=fast)
+        run_nsga2(space, ev, trials=n_stock, population=50, seed=0, fast_sampler=fast)
         rows.append(dict(engine="nsga2", setting=("incremental sampler (default)" if fast else
                                                   "stock optuna NSGAIISampler"),
                          trials=n_stock, population=50, seed=0, hv_ratio="",
                          value=f"{n_stock / (time.perf_counter() - t0):.0f}", unit="evals/s",
                          extra="in memory; same trials either way (tested)"))
         print(f"fast={fast}: {rows[-1]['value']} evals/s", flush=True)
-
-    # ---- evaluations per second by storage
-    with tempfile.TemporaryDirectory() as tmp:
-        n_log = min(args.trials, 5000)
-        r = run_nsga2(space, ev, trials=n_log, population=50, seed=0,
-                      storage=str(Path(tmp) / "s.log"), storage_mode="journal", study_name="bench")
-        rows.append(dict(engine="nsga2", setting="optuna journal file (run-dir default)", trials=n_log,
-                         population=50, seed=0, hv_ratio="", value=f"{r.evals_per_s:.0f}",
-                         unit="evals/s", extra="in-memory study, finished trials appended once "
-                                               "per generation (bench_search_storage.py: old vs new)"))
-        n_db = 40
-        r = run_nsga2(space, ev, trials=n_db, population=50, seed=0,
-                      storage=f"sqlite:///{Path(tmp) / 's.db'}", storage_mode="direct",
-                      study_name="bench")
-        rows.append(dict(engine="nsga2", setting="SQLite RDB (direct, --storage)", trials=n_db,
-                         population=50, seed=0, hv_ratio="", value=f"{r.evals_per_s:.0f}",
-                         unit="evals/s", extra="optuna RDBStorage, one write per trial"))
+    # trials/s by study storage (old trial log vs optuna journal, SQLite): bench_search_storage.py
 
     write_results(Path(args.out), rows, args, sys.argv)
 
 
-def write_results(out: Path, rows: list[dict], args, argv) -> None:
+def write_results(out: Path, rows: list[dict], args, argv, quiet: bool = False) -> None:
     import csv
 
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +154,8 @@ def write_results(out: Path, rows: list[dict], args, argv) -> None:
         for (pop, n), v in sorted(hv.items()):
             lines.append(f"| {pop} | {n} | {statistics.mean(v):.4f} | {min(v):.4f} |")
     (out / "bench_search.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if not quiet:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
