@@ -10,7 +10,10 @@ available as ground truth.
     python experiments/bench_search.py            # full: 10k trials, 3 seeds, populations 50/100
     python experiments/bench_search.py --quick    # smoke: 2k trials, 1 seed
 
-Writes experiments/results/bench_search.{csv,md}.
+    python experiments/bench_search.py --hv-only --first-seed 3 --seeds 4 --trials 5000 \
+        --populations 50 --name bench_search_seeds    # HV spread over more seeds
+
+Writes experiments/results/bench_search.{csv,md} (or NAME.{csv,md}).
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ def main(argv=None) -> None:
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--populations", default="50,100")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--hv-only", action="store_true",
+                    help="only the unconstrained NSGA-II HV ratios (a seed-spread check)")
+    ap.add_argument("--name", default="bench_search", help="results file stem")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
@@ -86,7 +93,7 @@ def main(argv=None) -> None:
     # ---- NSGA-II: HV ratio at checkpoints (prefixes of one run = stopping there)
     ev = Evaluator(space, pred, lat)
     for pop in [int(p) for p in args.populations.split(",")]:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             res = run_nsga2(space, ev, trials=args.trials, population=pop, seed=seed)
             evals = [t.evaluation for t in res.trials]
             for n in checkpoints:
@@ -97,6 +104,9 @@ def main(argv=None) -> None:
                                  unit="evals/s" if n == args.trials else "", extra=""))
                 print(f"pop {pop} seed {seed} n {n}: HV ratio {ratio:.4f}", flush=True)
             write_results(Path(args.out), rows, args, sys.argv, quiet=True)
+    if args.hv_only:
+        write_results(Path(args.out), rows, args, sys.argv)
+        return
     # constrained run, seed 0
     res = run_nsga2(space, ev, cons, trials=args.trials, population=50, seed=0)
     feas = [t.evaluation for t in res.trials if t.feasible]
@@ -128,7 +138,7 @@ def write_results(out: Path, rows: list[dict], args, argv, quiet: bool = False) 
 
     out.mkdir(parents=True, exist_ok=True)
     cols = ["engine", "setting", "trials", "population", "seed", "hv_ratio", "value", "unit", "extra"]
-    with open(out / "bench_search.csv", "w", newline="") as f:
+    with open(out / f"{args.name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
@@ -153,7 +163,7 @@ def write_results(out: Path, rows: list[dict], args, argv, quiet: bool = False) 
                   "| population | trials | mean | min |", "|---|---|---|---|"]
         for (pop, n), v in sorted(hv.items()):
             lines.append(f"| {pop} | {n} | {statistics.mean(v):.4f} | {min(v):.4f} |")
-    (out / "bench_search.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     if not quiet:
         print("\n".join(lines))
 
