@@ -5,6 +5,13 @@ on random frames with the dataset's dict contract; each configuration runs in it
 peak RSS (ru_maxrss) is per configuration.
 
     python experiments/bench_train.py [--batch 2] [--steps 3] [--threads 2]
+
+``--compare REF`` measures the whole trainer (``train_depth`` on a rendered 64x192 world: data
+loading, depth + pose nets, 4-scale loss, Adam) of git revision REF and of this checkout side by
+side, alternating old and new subprocesses ``--rounds`` times so that load changes hit both, in
+images per CPU-second (robust to other jobs sharing the cores) and wall images/s, with peak RSS:
+
+    python experiments/bench_train.py --compare 0182fcb --steps 30 --rounds 3
 """
 
 from __future__ import annotations
@@ -57,13 +64,108 @@ def one(backbone: str, h: int, w: int, batch: int, steps: int, threads: int) -> 
             "images_per_s": round(steps * batch / dt, 3), "s_per_step": round(dt / steps, 3), "peak_rss_mib": round(rss)}
 
 
+def trainer_run(data: str, h: int, w: int, batch: int, steps: int) -> dict:
+    """One whole-trainer measurement in this process (whichever donna_nas is on the path)."""
+    import resource
+    import tempfile
+
+    import torch
+
+    import donna_nas
+    from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.train import train_depth
+
+    torch.set_num_threads(1)
+    cfg = DepthConfig(data=data, backbone="resnet18", height=h, width=w, batch=batch, epochs=1000,
+                      max_steps=steps, checkpoint_every=10**6, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        c0, t0 = time.process_time(), time.perf_counter()
+        train_depth(cfg, Path(tmp) / "run", progress=False, log=None)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"package": str(Path(donna_nas.__file__).parent), "images_per_cpu_s": steps * batch / cpu,
+            "images_per_s": steps * batch / wall, "peak_rss_mib": rss}
+
+
+def compare(ref: str, steps: int, rounds: int, batch: int, size: str) -> None:
+    import os
+    import statistics
+    import tarfile
+    import tempfile
+
+    h, w = (int(v) for v in size.split("x"))
+    repo = Path(__file__).resolve().parents[1]
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", ref], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    old_pkg = work / "old"
+    old_pkg.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev, "donna_nas"],
+                             capture_output=True, check=True).stdout
+    (work / "old.tar").write_bytes(archive)
+    with tarfile.open(work / "old.tar") as tf:
+        tf.extractall(old_pkg, filter="data")
+    from donna_nas.data.synth import synthesize
+
+    data = synthesize(work / "world", drives=3, frames=30, size=(h, w), seed=0, progress=False)
+    res: dict[str, list[dict]] = {"old": [], "new": []}
+    for r in range(rounds):
+        for name, path in (("old", old_pkg), ("new", repo)):
+            env = dict(os.environ, PYTHONPATH=str(path), OMP_NUM_THREADS="1")
+            out = subprocess.run([sys.executable, __file__, "--trainer-run", str(data), str(h), str(w),
+                                  "--batch", str(batch), "--steps", str(steps)],
+                                 capture_output=True, text=True, env=env, cwd=str(work))
+            if out.returncode:
+                raise SystemExit(f"{name} trainer failed: {out.stderr.strip().splitlines()[-1:]}")
+            res[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(name, r, res[name][-1], flush=True)
+    rows = []
+    for name, label in (("old", f"{rev} (before)"), ("new", f"{head} (this checkout)")):
+        rr = res[name]
+        rows.append({"trainer": label, "images_per_cpu_s": round(statistics.median(x["images_per_cpu_s"] for x in rr), 3),
+                     "images_per_s_wall": round(statistics.median(x["images_per_s"] for x in rr), 3),
+                     "peak_rss_mib": round(max(x["peak_rss_mib"] for x in rr))})
+    speed = rows[1]["images_per_cpu_s"] / rows[0]["images_per_cpu_s"]
+    wall = rows[1]["images_per_s_wall"] / rows[0]["images_per_s_wall"]
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(RESULTS / "bench_train_compare.csv", df.to_csv(index=False))
+    cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
+    lines = ["# Whole depth trainer, before and after, side by side (bench_train --compare)", "",
+             f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {platform.machine()} CPU shared "
+             "with other jobs; 1 torch thread per process.",
+             f"Scale: `train_depth` on a rendered world (3 drives x 30 frames, {h}x{w}), ResNet18, batch {batch}, "
+             f"{steps} steps per measurement including data loading and model construction; old and new alternate "
+             f"{rounds} times; medians.", "",
+             "| trainer | images / CPU-s | images / s (wall) | peak RSS MiB |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['trainer']} | {r['images_per_cpu_s']:.2f} | {r['images_per_s_wall']:.2f} | {r['peak_rss_mib']} |"
+              for r in rows]
+    lines += ["", f"Speed-up (new / old): **{speed:.2f}x** per CPU-second, {wall:.2f}x wall (target 1.5x)."]
+    write_text_atomic(RESULTS / "bench_train_compare.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--compare", metavar="REF", help="compare the whole trainer of git revision REF with this checkout")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--size", default="64x192")
+    ap.add_argument("--trainer-run", nargs=3, metavar=("DATA", "H", "W"), help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--one", nargs=3, metavar=("BACKBONE", "H", "W"))
     a = ap.parse_args()
+    if a.trainer_run:
+        print(json.dumps(trainer_run(a.trainer_run[0], int(a.trainer_run[1]), int(a.trainer_run[2]), a.batch, a.steps)))
+        return
+    if a.compare:
+        compare(a.compare, a.steps, a.rounds, a.batch, a.size)
+        return
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), int(a.one[2]), a.batch, a.steps, a.threads)))
         return

@@ -18,7 +18,15 @@ __all__ = [
     "min_reprojection",
     "smoothness",
     "ReprojectionResult",
+    "identity_errors",
+    "box3",
 ]
+
+
+def box3(t: torch.Tensor) -> torch.Tensor:
+    """Mean over 3x3 windows without padding (B,C,H,W) -> (B,C,H-2,W-2), as avg_pool2d(t, 3, 1)."""
+    r = t[..., :, :-2] + t[..., :, 1:-1] + t[..., :, 2:]
+    return (r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]) * (1.0 / 9.0)
 
 
 class SSIM(nn.Module):
@@ -30,11 +38,14 @@ class SSIM(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (1, 1, 1, 1), mode="reflect")
         y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-        box = lambda t: F.avg_pool2d(t, 3, 1)  # noqa: E731
-        mx, my = box(x), box(y)
-        sx = box(x * x) - mx * mx
-        sy = box(y * y) - my * my
-        sxy = box(x * y) - mx * my
+        # the five 3x3 box means in one pass over one stacked tensor (a quarter of the step's time went
+        # to avg_pool2d calls); separable 3-tap sums by shifted slices are exact and cheap on CPU
+        C = x.shape[1]
+        means = box3(torch.cat([x, y, x * x, y * y, x * y], 1))
+        mx, my, xx, yy, xy = means.split(C, 1)
+        sx = xx - mx * mx
+        sy = yy - my * my
+        sxy = xy - mx * my
         num = (2 * mx * my + self.C1) * (2 * sxy + self.C2)
         den = (mx * mx + my * my + self.C1) * (sx + sy + self.C2)
         return torch.clamp((1 - num / den) / 2, 0, 1)
@@ -52,6 +63,22 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: flo
     return ssim_weight * s + (1 - ssim_weight) * l1
 
 
+def identity_errors(sources: list[torch.Tensor] | None, target: torch.Tensor, noise: float = 1e-5,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """pe(source_f, target) of the unwarped sources (B×F×H×W), plus ``noise``·N(0,1) to break ties.
+
+    It depends on no network output, so a multi-scale loss computes it once per step (every scale
+    warps at full resolution against the same target) instead of once per scale.
+    """
+    if sources is None:
+        raise ValueError("automask needs the unwarped source frames")
+    with torch.no_grad():
+        ident = torch.cat([photometric_error(s, target) for s in sources], 1)
+    if noise:
+        ident = ident + noise * torch.randn(ident.shape, generator=generator, device=ident.device, dtype=ident.dtype)
+    return ident
+
+
 @dataclass
 class ReprojectionResult:
     loss: torch.Tensor  # scalar: mean of the per-pixel minimum
@@ -66,6 +93,7 @@ def min_reprojection(
     automask: bool = True,
     noise: float = 1e-5,
     generator: torch.Generator | None = None,
+    identity: torch.Tensor | None = None,
 ) -> ReprojectionResult:
     """Per-pixel minimum over source frames of pe(warped_f, target), with auto-masking.
 
@@ -77,13 +105,7 @@ def min_reprojection(
     reproj = torch.cat([photometric_error(w, target) for w in warped], 1)
     n_ident = 0
     if automask:
-        if sources is None:
-            raise ValueError("automask needs the unwarped source frames")
-        ident = torch.cat([photometric_error(s, target) for s in sources], 1)
-        if noise:
-            ident = ident + noise * torch.randn(
-                ident.shape, generator=generator, device=ident.device, dtype=ident.dtype
-            )
+        ident = identity if identity is not None else identity_errors(sources, target, noise, generator)
         n_ident = ident.shape[1]
         stack = torch.cat([ident, reproj], 1)
     else:
@@ -160,6 +182,7 @@ class Monodepth2Loss(nn.Module):
         sources = [images[:, i] for i in range(1, len(self.frame_ids))]
         total = images.new_zeros(())
         info: dict[str, torch.Tensor] = {}
+        ident = identity_errors(sources, target) if self.automask else None
         for s in self.scales:
             disp = disps[s]
             up = F.interpolate(disp, size=(self.height, self.width), mode="bilinear", align_corners=False)
@@ -168,7 +191,7 @@ class Monodepth2Loss(nn.Module):
             warped = [
                 warp(src, self.project(pts, K, poses[f])) for f, src in zip(self.frame_ids[1:], sources)
             ]
-            rep = min_reprojection(warped, target, sources if self.automask else None, automask=self.automask)
+            rep = min_reprojection(warped, target, automask=self.automask, identity=ident)
             sm = smoothness(disp, downsample(target, s))
             total = total + rep.loss + self.smoothness_weight / 2**s * sm
             if s == 0:
