@@ -85,3 +85,31 @@ def test_no_crop_keeps_every_pixel_with_ground_truth():
     assert m["abs_rel"] == pytest.approx(expect, rel=1e-5)
     m_crop, _ = evaluate_disparities(pred, [gt], crop="garg", median_scaling=False)
     assert m_crop["abs_rel"] == pytest.approx(0.0, abs=1e-6)  # garg: only 1e-3 < gt < 80 inside the crop
+
+
+def test_evaluate_cli_json_has_model_constant_and_prior(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from donna_nas.tasks.depth.baselines import save_prior
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "donna_nas", "evaluate", *argv], capture_output=True, text=True)
+
+    rows = np.linspace(5, 50, 40)[::-1][:, None] * np.ones((1, 60), np.float32)
+    gts = np.stack([rows * s for s in (1.0, 1.2)]).astype(np.float32)
+    np.savez(tmp_path / "gt.npz", data=gts, crop=np.array("none"))
+    np.save(tmp_path / "pred.npy", (1.0 / gts).astype(np.float32))  # a perfect model
+    save_prior(tmp_path / "prior.npy", pixel_prior(gts * 0.5))
+    res = cli("--pred", str(tmp_path / "pred.npy"), "--gt", str(tmp_path / "gt.npz"), "--prior",
+              str(tmp_path / "prior.npy"), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out) == {"model", "constant", "prior"}
+    assert all(len(m) == 7 for m in out.values())
+    assert out["model"]["abs_rel"] == pytest.approx(0, abs=1e-6)
+    assert out["prior"]["abs_rel"] == pytest.approx(0, abs=1e-6)  # this street's layout is all there is
+    assert out["constant"]["abs_rel"] > 0.3
+    bad = cli("--pred", str(tmp_path / "pred.npy"), "--gt", str(tmp_path / "gt.npz"), "--prior", str(tmp_path / "pred.npy"))
+    assert bad.returncode == 2 and "--prior" in bad.stderr + bad.stdout and "Traceback" not in bad.stderr

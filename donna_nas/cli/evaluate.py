@@ -26,23 +26,38 @@ def evaluate(
     out: Path = typer.Option(None, "--out", help="Also write the metrics as JSON here."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle",
                                       help="Read monodepth2's object-array gt_depths.npz (only for trusted files)."),
+    data: Path = typer.Option(None, "--data", help="With RUN: evaluate on this data root instead of the run's own."),
+    prior: Path = typer.Option(None, "--prior",
+                               help="Per-pixel prior depth map (.npy, H x W) for the prior baseline [default: made from "
+                                    "the data root's training split ground truth]."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help='Print {"model": {...}, "constant": {...}, "prior": {...}} (seven metrics each).'),
 ) -> None:
     """Eigen metrics (abs_rel, sq_rel, rmse, rmse_log, a1-a3): `evaluate RUN` predicts a depth run's
     test split; `evaluate --pred P.npy --gt GT.npz` scores saved disparities."""
     import numpy as np
-    from rich.table import Table
 
     from donna_nas.cli import console
     from donna_nas.data.gt import load_gt_depths
     from donna_nas.errors import UserError
     from donna_nas.runtime.io import write_json_atomic
-    from donna_nas.tasks.depth.metrics import METRIC_NAMES, evaluate_disparities
+    from donna_nas.tasks.depth.baselines import load_prior
+    from donna_nas.tasks.depth.metrics import evaluate_disparities
+
+    import json
 
     if run is not None:  # the depth task evaluates a trained run directory itself
         from donna_nas.tasks.depth.evaluate import evaluate_run
 
-        m = evaluate_run(run, gt=str(gt) if gt else None)
-        console.print("  ".join(f"{k} {v:.4f}" for k, v in m.items()) + f"\nreport: {run / 'report.md'}")
+        evaluate_run(run, data=str(data) if data else None, gt=str(gt) if gt else None,
+                     prior=str(prior) if prior else None)
+        res = json.loads((run / "metrics.json").read_text())
+        rows = {"model": res["metrics"], **res["baselines"]}
+        if as_json:
+            print(json.dumps(rows, indent=1, sort_keys=True))
+            return
+        _print_rows(console, rows, f"{res['frames']} test frames of {res['data']}")
+        console.print(_verdict_line(res) + f"\nreport: {run / 'report.md'}")
         return
     if pred is None or gt is None:
         raise UserError("evaluate: give a RUN directory, or both --pred and --gt")
@@ -63,17 +78,48 @@ def evaluate(
     metrics, ratios = evaluate_disparities(disps, gts, crop=None if use_crop == "none" else use_crop,
                                            median_scaling=median_scaling, min_depth=min_depth,
                                            max_depth=max_depth, scale_factor=scale_factor)
-    table = Table(title=f"{len(gts)} images, crop {use_crop}, median scaling {'on' if median_scaling else 'off'}")
-    for k in METRIC_NAMES:
-        table.add_column(k, justify="right")
-    table.add_row(*[f"{metrics[k]:.4f}" for k in METRIC_NAMES])
-    console.print(table)
+    rows = {"model": metrics}
+    prior_map = load_prior(prior) if prior else None
+    if prior_map is not None and prior_map.shape != np.asarray(gts[0]).shape:
+        raise UserError(f"--prior {prior}: shape {prior_map.shape} differs from the ground truth's {np.asarray(gts[0]).shape}")
+    from donna_nas.tasks.depth.baselines import baseline_metrics
+
+    rows.update(baseline_metrics(gts, prior_map, crop=None if use_crop == "none" else use_crop,
+                                 median_scaling=median_scaling, min_depth=min_depth, max_depth=max_depth))
+    if out is not None:
+        write_json_atomic(out, {"metrics": metrics, "baselines": {k: v for k, v in rows.items() if k != "model"},
+                                "images": len(gts), "crop": use_crop, "median_scaling": median_scaling,
+                                "ratio_median": ratios["median"], "ratio_std": ratios["std"]})
+    if as_json:
+        print(json.dumps(rows, indent=1, sort_keys=True))
+        return
+    _print_rows(console, rows, f"{len(gts)} images, crop {use_crop}, median scaling {'on' if median_scaling else 'off'}")
     if median_scaling:
         console.print(f"scaling ratios: median {ratios['median']:.3f}, std {ratios['std']:.3f}")
-    if out is not None:
-        write_json_atomic(out, {"metrics": metrics, "images": len(gts), "crop": use_crop,
-                                "median_scaling": median_scaling,
-                                "ratio_median": ratios["median"], "ratio_std": ratios["std"]})
+    if prior_map is None:
+        console.print("prior baseline: pass --prior FILE.npy (e.g. DATA/gt/train_prior.npy) to add it")
+
+
+def _print_rows(console, rows: dict, title: str) -> None:
+    from rich.table import Table
+
+    from donna_nas.tasks.depth.metrics import METRIC_NAMES
+
+    names = {"model": "model", "constant": "constant depth (no image)", "prior": "per-pixel prior (no image)"}
+    table = Table(title=title)
+    table.add_column("predictor")
+    for k in METRIC_NAMES:
+        table.add_column(k, justify="right")
+    for name, m in rows.items():
+        table.add_row(names.get(name, name), *[f"{m[k]:.4f}" for k in METRIC_NAMES])
+    console.print(table)
+
+
+def _verdict_line(res: dict) -> str:
+    lost = [k for k, v in res.get("beats_baselines", {}).items() if not v]
+    if not lost:
+        return "the model beats the constant and per-pixel-prior baselines on abs_rel and Sq Rel"
+    return f"the model does NOT beat the {' and '.join(lost)} baseline on both abs_rel and Sq Rel"
 
 
 def register(app: typer.Typer) -> None:
