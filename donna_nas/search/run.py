@@ -86,6 +86,9 @@ def load_inputs(run: Path, predictor_file: str | Path | None = None, space: Any 
         if not pred_path.is_file():
             raise UserError(f"{pred_path}: not found; it is written by `donna-nas build-supernet "
                             f"--space SPACE --out {run}` (or pass --predictor FILE)")
+    from donna_nas.predictor.check import check_predictor_space
+
+    check_predictor_space(pred_path, space)  # fitted on this space, every block covered
     predictor = LinearBlockPredictor.from_json(pred_path)
     return space, predictor, pred_path
 
