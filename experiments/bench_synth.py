@@ -37,20 +37,20 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def bench(size: tuple[int, int], drives: int, frames: int, workers: int) -> dict:
+def bench(size: tuple[int, int], drives: int, frames: int, workers: int, version: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
         synthesize(Path(tmp) / "d", drives=drives, frames=frames, size=size, seed=0, progress=False,
-                   workers=workers)
+                   workers=workers, world_version=version)
         total = time.perf_counter() - t0
         cpu = time.process_time() - c0 + _children_cpu() - k0
         nbytes = sum(p.stat().st_size for p in (Path(tmp) / "d").rglob("*") if p.is_file())
-    r = DriveRenderer(0, 1, frames, size)
+    r = DriveRenderer(0, 1, frames, size, world_version=version)
     n = min(frames, 20)
     view = _time(lambda i: r.render(i), n)
     sweep = _time(lambda i: r.velodyne(i), n)
     pts = np.mean([len(r.velodyne(i)) for i in range(3)])
-    return {"size": f"{size[0]}x{size[1]}", "workers": workers, "drives": drives, "frames": drives * frames,
+    return {"size": f"{size[0]}x{size[1]}", "world": version, "workers": workers, "drives": drives, "frames": drives * frames,
             "seconds": round(total, 2), "frames_per_s": round(drives * frames / total, 2),
             "cpu_s_per_frame": round(cpu / (drives * frames), 4),
             "ms_per_view": round(view * 1000, 1), "ms_per_velodyne": round(sweep * 1000, 1),
@@ -61,10 +61,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drives", type=int, default=2)
     ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--runs", default="192x640:1,192x640:2,96x320:1", help="SIZE:WORKERS,...")
+    ap.add_argument("--runs", default="192x640:1:1,192x640:1:2,96x320:1:2,64x192:1:2",
+                    help="SIZE:WORKERS[:WORLD_VERSION],... (version 2 when omitted)")
     args = ap.parse_args(argv)
-    runs = [(tuple(int(v) for v in r.split(":")[0].split("x")), int(r.split(":")[1])) for r in args.runs.split(",")]
-    rows = [bench(size, args.drives, args.frames, workers) for size, workers in runs]
+    runs = [(tuple(int(v) for v in r.split(":")[0].split("x")), int(r.split(":")[1]),
+             int(r.split(":")[2]) if r.count(":") > 1 else 2) for r in args.runs.split(",")]
+    rows = [bench(size, args.drives, args.frames, workers, version) for size, workers, version in runs]
     stamp, load = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), round(os.getloadavg()[0], 1)
     for r in rows:
         r.update({"date": stamp, "load_1min": load})

@@ -3,7 +3,8 @@
 For one world (``--world new``: the default version-2 world; ``old``: version 1) it trains
 Monodepth2 self-supervised, or (``--mode supervised``) the same depth network on the velodyne ground
 truth with a scale-invariant log loss (the upper bound), and evaluates the Eigen-protocol metrics on
-the held-out test drives at each milestone (250, 500, 1k, 2k, 4k … steps). Every run resumes: a
+the held-out test drives at each milestone (``--mode oracle-pose``: Monodepth2's loss with the
+true relative poses instead of the pose network, a diagnostic) (250, 500, 1k, 2k, 4k … steps). Every run resumes: a
 killed invocation continues from its last milestone checkpoint. ``--report`` collects all curves
 under ``--work`` into experiments/results/depth_curve.{csv,md,png} with the constant-depth and
 per-pixel-prior rows.
@@ -100,6 +101,64 @@ def train_supervised(cfg, run: Path, steps: int, log) -> None:
     save_model(run, net, cfg, {"steps": step, "complete": True})
 
 
+def train_oracle_pose(cfg, run: Path, steps: int, log) -> None:
+    """Monodepth2's loss with the true relative poses (poses.txt) instead of the pose network: a
+    diagnostic that separates learning depth from learning ego-motion (resumable at checkpoints)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from donna_nas.tasks.depth.run import checkpoint_path, load_checkpoint, save_checkpoint, save_config, save_model
+    from donna_nas.tasks.depth.train import DepthTrainer, epoch_batches, make_optimizer, make_train_dataset
+
+    torch.manual_seed(cfg.seed)
+    ds = make_train_dataset(cfg, semantics=False)
+    trainer = DepthTrainer(cfg).train()
+    opt = make_optimizer(list(trainer.depth.parameters()), cfg.lr)
+    step = 0
+    if checkpoint_path(run).exists():
+        step = int(load_checkpoint(run, trainer.depth, opt)["step"])
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(run, cfg)
+    cache: dict[str, np.ndarray] = {}
+
+    def cam_to_frame0(folder: str, frame: int) -> np.ndarray:
+        if folder not in cache:
+            rows = np.loadtxt(Path(cfg.data) / folder / "poses.txt").reshape(-1, 3, 4)
+            P = np.tile(np.eye(4), (len(rows), 1, 1))
+            P[:, :3] = rows
+            cache[folder] = P
+        return cache[folder][frame]
+
+    mirror = np.diag([-1.0, 1.0, 1.0, 1.0])  # a horizontally flipped image sees the mirrored motion
+    n_batches = len(epoch_batches(len(ds), cfg.batch, cfg.seed, 0))
+    t0 = time.time()
+    while step < steps:
+        epoch, within = divmod(step, n_batches)
+        ds.set_epoch(epoch)
+        for b in DataLoader(ds, batch_sampler=epoch_batches(len(ds), cfg.batch, cfg.seed, epoch)[within:]):
+            poses = {}
+            for f in cfg.frame_ids[1:]:
+                mats = []
+                for k, idx in enumerate(b["index"].tolist()):
+                    e = ds.entries[idx]
+                    rel = np.linalg.inv(cam_to_frame0(e.folder, e.frame + f)) @ cam_to_frame0(e.folder, e.frame)
+                    mats.append(mirror @ rel @ mirror if bool(b["flipped"][k]) else rel)
+                poses[f] = torch.tensor(np.stack(mats), dtype=torch.float32)
+            disps = trainer.depth.multiscale(b["images_aug"][:, 0])
+            loss, _ = trainer.loss_fn(disps, b["images"], b["K"], b["inv_K"], poses)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 50 == 0:
+                log(f"oracle-pose step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+            if step >= steps:
+                break
+    save_checkpoint(run, trainer.depth, opt, {"step": step})
+    save_model(run, trainer.depth, cfg, {"steps": step, "complete": True})
+
+
 def curve(a) -> None:
     import torch
 
@@ -124,6 +183,8 @@ def curve(a) -> None:
         t0 = time.time()
         if a.mode == "supervised":
             train_supervised(cfg, run, m, lambda s: print(s, flush=True))
+        elif a.mode == "oracle-pose":
+            train_oracle_pose(cfg, run, m, lambda s: print(s, flush=True))
         else:
             resume = checkpoint_path(run).exists()
             cfg.max_steps = m
@@ -203,7 +264,7 @@ def report(a) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", choices=("new", "old"), default="new")
-    ap.add_argument("--mode", choices=("selfsup", "supervised"), default="selfsup")
+    ap.add_argument("--mode", choices=("selfsup", "supervised", "oracle-pose"), default="selfsup")
     ap.add_argument("--milestones", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
     ap.add_argument("--size", default="64x192")
     ap.add_argument("--drives", type=int, default=6)

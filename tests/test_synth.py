@@ -86,7 +86,7 @@ def test_warping_with_true_depth_and_pose_reproduces_the_frame():
 
 
 def test_scene_content_depth_range_and_moving_vehicles():
-    r = DriveRenderer(seed=2, drive=1, frames=10, size=(96, 320))
+    r = DriveRenderer(seed=2, drive=1, frames=10, size=(96, 320), movers=True)
     assert np.any(r.scene.vel != 0) and np.any(r.scene.vel == 0)
     view = r.render(3)
     finite = view.depth[np.isfinite(view.depth)]

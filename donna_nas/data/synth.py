@@ -128,7 +128,7 @@ def calib_texts(H: int, W: int) -> tuple[str, str]:
 class DriveRenderer:
     """Renders the frames of one drive: both colour cameras, labels and the velodyne sweep."""
 
-    def __init__(self, seed: int, drive: int, frames: int, size: tuple[int, int], world_version: int = 1,
+    def __init__(self, seed: int, drive: int, frames: int, size: tuple[int, int], world_version: int = FORMAT_VERSION,
                  texture: str | None = None, supersample: int | None = None, movers: bool = False):
         H, W = size
         self.style = world_style(world_version, size, texture, supersample)
