@@ -77,10 +77,19 @@ class Stage:
     skipped: bool = False
 
 
-def _log(msg: str) -> None:
-    from donna_nas.cli import console
+_CONSOLE = None
 
-    console.print(f"[bold cyan]quickstart[/] {msg}", highlight=False)
+
+def _log(msg: str) -> None:
+    """Stage messages; library code keeps its own console (it never imports the CLI)."""
+    global _CONSOLE
+    if _CONSOLE is None:
+        import sys
+
+        from rich.console import Console
+
+        _CONSOLE = Console(width=None if sys.stdout.isatty() else 160)
+    _CONSOLE.print(f"[bold cyan]quickstart[/] {msg}", highlight=False)
 
 
 def _space(cfg: QuickstartConfig):

@@ -129,11 +129,6 @@ def _is_cli(mod: str) -> bool:
     return mod == "donna_nas.cli" or mod.startswith("donna_nas.cli.") or mod == "donna_nas.__main__"
 
 
-CLI_PENDING = pytest.mark.xfail(
-    strict=False, reason="donna_nas/quickstart.py still imports the CLI's console "
-                         "(issue 17 item 3, another engineer's change)")
-
-
 def test_full_import_graph_outside_the_cli_has_no_cycles():
     """Function-level (lazy) imports too: layers only import downwards. Edges inside the CLI
     package (``_register`` loads the command modules, which use its console) are left out."""
@@ -143,7 +138,6 @@ def test_full_import_graph_outside_the_cli_has_no_cycles():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@CLI_PENDING
 def test_only_the_cli_imports_the_cli():
     offenders = sorted(
         mod for mod, deps in import_graph(module_level=False).items()
