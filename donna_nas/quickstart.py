@@ -246,22 +246,46 @@ def _row(name: str, run: Path) -> dict[str, Any]:
     return row
 
 
+def _baseline_rows(run: Path) -> list[dict[str, Any]]:
+    """Constant depth and the per-pixel prior on the same test split (they look at no image)."""
+    path = run / "metrics.json"
+    base = json.loads(path.read_text()).get("baselines", {}) if path.is_file() else {}
+    nan = None  # not applicable: a baseline has no size, speed or INT8 version
+    names = {"constant": "constant depth (no image)", "prior": "per-pixel prior (no image)"}
+    rows = []
+    for key, m in base.items():
+        row = {"model": names.get(key, key), "params_M": nan, "fps_fp32": nan, "fps_int8": nan}
+        for k in METRICS:
+            row[f"{k}_fp32"], row[f"{k}_int8"] = m[k], nan
+        rows.append(row)
+    return rows
+
+
 def table_rows(out: Path) -> list[dict[str, Any]]:
     teacher_name = json.loads((out / "teacher" / "model.json").read_text())["backbone"]
     return [_row(f"X-Distill ({teacher_name})", out / "teacher"),
-            _row("X-Distill (searched encoder)", out / "searched")]
+            _row("X-Distill (searched encoder)", out / "searched"), *_baseline_rows(out / "teacher")]
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     head = ("| model | params (M) | FPS fp32 | FPS int8 | Sq Rel fp32 | Sq Rel int8 | "
             "abs_rel fp32 | abs_rel int8 | δ<1.25 fp32 |")
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+
+    def f(v: float, fmt: str) -> str:
+        return "–" if v is None else format(v, fmt)  # None: not applicable (baselines)
+
     for r in rows:
-        lines.append(f"| {r['model']} | {r['params_M']:.2f} | {r['fps_fp32']:.1f} | {r['fps_int8']:.1f} | "
-                     f"{r['sq_rel_fp32']:.4f} | {r['sq_rel_int8']:.4f} | {r['abs_rel_fp32']:.4f} | "
-                     f"{r['abs_rel_int8']:.4f} | {r['a1_fp32']:.3f} |")
-    if len(rows) == 2:
-        t, s = rows
+        lines.append(f"| {r['model']} | {f(r['params_M'], '.2f')} | {f(r['fps_fp32'], '.1f')} | "
+                     f"{f(r['fps_int8'], '.1f')} | {f(r['sq_rel_fp32'], '.4f')} | {f(r['sq_rel_int8'], '.4f')} | "
+                     f"{f(r['abs_rel_fp32'], '.4f')} | {f(r['abs_rel_int8'], '.4f')} | {f(r['a1_fp32'], '.3f')} |")
+    base = {r["model"]: r for r in rows[2:]}
+    for r in rows[:2]:
+        lost = [b for b, m in base.items() if not (r["abs_rel_fp32"] < m["abs_rel_fp32"] and r["sq_rel_fp32"] < m["sq_rel_fp32"])]
+        if lost:
+            lines.append(f"\n**{r['model']} does not beat the {' and the '.join(lost)} on abs_rel and Sq Rel.**")
+    if len(rows) >= 2:
+        t, s = rows[:2]
         lines += ["", f"Ratios (searched / teacher): params {s['params_M'] / t['params_M']:.2f}, "
                       f"INT8 FPS {s['fps_int8'] / t['fps_int8']:.2f}, "
                       f"Sq Rel fp32 {s['sq_rel_fp32'] / t['sq_rel_fp32']:.2f}. "

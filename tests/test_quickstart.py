@@ -25,10 +25,12 @@ def test_quickstart_writes_every_artifact(quickstart):
                 "searched/export/model.onnx", "searched/export/model_int8.onnx"):
         assert (out / rel).is_file(), rel
     rows = list(csv.DictReader((out / "table.csv").open()))
-    assert [r["model"] for r in rows] == ["X-Distill (resnet18)", "X-Distill (searched encoder)"]
-    teacher, searched = rows
+    assert [r["model"] for r in rows] == ["X-Distill (resnet18)", "X-Distill (searched encoder)",
+                                          "constant depth (no image)", "per-pixel prior (no image)"]
+    teacher, searched, constant, prior = rows
     assert float(searched["params_M"]) < float(teacher["params_M"])
-    for r in rows:
+    assert 0 < float(prior["abs_rel_fp32"]) and 0 < float(constant["abs_rel_fp32"]) and prior["fps_int8"] == ""
+    for r in (teacher, searched):
         for k in ("sq_rel_fp32", "sq_rel_int8", "fps_int8"):
             assert float(r[k]) > 0
     # the finetuned model is the architecture the search selected
