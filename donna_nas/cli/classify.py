@@ -8,9 +8,17 @@ from typing import Any, Optional
 
 import typer
 
+from donna_nas.cli.common import config_help
 from donna_nas.runtime.threads import set_threads, threads_option
 
 from donna_nas.errors import UserError
+
+# train-classifier options that mirror a ClassifyConfig field default to None: the config's default.
+_CLASSIFY = "donna_nas.tasks.classify.train:ClassifyConfig"
+
+
+def _help(name: str, text: str = "") -> str:
+    return config_help(_CLASSIFY, name, text)
 
 
 def digits_cmd(
@@ -27,38 +35,36 @@ def digits_cmd(
     typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" images of {size}x{size}, 10 classes")
 
 
-def run_classify(*, data: Optional[Path], out: Path, backbone: str = "resnet18", space: Optional[str] = None,
-                 weights: Optional[Path] = None, teacher: Optional[Path] = None, size: Optional[str] = None,
-                 epochs: Optional[int] = None, batch: int = 64, lr: float = 2e-3, kd_weight: float = 0.5,
-                 kd_temperature: float = 4.0, label_smoothing: float = 0.1, seed: int = 0,
-                 checkpoint_every: int = 200, max_steps: Optional[int] = None, resume: bool = False,
-                 evaluate: bool = True, export: bool = False) -> dict[str, Any]:
-    """Train a classifier into ``out`` (optionally KD from ``teacher``), then evaluate / export."""
-    from donna_nas.cli.common import check_out_dir
+def run_classify(*, data: Optional[Path], out: Path, size: Optional[str] = None, weights: Optional[Path] = None,
+                 teacher: Optional[Path] = None, resume: bool = False, evaluate: bool = True, export: bool = False,
+                 **options: Any) -> dict[str, Any]:
+    """Train a classifier into ``out`` (optionally KD from ``teacher``), then evaluate / export.
+
+    ``options`` are ClassifyConfig fields (backbone, epochs, batch, lr, ...); those left out or None
+    take ClassifyConfig's defaults."""
+    from donna_nas.cli.common import check_out_dir, given, parse_size
 
     check_out_dir(out)
-    from donna_nas.cli.common import parse_size
     from donna_nas.tasks.classify.train import ClassifyConfig, train_classifier
 
+    options = given(**options)
     if resume:
-        overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps)) if v is not None}
+        overrides = {k: options[k] for k in ("epochs", "max_steps") if k in options}
         res = train_classifier(None, out, resume=True, overrides=overrides)
     else:
         if data is None:
             raise UserError("--data is required (a folder with train/ and val/ in ImageFolder layout), unless --resume")
+        # the options given; ClassifyConfig supplies the rest
+        cfg = ClassifyConfig(data=str(data), weights=str(weights) if weights else None, **options)
         if teacher is None:
             from donna_nas.tasks.classify.train import resolve_backbone
 
-            run = resolve_backbone(backbone, space)[2]
+            run = resolve_backbone(cfg.backbone, cfg.space)[2]
             teacher = _supernet_classifier_teacher(run) if run is not None else None
-        h, w = parse_size(size) if size else _data_size(data)
-        cfg = ClassifyConfig(data=str(data), backbone=backbone, space=space,
-                             weights=str(weights) if weights else None,
-                             teacher=str(teacher) if teacher else None, height=h, width=w,
-                             epochs=10 if epochs is None else epochs, batch=batch, lr=lr,
-                             kd_weight=kd_weight if teacher else 0.0, kd_temperature=kd_temperature,
-                             label_smoothing=label_smoothing, seed=seed, checkpoint_every=checkpoint_every,
-                             max_steps=max_steps)
+        cfg.teacher = str(teacher) if teacher else None
+        if not teacher:
+            cfg.kd_weight = 0.0
+        cfg.height, cfg.width = parse_size(size) if size else _data_size(data)
         res = train_classifier(cfg, out)
     typer.echo(f"trained {res['step']} steps in {res['seconds']} s; model in {Path(out) / 'model.safetensors'}")
     metrics: dict[str, Any] = {}
@@ -118,19 +124,19 @@ def _supernet_classifier_teacher(run: Path) -> Optional[Path]:
 def train_classifier_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Folder with train/ and val/ (optional test/) in ImageFolder layout."),
     out: Path = typer.Option(..., "--out", help="Run directory."),
-    backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50, an architecture string (with --space) or a searched build-supernet run (its selected.json; distilled init)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=_help("backbone", "resnet18, resnet50, an architecture string (with --space) or a searched build-supernet run (its selected.json; distilled init).")),
     space: Optional[str] = typer.Option(None, "--space", help="Space YAML / shipped name, or a build-supernet run (distilled init of the --backbone architecture)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights (init)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Classifier run directory to distil from (KD on logits)."),
     size: Optional[str] = typer.Option(None, "--size", help="Input HxW (default: the training images' size)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 10; with --resume: the run's)."),
-    batch: int = typer.Option(64, "--batch"),
-    lr: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate (cosine decay)."),
-    kd_weight: float = typer.Option(0.5, "--kd-weight", help="Weight of the KD term (1 - w on cross-entropy)."),
-    kd_temperature: float = typer.Option(4.0, "--kd-temperature"),
-    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
-    seed: int = typer.Option(0, "--seed"),
-    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=_help("epochs", "Epochs (with --resume: the run's).")),
+    batch: Optional[int] = typer.Option(None, "--batch", help=_help("batch")),
+    lr: Optional[float] = typer.Option(None, "--lr", help=_help("lr", "AdamW peak learning rate (cosine decay).")),
+    kd_weight: Optional[float] = typer.Option(None, "--kd-weight", help=_help("kd_weight", "Weight of the KD term (1 - w on cross-entropy).")),
+    kd_temperature: Optional[float] = typer.Option(None, "--kd-temperature", help=_help("kd_temperature")),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help=_help("label_smoothing")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_help("seed")),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help=_help("checkpoint_every", "Steps between checkpoints.")),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Top-1/top-5 and confusion matrix at the end."),

@@ -8,32 +8,48 @@ from typing import Optional
 
 import typer
 
-from donna_nas.cli.common import check_out_dir, check_out_file, parse_size, same_path
+from donna_nas.cli.common import (check_out_dir, check_out_file, config_help, default_of, given, has_default,
+                                  parse_size, same_path, show_value, with_default)
 from donna_nas.errors import UserError
 from donna_nas.runtime.threads import set_threads, threads_option
 
+# Options that mirror a config field default to None: the config's default (read from these);
+# ``finetune --task classify`` passes only the options given, so ClassifyConfig's defaults apply there.
+_DEPTH = "donna_nas.tasks.depth.run:DepthConfig"
+_CLASSIFY = "donna_nas.tasks.classify.train:ClassifyConfig"
+_SEG = "donna_nas.tasks.depth.seg_teacher:train_seg_teacher"
+
+
+def _help(name: str, text: str = "") -> str:
+    """Help of a finetune option: DepthConfig's default, and ClassifyConfig's where it differs."""
+    shown = show_value(default_of(_DEPTH, name))
+    if has_default(_CLASSIFY, name) and default_of(_CLASSIFY, name) != default_of(_DEPTH, name):
+        shown += f"; classify: {show_value(default_of(_CLASSIFY, name))}"
+    return with_default(text, shown)
+
 
 def finetune(
-    ctx: typer.Context,
     task: str = typer.Option("depth", "--task", help="Task to train: 'depth' (Monodepth2 / X-Distill) or 'classify' (CE + KD)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder in KITTI raw layout with splits/ (not needed with --resume)."),
-    backbone: str = typer.Option("resnet18", "--backbone", help="resnet18, resnet50 or an architecture string (with --space)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=_help("backbone", "resnet18, resnet50 or an architecture string (with --space).")),
     space: Optional[str] = typer.Option(None, "--space", help="Search space YAML or shipped name, for architecture strings."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights for the depth encoder."),
     pose_weights: Optional[Path] = typer.Option(None, "--pose-weights", help="torchvision-format ResNet18 weights for the pose encoder."),
-    xdistill: bool = typer.Option(False, "--xdistill", help="Add the X-Distill semantic loss (training only)."),
+    xdistill: Optional[bool] = typer.Option(None, "--xdistill", help="Add the X-Distill semantic loss (training only)."),
     seg_teacher: Optional[str] = typer.Option(None, "--seg-teacher", help="Teacher: train-seg-teacher .safetensors, .onnx, TorchScript .pt, or 'labels'."),
     groups: Optional[Path] = typer.Option(None, "--groups", help="Class→group YAML (default: shipped mapping)."),
-    xdistill_weight: float = typer.Option(0.1, "--xdistill-weight", help="Weight of the X-Distill cross-entropy."),
-    size: str = typer.Option("192x640", "--size", help="Training size HxW (multiples of 32)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 20; with --resume: the run's)."),
-    batch: int = typer.Option(12, "--batch"),
-    lr: float = typer.Option(1e-4, "--lr"),
-    lr_step: int = typer.Option(15, "--lr-step", help="Epochs between ×0.1 learning-rate decays."),
-    act: str = typer.Option("elu", "--act", help="Decoder activation: elu (Monodepth2) or relu (INT8-friendly)."),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
-    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
+    xdistill_weight: Optional[float] = typer.Option(None, "--xdistill-weight", help=_help("xdistill_weight", "Weight of the X-Distill cross-entropy.")),
+    size: Optional[str] = typer.Option(None, "--size", help=with_default(
+        "Training size HxW (multiples of 32; classify: the training images' size).",
+        (default_of(_DEPTH, "height"), default_of(_DEPTH, "width")))),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=_help("epochs", "Epochs (with --resume: the run's).")),
+    batch: Optional[int] = typer.Option(None, "--batch", help=_help("batch")),
+    lr: Optional[float] = typer.Option(None, "--lr", help=_help("lr")),
+    lr_step: Optional[int] = typer.Option(None, "--lr-step", help=_help("lr_step", "Epochs between ×0.1 learning-rate decays.")),
+    act: Optional[str] = typer.Option(None, "--act", help=_help("act", "Decoder activation: elu (Monodepth2) or relu (INT8-friendly).")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_help("seed")),
+    workers: Optional[int] = typer.Option(None, "--workers", help=_help("workers", "DataLoader worker processes.")),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help=_help("checkpoint_every", "Steps between checkpoints.")),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -46,15 +62,13 @@ def finetune(
     an image classifier (--backbone RUN or --space RUN: blockwise-distilled init from a build-supernet run) into a run directory."""
     set_threads(threads)
     check_out_dir(out)
-    if task == "classify":
+    if task == "classify":  # the options given; ClassifyConfig supplies the rest
         from donna_nas.cli.classify import run_classify
 
-        given = lambda name, v: v if ctx.get_parameter_source(name).name != "DEFAULT" else None  # noqa: E731
-        opts = {k: v for k, v in (("size", given("size", size)), ("batch", given("batch", batch)),
-                                  ("lr", given("lr", lr))) if v is not None}
-        run_classify(data=data, out=out, backbone=backbone, space=space, weights=weights, teacher=teacher,
-                     epochs=epochs, seed=seed, checkpoint_every=checkpoint_every, max_steps=max_steps,
-                     resume=resume, evaluate=evaluate, export=export, **opts)
+        run_classify(data=data, out=out, resume=resume, evaluate=evaluate, export=export,
+                     **given(backbone=backbone, space=space, weights=weights, teacher=teacher, size=size,
+                             epochs=epochs, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                             max_steps=max_steps))
         return
     if task != "depth":
         raise UserError(f"--task {task}: use depth or classify")
@@ -78,15 +92,14 @@ def finetune(
         return
     if data is None:
         raise UserError("--data is required (the dataset folder), unless --resume continues an existing run")
-    epochs = 20 if epochs is None else epochs
-    h, w = parse_size(size)
-    cfg = DepthConfig(
-        data=str(data), backbone=backbone, space=space, weights=str(weights) if weights else None,
-        pose_weights=str(pose_weights) if pose_weights else None, height=h, width=w, epochs=epochs, batch=batch,
-        lr=lr, lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
-        xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,
-        checkpoint_every=checkpoint_every, max_steps=max_steps,
-    )
+    opts = given(backbone=backbone, space=space, weights=str(weights) if weights else None,
+                 pose_weights=str(pose_weights) if pose_weights else None, epochs=epochs, batch=batch, lr=lr,
+                 lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
+                 xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,
+                 checkpoint_every=checkpoint_every, max_steps=max_steps)
+    if size is not None:
+        opts["height"], opts["width"] = parse_size(size)
+    cfg = DepthConfig(data=str(data), **opts)  # the options given; DepthConfig supplies the rest
     res = train_depth(cfg, out)
     _finish(out, res, evaluate)
 
@@ -105,11 +118,11 @@ def _finish(out: Path, res: dict, evaluate: bool) -> None:
 def train_seg_teacher_cmd(
     data: Path = typer.Option(..., "--data", help="Dataset folder with semantics/ label maps."),
     out: Path = typer.Option(..., "--out", help="Output teacher file (.safetensors)."),
-    size: str = typer.Option("96x320", "--size"),
-    epochs: int = typer.Option(5, "--epochs"),
-    batch: int = typer.Option(8, "--batch"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
+    size: Optional[str] = typer.Option(None, "--size", help=config_help(_SEG, "size", "Training size HxW.")),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=config_help(_SEG, "epochs")),
+    batch: Optional[int] = typer.Option(None, "--batch", help=config_help(_SEG, "batch")),
+    lr: Optional[float] = typer.Option(None, "--lr", help=config_help(_SEG, "lr")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=config_help(_SEG, "seed")),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Train a small segmentation network on the dataset's labels (X-Distill teacher)."""
@@ -119,7 +132,8 @@ def train_seg_teacher_cmd(
     check_out_file(out)
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out}: the teacher file must end in .safetensors")
-    meta = train_seg_teacher(data, out, parse_size(size), epochs, batch, lr, seed)
+    opts = given(size=None if size is None else parse_size(size), epochs=epochs, batch=batch, lr=lr, seed=seed)
+    meta = train_seg_teacher(data, out, **opts)  # the options given; the function's defaults for the rest
     typer.echo(f"wrote {out}: pixel accuracy (last epoch, train) {meta['last_epoch_pixel_acc']:.3f}, {meta['seconds']} s")
 
 

@@ -7,28 +7,36 @@ from typing import Optional
 
 import typer
 
+from donna_nas.cli.common import config_help, given
 from donna_nas.runtime.threads import threads_option
+
+# Options that mirror a SupernetConfig field default to None: the config's default (shown in --help).
+_SUPERNET = "donna_nas.distill.pipeline:SupernetConfig"
+
+
+def _help(name: str, text: str = "") -> str:
+    return config_help(_SUPERNET, name, text)
 
 
 def build_supernet_cmd(
     space: str = typer.Option(..., "--space", help="Space YAML file or shipped name (tiny, donna_depth)."),
-    teacher: str = typer.Option("resnet18", "--teacher", help="resnet18 | resnet50 | a depth run directory."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help=_help("teacher", "resnet18 | resnet50 | a depth run directory.")),
     teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="torchvision-format state dict for a ResNet teacher."),
     data: Optional[str] = typer.Option(None, "--data", help="KITTI-layout folder with splits/{train,val}_files.txt; classify: train/ and val/ in ImageFolder layout."),
-    task: str = typer.Option("depth", "--task", help="Predictor finetune task: depth (Sq Rel), classify (top-1) or distill (label-free NSR proxy)."),
+    task: Optional[str] = typer.Option(None, "--task", help=_help("task", "Predictor finetune task: depth (Sq Rel), classify (top-1) or distill (label-free NSR proxy).")),
     out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     workers: int = typer.Option(1, "--workers", help="Parallel jobs (processes, or Ray CPUs)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster instead of starting one."),
-    predictor_archs: int = typer.Option(24, "--predictor-archs", help="Architectures finetuned to fit the predictor (0: skip)."),
-    predictor_test: int = typer.Option(8, "--predictor-test", help="Extra held-out architectures to measure ranking quality."),
+    predictor_archs: Optional[int] = typer.Option(None, "--predictor-archs", help=_help("predictor_archs", "Architectures finetuned to fit the predictor (0: skip).")),
+    predictor_test: Optional[int] = typer.Option(None, "--predictor-test", help=_help("predictor_test", "Extra held-out architectures to measure ranking quality.")),
     size: Optional[str] = typer.Option(None, "--size", help="BKD resolution HxW (default half the space's input size)."),
-    train_frames: int = typer.Option(256, "--train-frames"),
-    val_frames: int = typer.Option(64, "--val-frames"),
-    bkd_steps: int = typer.Option(300, "--bkd-steps", help="Training steps per block supernet."),
-    ft_steps: int = typer.Option(50, "--ft-steps", help="Finetune steps per predictor architecture."),
-    rank_check: int = typer.Option(0, "--rank-check", help="Also train N choices of one block alone and compare rankings."),
-    seed: int = typer.Option(0, "--seed"),
+    train_frames: Optional[int] = typer.Option(None, "--train-frames", help=_help("train_frames")),
+    val_frames: Optional[int] = typer.Option(None, "--val-frames", help=_help("val_frames")),
+    bkd_steps: Optional[int] = typer.Option(None, "--bkd-steps", help=_help("bkd_steps", "Training steps per block supernet.")),
+    ft_steps: Optional[int] = typer.Option(None, "--ft-steps", help=_help("ft_steps", "Finetune steps per predictor architecture.")),
+    rank_check: Optional[int] = typer.Option(None, "--rank-check", help=_help("rank_check", "Also train N choices of one block alone and compare rankings.")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_help("seed")),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed build; finished jobs are skipped."),
     threads: Optional[int] = threads_option(),
 ) -> None:
@@ -50,12 +58,13 @@ def build_supernet_cmd(
         _check_resume_inputs(out, teacher_weights=teacher_weights, data=data)
         remove_stale_temp(out)
     sp = load_space(space)
-    h, w = parse_size(size) if size else (0, 0)
-    cfg = SupernetConfig(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
-                         height=h, width=w, train_frames=train_frames, val_frames=val_frames,
-                         bkd_steps=bkd_steps, predictor_archs=predictor_archs,
-                         predictor_test=predictor_test, ft_steps=ft_steps, rank_check=rank_check,
-                         seed=seed)
+    opts = given(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
+                 train_frames=train_frames, val_frames=val_frames, bkd_steps=bkd_steps,
+                 predictor_archs=predictor_archs, predictor_test=predictor_test, ft_steps=ft_steps,
+                 rank_check=rank_check, seed=seed)
+    if size:
+        opts["height"], opts["width"] = parse_size(size)
+    cfg = SupernetConfig(**opts)  # the options given; SupernetConfig supplies the rest
     ex = make_executor(executor, workers, ray_address)
     res = build_supernet(sp, out, cfg, executor=ex, resume=resume)
     console.print(f"block-quality table: {out / 'tables' / 'block_quality.csv'} ({len(res.quality)} rows)")
