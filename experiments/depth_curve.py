@@ -237,6 +237,7 @@ def report(a) -> None:
             else:
                 ax.plot(g["step"], g[metric], "o-", label=f"{wname} world: {model}")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel("training steps (batch 4)")
         ax.set_ylabel(metric + " (test drives, lower is better)")
         ax.grid(alpha=0.3)
@@ -252,7 +253,7 @@ def report(a) -> None:
              f"(held-out drives). Machine: {c0.get('machine')}, shared with other jobs. "
              "Baselines look at no image: constant depth, and the per-pixel prior (mean training depth per pixel); "
              "both median-scaled per image like the models.", "",
-             "| world | model | step | " + " | ".join(METRICS) + " | train s |", "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
+             "| world | model | step | " + " | ".join(METRICS) + " | curve's training s (all milestones) |", "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
     for r in df.itertuples(index=False):
         lines.append(f"| {r.world} | {r.model} | {r.step or '–'} | " + " | ".join(f"{getattr(r, k):.3f}" for k in METRICS)
                      + f" | {int(r.train_s) or '–'} |")
