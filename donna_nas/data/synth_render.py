@@ -257,7 +257,8 @@ def _fade(fp: np.ndarray, wavelength: float) -> np.ndarray:
     return np.clip(2.0 - 4.0 * fp / wavelength, 0.0, 1.0).astype(np.float32)
 
 
-def _ground_albedo(x, y, fp, seed):
+def _ground_regions(x, y):
+    """Empty albedo, semantic labels and the road / sidewalk / terrain masks of ground points."""
     ay = np.abs(y)
     out = np.empty(x.shape + (3,), np.float32)
     lab = np.full(x.shape, sem.ID["terrain"], np.uint8)
@@ -265,6 +266,11 @@ def _ground_albedo(x, y, fp, seed):
     side = (~road) & (ay < ROAD_HALF + SIDEWALK)
     terr = ~(road | side)
     lab[road], lab[side] = sem.ROAD, sem.SIDEWALK
+    return out, lab, road, side, terr
+
+
+def _ground_albedo(x, y, fp, seed):
+    out, lab, road, side, terr = _ground_regions(x, y)
     if road.any():
         xr, yr, f = x[road], y[road], fp[road]
         g = 0.30 + 0.12 * (vnoise(xr, yr, 3.0, seed) - 0.5) + 0.14 * _fade(f, 0.4) * (vnoise(xr, yr, 0.4, seed + 1) - 0.5)
@@ -362,13 +368,7 @@ def _box1(a, lo: float, hi: float, fp):
 
 
 def _ground_albedo_v2(x, y, fp, seed):
-    ay = np.abs(y)
-    out = np.empty(x.shape + (3,), np.float32)
-    lab = np.full(x.shape, sem.ID["terrain"], np.uint8)
-    road = ay < ROAD_HALF
-    side = (~road) & (ay < ROAD_HALF + SIDEWALK)
-    terr = ~(road | side)
-    lab[road], lab[side] = sem.ROAD, sem.SIDEWALK
+    out, lab, road, side, terr = _ground_regions(x, y)
     if road.any():
         xr, yr, f = x[road], y[road], fp[road]
         g = (0.32 + 0.16 * _band(xr, yr, 4.0, seed, f) + 0.30 * _band(xr, yr, 1.2, seed + 1, f)
