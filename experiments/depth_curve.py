@@ -50,26 +50,15 @@ def silog(pred: "torch.Tensor", gt: "torch.Tensor", lam: float = 0.85) -> "torch
     return torch.sqrt(torch.clamp((d**2).mean() - lam * d.mean() ** 2, min=1e-8)) * 10
 
 
-def train_supervised(cfg, run: Path, steps: int, log) -> None:
-    """The same depth network as Monodepth2's, trained on velodyne depth (resumable at checkpoints)."""
-    import torch
-    import torch.nn.functional as F
+def fit_resumable(cfg, run: Path, steps: int, net, opt, ds, loss_of, name: str, log) -> None:
+    """Train ``net`` (saved as the run's model) to ``steps`` optimizer steps with ``loss_of(batch)``,
+    continuing from RUN's checkpoint when there is one; the sample order is the trainer's
+    (``epoch_batches``), so a resumed curve sees the same batches as an uninterrupted one."""
     from torch.utils.data import DataLoader
 
-    from donna_nas.data.gt import gt_for_entry, resolve_protocol
-    from donna_nas.data.kitti import KittiRawDataset
-    from donna_nas.tasks.depth.geometry import disp_to_depth
     from donna_nas.tasks.depth.run import checkpoint_path, load_checkpoint, save_checkpoint, save_config, save_model
-    from donna_nas.tasks.depth.train import build_depth_net, epoch_batches
+    from donna_nas.tasks.depth.train import epoch_batches
 
-    torch.manual_seed(cfg.seed)
-    root = Path(cfg.data)
-    ds = KittiRawDataset(cfg.data, str(root / "splits" / "train_files.txt"), size=(cfg.height, cfg.width),
-                         frame_ids=(0,), train=True, semantics=False, stereo=False, seed=cfg.seed)
-    proto, cache = resolve_protocol(root, "auto"), {}
-    gts = torch.from_numpy(np.stack([gt_for_entry(root, e, proto, cache) for e in ds.entries]))
-    net = build_depth_net(cfg)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step = 0
     if checkpoint_path(run).exists():
         step = int(load_checkpoint(run, net, opt)["step"])
@@ -83,43 +72,59 @@ def train_supervised(cfg, run: Path, steps: int, log) -> None:
         epoch, within = divmod(step, n_batches)
         ds.set_epoch(epoch)
         for b in DataLoader(ds, batch_sampler=epoch_batches(len(ds), cfg.batch, cfg.seed, epoch)[within:]):
-            gt = gts[b["index"]]
-            gt = torch.where(b["flipped"][:, None, None], gt.flip(-1), gt)[:, None]
-            loss = 0
-            for disp in net.multiscale(b["images_aug"][:, 0]):
-                up = F.interpolate(disp, size=gt.shape[-2:], mode="bilinear", align_corners=False)
-                loss = loss + silog(disp_to_depth(up, cfg.min_depth, cfg.max_depth)[1], gt)
+            loss = loss_of(b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             if step % 50 == 0:
-                log(f"supervised step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+                log(f"{name} step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
             if step >= steps:
                 break
     save_checkpoint(run, net, opt, {"step": step})
     save_model(run, net, cfg, {"steps": step, "complete": True})
 
 
+def train_supervised(cfg, run: Path, steps: int, log) -> None:
+    """The same depth network as Monodepth2's, trained on velodyne depth (resumable at checkpoints)."""
+    import torch
+    import torch.nn.functional as F
+
+    from donna_nas.data.gt import gt_for_entry, resolve_protocol
+    from donna_nas.data.kitti import KittiRawDataset
+    from donna_nas.tasks.depth.geometry import disp_to_depth
+    from donna_nas.tasks.depth.train import build_depth_net
+
+    torch.manual_seed(cfg.seed)
+    root = Path(cfg.data)
+    ds = KittiRawDataset(cfg.data, str(root / "splits" / "train_files.txt"), size=(cfg.height, cfg.width),
+                         frame_ids=(0,), train=True, semantics=False, stereo=False, seed=cfg.seed)
+    proto, cache = resolve_protocol(root, "auto"), {}
+    gts = torch.from_numpy(np.stack([gt_for_entry(root, e, proto, cache) for e in ds.entries]))
+    net = build_depth_net(cfg)
+
+    def loss_of(b):
+        gt = gts[b["index"]]
+        gt = torch.where(b["flipped"][:, None, None], gt.flip(-1), gt)[:, None]
+        loss = 0
+        for disp in net.multiscale(b["images_aug"][:, 0]):
+            up = F.interpolate(disp, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+            loss = loss + silog(disp_to_depth(up, cfg.min_depth, cfg.max_depth)[1], gt)
+        return loss
+
+    fit_resumable(cfg, run, steps, net, torch.optim.Adam(net.parameters(), lr=cfg.lr), ds, loss_of, "supervised", log)
+
+
 def train_oracle_pose(cfg, run: Path, steps: int, log) -> None:
     """Monodepth2's loss with the true relative poses (poses.txt) instead of the pose network: a
     diagnostic that separates learning depth from learning ego-motion (resumable at checkpoints)."""
     import torch
-    from torch.utils.data import DataLoader
 
-    from donna_nas.tasks.depth.run import checkpoint_path, load_checkpoint, save_checkpoint, save_config, save_model
-    from donna_nas.tasks.depth.train import DepthTrainer, epoch_batches, make_optimizer, make_train_dataset
+    from donna_nas.tasks.depth.train import DepthTrainer, make_optimizer, make_train_dataset
 
     torch.manual_seed(cfg.seed)
     ds = make_train_dataset(cfg, semantics=False)
     trainer = DepthTrainer(cfg).train()
-    opt = make_optimizer(list(trainer.depth.parameters()), cfg.lr)
-    step = 0
-    if checkpoint_path(run).exists():
-        step = int(load_checkpoint(run, trainer.depth, opt)["step"])
-    else:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(run, cfg)
     cache: dict[str, np.ndarray] = {}
 
     def cam_to_frame0(folder: str, frame: int) -> np.ndarray:
@@ -131,32 +136,21 @@ def train_oracle_pose(cfg, run: Path, steps: int, log) -> None:
         return cache[folder][frame]
 
     mirror = np.diag([-1.0, 1.0, 1.0, 1.0])  # a horizontally flipped image sees the mirrored motion
-    n_batches = len(epoch_batches(len(ds), cfg.batch, cfg.seed, 0))
-    t0 = time.time()
-    while step < steps:
-        epoch, within = divmod(step, n_batches)
-        ds.set_epoch(epoch)
-        for b in DataLoader(ds, batch_sampler=epoch_batches(len(ds), cfg.batch, cfg.seed, epoch)[within:]):
-            poses = {}
-            for f in cfg.frame_ids[1:]:
-                mats = []
-                for k, idx in enumerate(b["index"].tolist()):
-                    e = ds.entries[idx]
-                    rel = np.linalg.inv(cam_to_frame0(e.folder, e.frame + f)) @ cam_to_frame0(e.folder, e.frame)
-                    mats.append(mirror @ rel @ mirror if bool(b["flipped"][k]) else rel)
-                poses[f] = torch.tensor(np.stack(mats), dtype=torch.float32)
-            disps = trainer.depth.multiscale(b["images_aug"][:, 0])
-            loss, _ = trainer.loss_fn(disps, b["images"], b["K"], b["inv_K"], poses)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % 50 == 0:
-                log(f"oracle-pose step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
-            if step >= steps:
-                break
-    save_checkpoint(run, trainer.depth, opt, {"step": step})
-    save_model(run, trainer.depth, cfg, {"steps": step, "complete": True})
+
+    def loss_of(b):
+        poses = {}
+        for f in cfg.frame_ids[1:]:
+            mats = []
+            for k, idx in enumerate(b["index"].tolist()):
+                e = ds.entries[idx]
+                rel = np.linalg.inv(cam_to_frame0(e.folder, e.frame + f)) @ cam_to_frame0(e.folder, e.frame)
+                mats.append(mirror @ rel @ mirror if bool(b["flipped"][k]) else rel)
+            poses[f] = torch.tensor(np.stack(mats), dtype=torch.float32)
+        disps = trainer.depth.multiscale(b["images_aug"][:, 0])
+        return trainer.loss_fn(disps, b["images"], b["K"], b["inv_K"], poses)[0]
+
+    fit_resumable(cfg, run, steps, trainer.depth, make_optimizer(list(trainer.depth.parameters()), cfg.lr), ds,
+                  loss_of, "oracle-pose", log)
 
 
 def curve(a) -> None:

@@ -291,14 +291,19 @@ def _ground_albedo(x, y, fp, seed):
     return out, lab
 
 
+def _texture_groups(tex: np.ndarray):
+    """(kind, slice) of every texture kind present in ``tex``, which is sorted by kind."""
+    bounds = np.searchsorted(tex, np.arange(TEX_FOLIAGE + 2))
+    for kind in (TEX_FACADE, TEX_CAR, TEX_POLE, TEX_TRUNK, TEX_FOLIAGE):
+        m = slice(int(bounds[kind]), int(bounds[kind + 1]))
+        if m.stop > m.start:
+            yield kind, m
+
+
 def _box_albedo(tex, col, s, z, zr, top, fp, seed):
     """Albedo of box surface points sorted by texture kind ``tex``; s, z: face coordinates (object frame)."""
     out = np.empty(s.shape + (3,), np.float32)
-    bounds = np.searchsorted(tex, np.arange(TEX_FOLIAGE + 2))  # ``tex`` is sorted: one slice per kind
-    for kind in (TEX_FACADE, TEX_CAR, TEX_POLE, TEX_TRUNK, TEX_FOLIAGE):
-        m = slice(int(bounds[kind]), int(bounds[kind + 1]))
-        if m.stop <= m.start:
-            continue
+    for kind, m in _texture_groups(tex):
         ss, zz, c, f, sd, tp, zrel = s[m], z[m], col[m], fp[m], seed[m], top[m], zr[m]
         if kind == TEX_FACADE:
             a = c * (0.8 + 0.4 * vnoise(ss, zz, 2.0, sd))[:, None]
@@ -399,11 +404,7 @@ def _ground_albedo_v2(x, y, fp, seed):
 def _box_albedo_v2(tex, col, s, z, zr, top, fp, seed):
     """Version-2 albedo of box surface points sorted by texture kind (see ``_box_albedo``)."""
     out = np.empty(s.shape + (3,), np.float32)
-    bounds = np.searchsorted(tex, np.arange(TEX_FOLIAGE + 2))
-    for kind in (TEX_FACADE, TEX_CAR, TEX_POLE, TEX_TRUNK, TEX_FOLIAGE):
-        m = slice(int(bounds[kind]), int(bounds[kind + 1]))
-        if m.stop <= m.start:
-            continue
+    for kind, m in _texture_groups(tex):
         ss, zz, c, f, sd, tp, zrel = s[m], z[m], col[m], fp[m], seed[m], top[m], zr[m]
         if kind == TEX_FACADE:
             row = np.floor(zz / 0.3)
