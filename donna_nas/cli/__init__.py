@@ -41,6 +41,7 @@ def _register() -> None:
     from donna_nas.cli import export as _export; _export.register(app)
     from donna_nas.cli import quickstart as _quickstart; _quickstart.register(app)
     from donna_nas.cli import classify as _classify; _classify.register(app)
+    from donna_nas.cli import models as _models; _models.register(app)
 
 
 def _version() -> str:

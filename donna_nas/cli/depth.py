@@ -31,7 +31,8 @@ def _help(name: str, text: str = "") -> str:
 def finetune(
     task: str = typer.Option("depth", "--task", help="Task to train: 'depth' (Monodepth2 / X-Distill) or 'classify' (CE + KD)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder in KITTI raw layout with splits/ (not needed with --resume)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help=_help("backbone", "resnet18, resnet50 or an architecture string (with --space).")),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help=_help("backbone", "resnet18, resnet50, an architecture string (with --space), a build-supernet run, or a shipped model name (`models list`: its architecture, started from its weights).")),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Warm start: a depth run directory (depth + pose nets) or a shipped model name (depth net); fresh optimizer."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space YAML or shipped name, for architecture strings."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights for the depth encoder."),
     pose_weights: Optional[Path] = typer.Option(None, "--pose-weights", help="torchvision-format ResNet18 weights for the pose encoder."),
@@ -92,7 +93,7 @@ def finetune(
         return
     if data is None:
         raise UserError("--data is required (the dataset folder), unless --resume continues an existing run")
-    opts = given(backbone=backbone, space=space, weights=str(weights) if weights else None,
+    opts = given(backbone=backbone, space=space, weights=str(weights) if weights else None, init_from=init_from,
                  pose_weights=str(pose_weights) if pose_weights else None, epochs=epochs, batch=batch, lr=lr,
                  lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
                  xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,

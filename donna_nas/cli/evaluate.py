@@ -30,11 +30,13 @@ def evaluate(
     prior: Path = typer.Option(None, "--prior",
                                help="Per-pixel prior depth map (.npy, H x W) for the prior baseline [default: made from "
                                     "the data root's training split ground truth]."),
+    model: str = typer.Option(None, "--model", help="A shipped model name (`donna-nas models list`): evaluate it on --data's test split."),
     as_json: bool = typer.Option(False, "--json",
                                  help='Print {"model": {...}, "constant": {...}, "prior": {...}} (seven metrics each).'),
 ) -> None:
     """Eigen metrics (abs_rel, sq_rel, rmse, rmse_log, a1-a3): `evaluate RUN` predicts a depth run's
-    test split; `evaluate --pred P.npy --gt GT.npz` scores saved disparities."""
+    test split; `evaluate --model NAME --data DIR` a shipped model's on any world; `evaluate --pred
+    P.npy --gt GT.npz` scores saved disparities."""
     import numpy as np
 
     from donna_nas.cli import console
@@ -46,6 +48,27 @@ def evaluate(
 
     import json
 
+    if model is not None:  # a shipped depth model on any world; nothing is written into the package
+        from donna_nas.tasks.depth.evaluate import evaluate_model
+        from donna_nas.tasks.depth.run import load_model
+
+        if run is not None or pred is not None:
+            raise UserError("evaluate --model NAME: give --data DIR, not a RUN or --pred")
+        if data is None:
+            raise UserError(f"evaluate --model {model}: --data is required (a dataset folder, e.g. from `donna-nas data synth`)")
+        if not (data / "splits" / "test_files.txt").is_file():
+            raise UserError(f"--data {data}: no splits/test_files.txt; give a dataset folder made by `donna-nas data synth`")
+        net, info = load_model(model)
+        res, *_ = evaluate_model(net, info, str(data), gt=str(gt) if gt else None, prior=str(prior) if prior else None)
+        rows = {"model": res["metrics"], **res["baselines"]}
+        if out is not None:
+            write_json_atomic(out, {"model_name": model, **res})
+        if as_json:
+            print(json.dumps(rows, indent=1, sort_keys=True))
+            return
+        _print_rows(console, rows, f"{model} on {res['frames']} test frames of {data}")
+        console.print(_verdict_line(res))
+        return
     if run is not None:  # the depth task evaluates a trained run directory itself
         from donna_nas.tasks.depth.evaluate import evaluate_run
 

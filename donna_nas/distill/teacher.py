@@ -83,14 +83,25 @@ class TeacherCut(nn.Module):
 
 
 def load_teacher(spec: str, weights: str | None = None) -> tuple[TeacherCut, dict[str, Any]]:
-    """``resnet18``/``resnet50`` (+ torchvision-format ``weights``) or a depth run directory.
+    """``resnet18``/``resnet50`` (+ ``weights``: a torchvision-format file or a shipped depth
+    model's name, whose encoder is used), a depth run directory, or a shipped depth model's name
+    (``donna-nas models list``).
 
     Returns the cut teacher and a JSON-able description (written to ``RUN/teacher.json``).
     """
     from donna_nas.nn.encoders import RESNETS, create_encoder
+    from donna_nas.tasks.depth.zoo import is_model_name, resolve_model
 
     name = spec.strip()
     if name.lower() in RESNETS:
+        if is_model_name(weights):
+            shipped = resolve_model(str(weights), kind="depth")
+            if shipped.card.get("backbone") != name.lower():
+                raise UserError(f"--teacher-weights {weights}: a {shipped.card.get('backbone')} model, but "
+                                f"--teacher is {name.lower()}; use --teacher {weights} or a matching model")
+            cut, desc = _load_depth_run(shipped.folder)
+            desc.update(kind="resnet", name=name.lower(), weights=shipped.name, shipped=shipped.name)
+            return TeacherCut(cut.module, name=f"{name.lower()}:{shipped.name}"), desc
         enc = create_encoder(name, weights=weights)
         info = {"kind": "resnet", "name": name.lower(),
                 "weights": str(Path(weights).resolve()) if weights else None,
@@ -102,8 +113,12 @@ def load_teacher(spec: str, weights: str | None = None) -> tuple[TeacherCut, dic
             raise UserError(f"--teacher-weights {weights}: not used with a run directory teacher "
                             f"({path} carries its own weights)")
         return _load_depth_run(path)
-    raise UserError(f"--teacher {spec!r}: expected resnet18, resnet50 or a depth run directory "
-                    "(with model.json and model.safetensors)")
+    if weights:
+        raise UserError(f"--teacher-weights {weights}: only for --teacher resnet18/resnet50")
+    shipped = resolve_model(name, kind="depth")  # an unknown name lists the shipped ones
+    cut, desc = _load_depth_run(shipped.folder)
+    desc.update(kind="shipped", run=None, shipped=shipped.name)
+    return TeacherCut(cut.module, name=shipped.name), desc
 
 
 def _load_depth_run(run: Path) -> tuple[TeacherCut, dict[str, Any]]:
@@ -115,15 +130,11 @@ def _load_depth_run(run: Path) -> tuple[TeacherCut, dict[str, Any]]:
         info = json.loads(mj.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{mj}: corrupt JSON ({exc.msg} at line {exc.lineno})") from None
-    from safetensors.torch import load_file
-
     from donna_nas.nn.encoders import create_encoder
+    from donna_nas.tasks.depth.run import load_model_weights
 
     enc = create_encoder(info.get("backbone", "resnet18"), info.get("space"))
-    try:
-        sd = load_file(str(mw))
-    except Exception as exc:  # truncated or not a safetensors file
-        raise UserError(f"{mw}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
+    sd, _ = load_model_weights(run)  # fp32 (shipped models are stored fp16); unreadable: one line
     enc_sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
     own = enc.state_dict()
     missing = sorted(set(own) - set(enc_sd))

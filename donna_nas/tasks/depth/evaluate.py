@@ -18,7 +18,7 @@ from donna_nas.runtime.io import write_json_atomic
 from donna_nas.tasks.depth.geometry import disp_to_depth
 from donna_nas.tasks.depth.run import load_config, load_model
 
-__all__ = ["predict_disparities", "evaluate_run", "load_gt", "METRIC_NAMES"]
+__all__ = ["predict_disparities", "evaluate_model", "evaluate_run", "load_gt", "METRIC_NAMES"]
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
@@ -82,29 +82,24 @@ def load_or_make_prior(data: str, prior: str | None = None, train_split: str | N
     return p
 
 
-def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None, report: bool = True,
-                 split: str | None = None, prior: str | None = None) -> dict[str, float]:
-    """Predict the test split with RUN's model; write RUN/metrics.json (and report.md + plots/).
+def evaluate_model(net: torch.nn.Module, info: dict[str, Any], data: str, gt: str | None = None,
+                   split: str | None = None, prior: str | None = None, train_split: str | None = None,
+                   ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Eigen metrics of ``net`` on DATA's test split, with the constant and per-pixel-prior baselines.
 
-    metrics.json holds the model's metrics and, evaluated the same way, the constant-depth and
-    per-pixel-prior baselines (``baselines``), so every result states whether it beats them.
+    Returns (result, images, disparities, ground truth); writes nothing but DATA's cached ground
+    truth and prior. ``info`` is the model's ``model.json`` (size and depth range).
     """
+    from donna_nas.tasks.depth.baselines import baseline_metrics
     from donna_nas.tasks.depth.metrics import evaluate_disparities
 
-    run = Path(run)
-    cfg = load_config(run)
-    net, info = load_model(run)
-    data = data or cfg.data
     ds = _test_dataset(data, (info["height"], info["width"]), split)
     disps, images = predict_disparities(net, ds, info["min_depth"], info["max_depth"])
     gts = load_gt(data, gt, split)
     if len(gts) != len(disps):
         raise UserError(f"ground truth has {len(gts)} maps but the test split has {len(disps)} frames; re-export it for this split")
-    from donna_nas.tasks.depth.baselines import baseline_metrics
-
     metrics, ratios = evaluate_disparities(disps, gts, crop="garg", median_scaling=True)
-    base = baseline_metrics(gts, load_or_make_prior(data, prior, cfg.train_split if data == cfg.data else None),
-                            crop="garg", median_scaling=True)
+    base = baseline_metrics(gts, load_or_make_prior(data, prior, train_split), crop="garg", median_scaling=True)
     out = {k: float(metrics[k]) for k in METRIC_NAMES}
     result = {
         "metrics": out,
@@ -116,12 +111,28 @@ def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None
         "data": str(data),
         "median_scaling": _jsonable(ratios),
     }
+    return result, images, disps, gts
+
+
+def evaluate_run(run: str | Path, data: str | None = None, gt: str | None = None, report: bool = True,
+                 split: str | None = None, prior: str | None = None) -> dict[str, float]:
+    """Predict the test split with RUN's model; write RUN/metrics.json (and report.md + plots/).
+
+    metrics.json holds the model's metrics and, evaluated the same way, the constant-depth and
+    per-pixel-prior baselines (``baselines``), so every result states whether it beats them.
+    """
+    run = Path(run)
+    cfg = load_config(run)
+    net, info = load_model(run)
+    data = data or cfg.data
+    result, images, disps, gts = evaluate_model(net, info, data, gt, split, prior,
+                                                cfg.train_split if data == cfg.data else None)
     write_json_atomic(run / "metrics.json", result)
     if report:
         from donna_nas.tasks.depth.report import write_report
 
         write_report(run, result, images, disps, gts, cfg, info)
-    return out
+    return result["metrics"]
 
 
 def _jsonable(x: Any) -> Any:

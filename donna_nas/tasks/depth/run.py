@@ -30,12 +30,13 @@ from donna_nas.errors import UserError
 from donna_nas.runtime.io import (atomic_path, kill_point, remove_stale_temp,
                                   write_json_atomic, write_text_atomic)
 
-__all__ = ["DepthConfig", "save_config", "load_config", "save_checkpoint", "load_checkpoint", "checkpoint_path",
+__all__ = ["DepthConfig", "resolve_model_names", "save_config", "load_config", "save_checkpoint", "load_checkpoint", "checkpoint_path",
            "has_checkpoint", "resolve_paths", "PATH_FIELDS"]
 
 # config fields that may name files or folders; config.yaml stores them absolute so that
 # ``--resume`` works from any working directory
-PATH_FIELDS = ("data", "backbone", "space", "weights", "pose_weights", "seg_teacher", "groups", "train_split")
+PATH_FIELDS = ("data", "backbone", "space", "weights", "pose_weights", "seg_teacher", "groups", "train_split",
+               "init_from")
 
 
 @dataclass
@@ -70,6 +71,9 @@ class DepthConfig:
     checkpoint_every: int = 200  # steps
     max_steps: int | None = None  # stop early after this many optimizer steps in total
     train_split: str | None = None  # default DATA/splits/train_files.txt
+    # warm start: a depth run directory (its checkpoint's depth and pose nets, fresh optimizer) or a
+    # shipped model name (its depth net); the run then continues training from those weights
+    init_from: str | None = None
 
     def validate(self) -> None:
         if self.height % 32 or self.width % 32:
@@ -82,6 +86,19 @@ class DepthConfig:
             raise UserError("--xdistill needs --seg-teacher (a teacher file, an ONNX/TorchScript model, a label folder or 'labels')")
         if self.batch < 1 or self.epochs < 1:
             raise UserError("--batch and --epochs must be at least 1")
+
+
+def resolve_model_names(cfg: DepthConfig) -> DepthConfig:
+    """``--backbone NAME`` of a shipped depth model: that model's architecture, warm-started from
+    its whole depth net (unless ``init_from`` names another start). In place."""
+    from donna_nas.tasks.depth.zoo import is_model_name, resolve_model
+
+    if is_model_name(cfg.backbone):
+        shipped = resolve_model(cfg.backbone, kind="depth")
+        info = json.loads((shipped.folder / "model.json").read_text())
+        cfg.init_from = cfg.init_from or shipped.name
+        cfg.backbone, cfg.space = info["backbone"], info.get("space")
+    return cfg
 
 
 def resolve_paths(cfg: DepthConfig) -> DepthConfig:
@@ -258,23 +275,43 @@ def save_model(run: Path, depth_net: torch.nn.Module, cfg: DepthConfig, extra: d
     write_json_atomic(Path(run) / "model.json", info)
 
 
-def load_model(run: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the depth network of a finished run."""
+def _model_dir(spec: str | Path) -> tuple[Path, str]:
+    """(folder holding model.json + model.safetensors, how to repair it) for a run or a shipped name."""
+    path = Path(spec)
+    if path.is_dir():
+        return path, f"rewrite it with `donna-nas finetune --resume --out {path}` (from its checkpoint)"
+    from donna_nas.tasks.depth.zoo import resolve_model
+
+    shipped = resolve_model(str(spec))  # unknown names: one line listing the known ones
+    return shipped.folder, "reinstall donna-nas (a shipped model file is damaged)"
+
+
+def load_model_weights(spec: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """The depth net's tensors (fp32) of a finished run or a shipped model, and the file they came from."""
+    folder, fix = _model_dir(spec)
+    path = folder / "model.safetensors"
+    tensors, _ = read_safetensors(path, fix)
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, path
+
+
+def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the depth network of a finished run or of a shipped model (by name)."""
     from donna_nas.tasks.depth.backbones import make_encoder
     from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
 
-    run = Path(run)
-    mj = run / "model.json"
+    folder, fix = _model_dir(run)
+    mj = folder / "model.json"
     if not mj.is_file():
-        raise UserError(f"{mj}: not found; training in {run} has not finished (use --resume to complete it)")
-    info = json.loads(mj.read_text())
+        raise UserError(f"{mj}: not found; training in {folder} has not finished (use --resume to complete it)")
+    try:
+        info = json.loads(mj.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{mj}: corrupt JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
     enc = make_encoder(info["backbone"], info.get("space"), init=False)
     net = DepthNet(enc, DepthDecoder(enc.channels, act=info["act"]))
-    tensors, _ = read_safetensors(run / "model.safetensors",
-                                  f"rewrite it with `donna-nas finetune --resume --out {run}` (from its checkpoint)")
+    tensors, path = load_model_weights(folder)
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise UserError(f"{run / 'model.safetensors'}: does not match {mj} "
-                        f"({str(exc).splitlines()[0]}); rewrite it with `donna-nas finetune --resume --out {run}`") from None
+        raise UserError(f"{path}: does not match {mj} ({str(exc).splitlines()[0]}); {fix}") from None
     return net.eval(), info

@@ -34,12 +34,13 @@ from donna_nas.tasks.depth.run import (
     checkpoint_path,
     load_checkpoint,
     load_config,
+    resolve_model_names,
     save_checkpoint,
     save_config,
     save_model,
 )
 
-__all__ = ["TrainingDiverged", "DepthTrainer", "build_depth_net", "train_depth", "epoch_batches"]
+__all__ = ["TrainingDiverged", "DepthTrainer", "build_depth_net", "train_depth", "epoch_batches", "warm_start"]
 
 
 class TrainingDiverged(UserError):
@@ -104,6 +105,37 @@ class DepthTrainer(nn.Module):
             info["xdistill"] = seg.detach()
             loss = loss + self.cfg.xdistill_weight * seg
         return loss, info
+
+
+def warm_start(model: DepthTrainer, spec: str) -> str:
+    """Load ``spec``'s weights into ``model`` (``DepthConfig.init_from``); returns what was loaded.
+
+    A depth run directory with a checkpoint gives its depth *and* pose nets, so continued
+    self-supervised training does not restart ego-motion from scratch; a finished run without a
+    checkpoint, or a shipped model name, gives the depth net alone. The optimizer starts fresh.
+    """
+    from donna_nas.tasks.depth.run import has_checkpoint, load_model_weights, previous_checkpoint_path, read_safetensors
+
+    path = Path(spec)
+    if path.is_dir() and has_checkpoint(path):
+        ck = checkpoint_path(path) if checkpoint_path(path).is_file() else previous_checkpoint_path(path)
+        tensors, _ = read_safetensors(ck, f"--init-from {spec}: give a finished depth run or a shipped model name")
+        parts = {"depth": model.depth, "pose": model.pose}
+        for name, module in parts.items():
+            sd = {k[len(f"model.{name}."):]: v for k, v in tensors.items() if k.startswith(f"model.{name}.")}
+            try:
+                module.load_state_dict(sd)
+            except RuntimeError as exc:
+                raise UserError(f"{ck}: its {name} net does not match this run's --backbone {model.cfg.backbone} "
+                                f"({str(exc).splitlines()[0]}); warm-start from a run of the same architecture") from None
+        return f"{ck} (depth and pose nets)"
+    sd, source = load_model_weights(spec)
+    try:
+        model.depth.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise UserError(f"{source}: does not match this run's --backbone {model.cfg.backbone} "
+                        f"({str(exc).splitlines()[0]}); warm-start from a model of the same architecture") from None
+    return f"{source} (depth net)"
 
 
 def epoch_batches(n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
@@ -194,6 +226,7 @@ def train_depth(
         else:
             if checkpoint_path(run).exists():
                 raise UserError(f"{run}: already holds a checkpoint; pass --resume to continue it or choose another --out")
+            resolve_model_names(cfg)
         cfg.validate()
         _seed_all(cfg.seed)
         if teacher is None and cfg.xdistill:
@@ -211,9 +244,14 @@ def train_depth(
             step, losses = int(st["step"]), list(st.get("losses", []))
             if log and rank == 0:
                 log(f"resuming {run} at step {step}")
-        elif rank == 0:
-            run.mkdir(parents=True, exist_ok=True)
-            save_config(run, cfg)
+        else:
+            if cfg.init_from:
+                loaded = warm_start(model, cfg.init_from)
+                if log and rank == 0:
+                    log(f"warm start from {loaded}")
+            if rank == 0:
+                run.mkdir(parents=True, exist_ok=True)
+                save_config(run, cfg)
         ddp_model: nn.Module = model
         if world > 1:
             ddp_model = nn.parallel.DistributedDataParallel(model)
@@ -279,6 +317,10 @@ def train_depth(
                     losses.append(round(float(loss.item()), 6))
                     if prog is not None:
                         prog.update(task, completed=step, epoch=epoch, loss=f"{loss.item():.4f}")
+                    elif log and rank == 0 and step % 100 == 0:  # a log file gets a plain line now and then
+                        rate = (time.time() - t0) / max(step - s0, 1)
+                        log(f"step {step}/{total} epoch {epoch} loss {loss.item():.4f} "
+                            f"({rate:.2f} s/step, {rate * (total - step) / 60:.0f} min left)")
                     if step % cfg.checkpoint_every == 0 or step == total:
                         if rank == 0:
                             save_checkpoint(run, model, optimizer, {"step": step, "epoch": epoch, "lr": lr, "losses": losses})
