@@ -9,7 +9,17 @@ from typing import Optional
 
 import typer
 
+from donna_nas.cli.common import config_help, default_of, given
 from donna_nas.errors import UserError
+
+# Selection options mirror donna_nas.search.select.SelectionConfig (their defaults shown in --help).
+_SELECTION = "donna_nas.search.select:SelectionConfig"
+
+
+def _help(name: str, text: str = "") -> str:
+    """``text`` plus the config's default when it has one (None: unset, nothing shown)."""
+    return text if default_of(_SELECTION, name) is None else config_help(_SELECTION, name, text)
+
 
 def parse_count(text: str | None, flag: str) -> int | None:
     """``3.5M``, ``800k``, ``2500000`` → an integer."""
@@ -80,8 +90,23 @@ def search_cmd(
                                                 help="Latency lookup table CSV (or shipped table name)."),
     measure: Optional[str] = typer.Option(None, "--measure",
                                           help="Measure latency with ONNX Runtime here: ort | ort-int8."),
-    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Latency bound."),
-    max_params: Optional[str] = typer.Option(None, "--max-params", help="Params bound, e.g. 3.5M."),
+    max_latency_ms: Optional[float] = typer.Option(
+        None, "--max-latency-ms", help=_help("max_latency_ms", "Latency bound (ms) on the latency source.")),
+    target_fps: Optional[float] = typer.Option(
+        None, "--target-fps", help=_help("target_fps", "Latency bound of 1000/FPS ms.")),
+    speedup: Optional[float] = typer.Option(
+        None, "--speedup", help=_help("speedup", "Latency bound = the teacher's latency on the same "
+                                      "source / X (ORT: the teacher's encoder is timed here; a table "
+                                      "needs a model:NAME:h=H,w=W row or --teacher-latency-ms).")),
+    teacher_latency_ms: Optional[float] = typer.Option(
+        None, "--teacher-latency-ms", help=_help("teacher_latency_ms", "The teacher's latency (ms) for "
+                                                 "--speedup, instead of measuring or looking it up.")),
+    teacher: Optional[str] = typer.Option(
+        None, "--teacher", help="Teacher for --speedup: resnet18 | resnet50 | a depth run "
+                                "(default: the run's teacher.json)."),
+    max_params: Optional[str] = typer.Option(
+        None, "--max-params", help=_help("max_params", "Encoder params bound, e.g. 3.5M (an extra "
+                                         "constraint; params do not select).")),
     method: str = typer.Option("auto", "--method", help="auto | exact | nsga2."),
     trials: int = typer.Option(2000, "--trials", help="NSGA-II: total trials of the study."),
     population: int = typer.Option(50, "--population", help="NSGA-II population size."),
@@ -114,6 +139,7 @@ def search_cmd(
     from donna_nas.cli.common import check_out_dir, parse_size
     from donna_nas.search.objectives import Constraints
     from donna_nas.search.report import print_summary
+    from donna_nas.search.select import LatencyTarget, SelectionConfig
     from donna_nas.search.run import is_search_run, run_search
 
     if run is None:
@@ -125,7 +151,14 @@ def search_cmd(
     check_out_dir(run, "RUN")
     if (latency_table is None) == (measure is None):
         raise UserError("give exactly one latency source: --latency-table CSV or --measure ort|ort-int8")
-    constraints = Constraints(max_latency_ms, parse_count(max_params, "--max-params"))
+    cfg = SelectionConfig(**given(max_latency_ms=max_latency_ms, target_fps=target_fps,
+                                  speedup=speedup, teacher_latency_ms=teacher_latency_ms,
+                                  max_params=parse_count(max_params, "--max-params")))
+    target = LatencyTarget.from_options(cfg.max_latency_ms, cfg.target_fps, cfg.speedup,
+                                        cfg.teacher_latency_ms)
+    if cfg.teacher_latency_ms is not None and cfg.speedup is None:
+        raise UserError("--teacher-latency-ms is used with --speedup only")
+    constraints = Constraints(max_params=cfg.max_params)
     refs = [parse_reference(r) for r in reference]
     bar = NsgaProgress(console)
     try:
@@ -134,13 +167,13 @@ def search_cmd(
                          trials=trials, population=population, seed=seed, storage=storage,
                          objective=objective, input_size=parse_size(size) if size else None,
                          references=refs, study_name=study_name, measure_archs=measure_archs,
-                         fill_missing=fill_missing, progress=bar)
+                         fill_missing=fill_missing, progress=bar, target=target,
+                         teacher=teacher, log=lambda line: console.print(line, highlight=False))
     finally:
         bar.close()
-    print_summary(console, out.result, out.paths)
-    if out.selected is None:
-        raise UserError("no architecture meets the constraints; relax --max-latency-ms / --max-params "
-                        f"({run / 'selected.json'} is not written)")
+    print_summary(console, out.result, out.paths, bound=out.bound, quality=out.quality,
+                  selected_latency=out.selected_latency)
+    out.require_selection()
 
 
 def register(app: typer.Typer) -> None:

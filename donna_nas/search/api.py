@@ -53,6 +53,8 @@ class SearchResult:
     storage: str | None = None
     extra_objective: str | None = None
     notes: list[str] = field(default_factory=list)
+    fastest: Evaluation | None = None             # when nothing is selected: the fastest
+                                                  # architecture within the other constraints
 
     @property
     def evals_per_s(self) -> float:
@@ -75,12 +77,27 @@ def front_of(evals: list[Evaluation], direction: str, extra_objective: str | Non
     return sorted((evals[i] for i in idx), key=lambda e: (e.latency_ms, s * e.metric))
 
 
-def select_best(front: list[Evaluation], direction: str) -> Evaluation | None:
-    """Best predicted metric among the (already feasible) front; ties go to lower latency."""
-    if not front:
-        return None
-    s = _sign(direction)
-    return min(front, key=lambda e: (s * e.metric, e.latency_ms))
+def select_best(front: list[Evaluation], direction: str,
+                constraints: Constraints | None = None) -> Evaluation | None:
+    """Best predicted metric among the front members that meet ``constraints`` (the selection
+    rule, ``donna_nas.search.select.select_under_bound``); ties go to lower latency."""
+    from donna_nas.search.select import select_under_bound
+
+    c = constraints or Constraints()
+    return select_under_bound(front, direction, c.max_latency_ms, c.max_params)
+
+
+def _fastest(space: SearchSpace, evaluator: Evaluator, constraints: Constraints,
+             evaluated: list[Evaluation], exact_ok: bool) -> Evaluation | None:
+    """The fastest architecture within the params bound (what the no-selection error names):
+    exactly from the unconstrained-latency exact front when computable, else among ``evaluated``."""
+    from donna_nas.search.select import fastest
+
+    if exact_ok:
+        front = exact_front(space, evaluator, Constraints(max_params=constraints.max_params)).front
+        if front:
+            return fastest(front)
+    return fastest(evaluated, constraints.max_params)
 
 
 def hv_ratio(front: list[Evaluation], exact: list[Evaluation], direction: str
@@ -144,12 +161,15 @@ def search(space: SearchSpace, predictor: Predictor, latency: Any,
         evaluated = [evaluator.evaluate(space.sample(rng)) for _ in range(context_samples)]
         feasible = [constraints.ok(e.latency_ms, e.params) for e in evaluated]
         result = SearchResult("exact", list(exact), evaluated, feasible, "sample",
-                              select_best(exact, direction), constraints, direction, metric_name,
+                              select_best(exact, direction, constraints), constraints, direction,
+                              metric_name,
                               exact=exact, exact_seconds=exact_seconds, seconds=exact_seconds,
                               evaluations_this_call=0, extra_objective=extra_objective)
         if method == "auto":
             result.notes.append("method auto: predictor and latency are additive over blocks, "
                                 "so the exact solver was used")
+        if result.selected is None:
+            result.fastest = _fastest(space, evaluator, constraints, evaluated, True)
         return result
 
     if why_not_exact and method == "auto":
@@ -161,13 +181,15 @@ def search(space: SearchSpace, predictor: Predictor, latency: Any,
     evaluated = [t.evaluation for t in res.trials]
     feasible = [t.feasible for t in res.trials]
     front = front_of([e for e, ok in zip(evaluated, feasible) if ok], direction, extra_objective)
-    result = SearchResult("nsga2", front, evaluated, feasible, "trial", select_best(front, direction),
-                          constraints, direction, metric_name, exact=exact,
-                          exact_seconds=exact_seconds, seconds=res.seconds,
+    result = SearchResult("nsga2", front, evaluated, feasible, "trial",
+                          select_best(front, direction, constraints), constraints, direction,
+                          metric_name, exact=exact, exact_seconds=exact_seconds, seconds=res.seconds,
                           evaluations_this_call=res.new_trials, study_name=res.study_name,
                           storage=res.storage, extra_objective=extra_objective, notes=notes)
     if exact:
         result.hv_ratio, result.hv_reference = hv_ratio(front, exact, direction)
     elif exact is not None:
         result.notes.append("no architecture meets the constraints (exact solver)")
+    if result.selected is None:
+        result.fastest = _fastest(space, evaluator, constraints, evaluated, why_not_exact is None)
     return result

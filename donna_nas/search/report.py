@@ -44,7 +44,8 @@ def pareto_rows(front: list[Evaluation]) -> list[list[Any]]:
             for i, e in enumerate(front)]
 
 
-def selected_json(result: SearchResult, space: SearchSpace, latency_desc: str) -> dict[str, Any]:
+def selected_json(result: SearchResult, space: SearchSpace, latency_desc: str,
+                  info: dict[str, Any] | None = None) -> dict[str, Any]:
     sel = result.selected
     assert sel is not None
     return {
@@ -54,14 +55,18 @@ def selected_json(result: SearchResult, space: SearchSpace, latency_desc: str) -
         "macs": sel.macs, "constraints": result.constraints.to_json(), "method": result.method,
         "latency_source": latency_desc, "front_size": len(result.front),
         "hv_ratio_vs_exact": result.hv_ratio,
-    }
+    } | dict(info or {})
 
 
 def write_outputs(out_dir: str | Path, result: SearchResult, space: SearchSpace,
-                  latency_desc: str = "", references: list[Reference] | None = None) -> dict[str, Path]:
+                  latency_desc: str = "", references: list[Reference] | None = None,
+                  info: dict[str, Any] | None = None, latency_axis: str = "latency (ms)",
+                  quality: Any = None) -> dict[str, Path]:
     """Write ``tables/pareto.csv``, ``tables/trials.csv``, ``plots/pareto.png`` and (when an
     architecture meets the constraints) ``selected.json`` under ``out_dir``; when none does, an
-    earlier ``selected.json`` there is removed."""
+    earlier ``selected.json`` there is removed. ``info`` is added to ``selected.json`` (the
+    latency bound, the predictor's τ, ...); ``latency_axis`` labels the plot's x-axis with where
+    the latencies came from; ``quality`` (a ``PredictorQuality``) puts τ in the plot's title."""
     out = Path(out_dir)
     paths = {"pareto": out / "tables" / "pareto.csv", "trials": out / "tables" / "trials.csv",
              "plot": out / "plots" / "pareto.png", "selected": out / "selected.json"}
@@ -71,9 +76,9 @@ def write_outputs(out_dir: str | Path, result: SearchResult, space: SearchSpace,
              int(e.arch in on_front), result.source]
             for i, (e, ok) in enumerate(zip(result.evaluated, result.feasible))]
     write_text_atomic(paths["trials"], _csv_text(TRIAL_COLUMNS, rows))
-    plot_front(paths["plot"], result, references or [])
+    plot_front(paths["plot"], result, references or [], latency_axis, quality)
     if result.selected is not None:
-        write_json_atomic(paths["selected"], selected_json(result, space, latency_desc))
+        write_json_atomic(paths["selected"], selected_json(result, space, latency_desc, info))
     else:
         # a selection of an earlier search must not outlive this one: finetune --backbone RUN
         # and the quickstart's stage check would read it as this search's choice
@@ -84,7 +89,24 @@ def write_outputs(out_dir: str | Path, result: SearchResult, space: SearchSpace,
     return paths
 
 
-def plot_front(path: Path, result: SearchResult, references: list[Reference]) -> None:
+def metric_span_note(result: SearchResult) -> tuple[str, bool]:
+    """(text, tiny) describing how far the predicted metric spreads over the front: the plot's
+    y-axis is autoscaled, so a front that varies by 0.02% looks as steep as one that varies by 50%.
+    ``tiny``: the spread is under 1% of the metric's magnitude."""
+    ys = [e.metric for e in (result.front or result.evaluated)]
+    if not ys:
+        return "", False
+    span = max(ys) - min(ys)
+    mid = max(abs(max(ys)), abs(min(ys)), 1e-12)
+    pct = 100.0 * span / mid
+    where = "the front" if result.front else "the evaluated architectures"
+    tiny = pct < 1.0
+    only = "only " if tiny else ""
+    return f"predicted {result.metric_name} spans {only}{span:.3g} ({pct:.2g}%) over {where}", tiny
+
+
+def plot_front(path: Path, result: SearchResult, references: list[Reference],
+               latency_axis: str = "latency (ms)", quality: Any = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,13 +145,20 @@ def plot_front(path: Path, result: SearchResult, references: list[Reference]) ->
             ax.scatter([r.latency_ms], [r.metric], marker="D", c="tab:green", zorder=4)
             ax.annotate(r.name, (r.latency_ms, r.metric), fontsize=8, color="tab:green",
                         xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("latency (ms)")
+    ax.set_xlabel(latency_axis)
     better = "lower" if result.direction == "minimize" else "higher"
-    ax.set_ylabel(f"predicted {result.metric_name} ({better} is better)")
+    span, tiny = metric_span_note(result)
+    ax.set_ylabel(f"predicted {result.metric_name} ({better} is better; axis autoscaled)")
     title = f"Pareto front: {result.method}"
     if result.hv_ratio is not None:
         title += f", HV ratio vs exact {result.hv_ratio:.4f}"
-    ax.set_title(title)
+    lines = [title]
+    if span:
+        lines.append(span + ("; differences this small are unlikely to be meaningful" if tiny else ""))
+    if quality is not None:
+        lines.append(quality.describe() + (" < 0.5: ranking unreliable" if quality.reliable is False else ""))
+    ax.set_title("\n".join(lines), fontsize=9, color="tab:red" if tiny or (
+        quality is not None and quality.reliable is False) else "black")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -139,15 +168,18 @@ def plot_front(path: Path, result: SearchResult, references: list[Reference]) ->
 
 
 def print_summary(console, result: SearchResult, paths: dict[str, Path] | None = None,
-                  max_rows: int = 15) -> None:
-    """A rich table of the front (thinned to ``max_rows``) plus the headline numbers."""
+                  max_rows: int = 15, bound: Any = None, quality: Any = None,
+                  selected_latency: str = "") -> None:
+    """A rich table of the front (thinned to ``max_rows``) plus the headline numbers: the latency
+    bound, the selection (with how its latency was obtained) and the predictor's τ, with the
+    warning line when it is below 0.5."""
     from rich.table import Table
 
     t = Table(title=f"Pareto front ({result.method}, {len(result.front)} architectures)")
     t.add_column("#", justify="right")
     t.add_column(f"pred. {result.metric_name}", justify="right")
     t.add_column("latency ms", justify="right")
-    t.add_column("params M", justify="right")
+    t.add_column("encoder params M", justify="right")
     t.add_column("MACs G", justify="right")
     t.add_column("architecture", overflow="fold")
     front = result.front
@@ -171,12 +203,20 @@ def print_summary(console, result: SearchResult, paths: dict[str, Path] | None =
         lines.append(f"exact front: {len(result.exact or [])} architectures in {result.exact_seconds:.2f} s")
     if result.hv_ratio is not None:
         lines.append(f"hypervolume ratio NSGA-II / exact: {result.hv_ratio:.4f}")
+    if bound is not None:
+        lines.append(f"bound: {bound.describe()}")
     if sel:
         s = result.selected
-        lines.append(f"selected: {s.arch}  ({result.metric_name} {s.metric:.4f}, "
-                     f"{s.latency_ms:.2f} ms, {s.params / 1e6:.2f} M params)")
+        how = f", {selected_latency}" if selected_latency else ""
+        lines.append(f"selected: {s.arch}  (predicted {result.metric_name} {s.metric:.4f}, "
+                     f"{s.latency_ms:.2f} ms{how}, {s.params / 1e6:.2f}M encoder params)")
     else:
         lines.append("no architecture meets the constraints; relax --max-latency-ms / --max-params")
+    span, tiny = metric_span_note(result)
+    if tiny:
+        lines.append(f"note: {span}")
+    if quality is not None:
+        lines.append(quality.warning() or quality.describe())
     lines.extend(result.notes)
     for k, p in (paths or {}).items():
         lines.append(f"{k}: {p}")

@@ -7,6 +7,15 @@ CPU), names the study after everything that shapes its trials, keeps it in the r
 (an optuna journal, ``RUN/studies/STUDY.log``) or an RDB URL, searches, and writes the tables,
 the plot and ``selected.json`` (removing a stale one when nothing meets the constraints).
 
+Hardware-aware selection (``donna_nas.search.select``): a ``LatencyTarget`` (``--max-latency-ms``,
+``--target-fps`` or ``--speedup`` X) becomes the latency bound; for ``--speedup`` the teacher's
+latency is taken on the same source as the candidates: with ``--measure ort|ort-int8`` its
+*encoder* is timed unit by unit with ONNX Runtime at the search's input size and precision, the
+way candidates' ops are (``donna_nas.latency.teacher``; kept in ``RUN/tables/teacher_latency_P.json``);
+a table prices it only through a row ``model:NAME:h=H,w=W`` (``teacher_key``). The bound, its
+origin, the teacher's latency, the predictor's Kendall τ and where the selected architecture's
+latency came from (measured / modelled / looked up) are recorded in ``selected.json``.
+
 The CLI and both quickstarts call it; progress and log lines are passed in as callables, so
 this module needs no terminal (it never imports ``donna_nas.cli``).
 """
@@ -21,8 +30,9 @@ from typing import Any, Callable, Sequence
 
 from donna_nas.errors import UserError
 
-__all__ = ["MEASURE_KINDS", "SearchRun", "default_storage", "latency_source", "load_inputs",
-           "resolve_table", "run_search", "study_name_for", "is_search_run"]
+__all__ = ["MEASURE_KINDS", "SearchRun", "default_storage", "latency_label", "latency_source",
+           "load_inputs", "resolve_table", "run_search", "study_name_for", "is_search_run",
+           "teacher_key", "teacher_latency", "teacher_of_run"]
 
 MEASURE_KINDS = {"ort": "fp32", "ort-int8": "int8"}
 
@@ -38,10 +48,24 @@ class SearchRun:
     study_name: str
     storage: str
     notes: list[str] = field(default_factory=list)
+    bound: Any = None               # donna_nas.search.select.LatencyBound
+    quality: Any = None             # donna_nas.predictor.quality.PredictorQuality
+    latency_axis: str = "latency (ms)"
+    selected_latency: str = ""      # how the selected architecture's latency was obtained
 
     @property
     def selected(self):
         return self.result.selected
+
+    def no_selection_message(self) -> str:
+        from donna_nas.search.select import no_selection_message
+
+        return no_selection_message(self.result.constraints, self.bound, self.result.fastest)
+
+    def require_selection(self) -> None:
+        """Raise the one-line ``UserError`` (bound, fastest candidate) when nothing was selected."""
+        if self.selected is None:
+            raise UserError(self.no_selection_message())
 
 
 def is_search_run(path: str | Path) -> bool:
@@ -130,6 +154,103 @@ def latency_source(space, input_size: tuple[int, int], *, latency_table: str | N
     return latency, desc
 
 
+def teacher_key(name: str, input_size: tuple[int, int]) -> str:
+    """The table row key that prices a whole teacher encoder: ``model:resnet18:h=96,w=320``."""
+    return f"model:{name}:h={input_size[0]},w={input_size[1]}"
+
+
+def teacher_of_run(run: Path) -> str | None:
+    """The teacher backbone a build-supernet run distilled from (``RUN/teacher.json``)."""
+    path = Path(run) / "teacher.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    name = (info.get("backbone") or info.get("name")) if isinstance(info, dict) else None
+    return str(name) if name else None
+
+
+def _teacher_backbone(teacher: str) -> str:
+    """``resnet18`` / ``resnet50`` as given, or the backbone of a depth run directory."""
+    p = Path(teacher)
+    if (p / "model.json").is_file():
+        try:
+            return str(json.loads((p / "model.json").read_text())["backbone"])
+        except (ValueError, KeyError):
+            raise UserError(f"--teacher {teacher}: {p / 'model.json'} names no backbone") from None
+    return teacher.strip().lower()
+
+
+def teacher_latency(kind: str, latency, teacher: str | None, input_size: tuple[int, int],
+                    tables_dir: str | Path, table_name: str = "", precision: str = "int8",
+                    log: Callable[[str], None] | None = None):
+    """The teacher's ``TeacherLatency`` on the search's latency source.
+
+    ``kind`` ``measure``: the teacher's encoder timed with ONNX Runtime here
+    (``donna_nas.latency.teacher``), cached in ``tables_dir/teacher_latency_PRECISION.json``;
+    ``kind`` ``table``: the table's ``teacher_key`` row, else a one-line error asking for
+    ``--teacher-latency-ms`` or ``--max-latency-ms``."""
+    from donna_nas.search.select import TeacherLatency
+
+    if not teacher:
+        raise UserError("--speedup: the teacher is unknown (no RUN/teacher.json); pass --teacher "
+                        "resnet18|resnet50, --teacher-latency-ms MS or --max-latency-ms MS")
+    name = _teacher_backbone(teacher)
+    size = (int(input_size[0]), int(input_size[1]))
+    if kind == "table":
+        table = getattr(latency, "table", latency)
+        row = getattr(table, "rows", {}).get(teacher_key(name, size))
+        if row is None:
+            raise UserError(f"--speedup: the latency table {table_name} cannot price the teacher "
+                            f"{name} at {size[0]}x{size[1]} (no row {teacher_key(name, size)!r}); "
+                            f"pass --teacher-latency-ms MS (its latency on that device) or "
+                            f"--max-latency-ms MS instead")
+        return TeacherLatency(name, float(row.latency_ms), f"looked up ({table_name})")
+    from donna_nas.runtime.io import write_json_atomic
+
+    cache = Path(tables_dir) / f"teacher_latency_{precision}.json"
+    rec = None
+    if cache.is_file():
+        try:
+            rec = json.loads(cache.read_text())
+        except ValueError:
+            rec = None
+    from donna_nas.latency.ort import cpu_name
+
+    if not (isinstance(rec, dict) and rec.get("teacher") == name and rec.get("input_size") == list(size)
+            and rec.get("precision") == precision and rec.get("device") == cpu_name()):
+        from donna_nas.latency.teacher import measure_resnet_encoder
+
+        if log:
+            log(f"measuring the teacher {name}'s encoder at {size[0]}x{size[1]} with ONNX Runtime {precision}")
+        rec = measure_resnet_encoder(name, size, precision)
+        write_json_atomic(cache, rec)
+    return TeacherLatency(name, float(rec["latency_ms"]),
+                          f"measured (ONNX Runtime {precision} on this CPU, encoder at "
+                          f"{size[0]}x{size[1]}, summed per unit like the candidates; {cache.name})")
+
+
+def latency_label(kind: str, latency, space, arch, input_size, table_name: str = "",
+                  precision: str = "") -> str:
+    """How ``arch``'s latency was obtained: ``measured`` (every op timed with ONNX Runtime here),
+    ``modelled`` (some ops from the op latency model) or ``looked up (TABLE)``."""
+    keys = set(op.key for op in space.ops(arch, tuple(input_size)))
+    table = getattr(latency, "table", None)
+    rows = getattr(table, "rows", None)
+    n = len(keys)
+    if kind == "measure":
+        known = sum(k in rows for k in keys) if rows is not None else 0
+        if known == n:
+            return f"measured (ONNX Runtime {precision} on this CPU, all {n} ops timed)"
+        return (f"modelled ({known} of {n} ops measured with ONNX Runtime {precision} on this CPU, "
+                f"the rest from the op latency model)")
+    if rows is not None and table is not latency:  # a table filled in by the op latency model
+        known = sum(k in rows for k in keys)
+        if known < n:
+            return f"looked up ({table_name}) for {known} of {n} ops, the rest modelled (op latency model)"
+    return f"looked up ({table_name})"
+
+
 def study_name_for(space, pred_path: Path, latency_desc: str, input_size, constraints,
                    objective: str | None, population: int, seed: int) -> str:
     """A name that changes with everything that shapes the trials (so a new setting starts a
@@ -153,7 +274,8 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
                study_name: str | None = None, measure_archs: int = 30, fill_missing: bool = False,
                progress: Callable[[int, int], None] | None = None,
                log: Callable[[str], None] | None = None,
-               measure_progress: bool = True) -> SearchRun:
+               measure_progress: bool = True, target: Any = None,
+               teacher: str | None = None) -> SearchRun:
     """Search the Pareto front of predicted metric vs latency for the run ``run`` and write its
     outputs there (``tables/``, ``plots/``, ``studies/``, ``selected.json``).
 
@@ -161,7 +283,13 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
     replace the run's ``space.yaml`` / ``predictor.json``. ``storage``: an RDB URL shared by
     several workers, else the run's journal. ``progress(done, total)`` is called per NSGA-II
     trial; ``log(line)`` gets the setup lines. When no architecture meets the constraints the
-    result's ``selected`` is ``None`` and ``RUN/selected.json`` does not exist afterwards.
+    result's ``selected`` is ``None`` and ``RUN/selected.json`` does not exist afterwards
+    (``SearchRun.require_selection`` raises the one-line error).
+
+    ``target``: a ``donna_nas.search.select.LatencyTarget`` (the latency bound; it must not be
+    combined with ``constraints.max_latency_ms``); ``teacher``: the teacher whose latency
+    ``--speedup`` divides (``resnet18`` / ``resnet50`` / a depth run; default the run's
+    ``teacher.json``).
     """
     from donna_nas.search.api import search
     from donna_nas.search.objectives import Constraints
@@ -176,7 +304,31 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
                                    measure_archs=measure_archs, seed=seed,
                                    measure_progress=measure_progress)
     say(f"latency: {desc}")
+    from donna_nas.predictor.quality import PredictorQuality
+    from donna_nas.search.select import LatencyBound
+
+    kind = "measure" if measure is not None else "table"
+    table_name = resolve_table(latency_table).name if latency_table is not None else ""
+    precision = MEASURE_KINDS.get(measure or "", "") or str(
+        getattr(getattr(latency, "table", latency), "precision", ""))
     constraints = constraints or Constraints()
+    if target is not None and target.origin != "none":
+        if constraints.max_latency_ms is not None:
+            raise UserError("give the latency bound once: a latency target or constraints.max_latency_ms")
+        teacher = teacher or teacher_of_run(run)
+        teacher_lat = None
+        if target.needs_teacher:
+            teacher_lat = teacher_latency(kind, latency, teacher, size, run / "tables", table_name,
+                                          precision or "int8", say)
+        bound = target.resolve(teacher_lat, _teacher_backbone(teacher) if teacher else "teacher")
+        constraints = Constraints(bound.max_latency_ms, constraints.max_params)
+    elif constraints.max_latency_ms is not None:
+        bound = LatencyBound(float(constraints.max_latency_ms), "max-latency-ms",
+                             float(constraints.max_latency_ms))
+    else:
+        bound = LatencyBound(None, "none")
+    say(f"selection: best predicted {getattr(pred, 'metric', 'metric')} with {bound.describe()}")
+    quality = PredictorQuality.from_file(pred_path)
     if study_name is None:
         study_name = study_name_for(space, pred_path, desc, size, constraints, objective,
                                     population, seed)
@@ -189,5 +341,18 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
                     population=population, seed=seed, storage=storage, storage_mode=mode,
                     study_name=study_name, extra_objective=objective, input_size=size,
                     progress=progress)
-    paths = write_outputs(run, result, space, desc, list(references))
-    return SearchRun(result, paths, space, desc, study_name, storage)
+    axis = ("latency (ms), ONNX Runtime " + precision + " on this CPU: measured ops + op latency model"
+            if kind == "measure" else f"latency (ms), looked up ({table_name})"
+            + (", ops it lacks modelled" if fill_missing else ""))
+    sel_label = ""
+    info: dict[str, Any] = {"latency_bound": bound.to_json(), "predictor_quality": quality.to_json(),
+                            "params_scope": "encoder (stem + blocks); the decoder is not counted"}
+    if result.selected is not None:
+        sel_label = latency_label(kind, latency, space, space.decode(result.selected.arch), size,
+                                  table_name, precision)
+        info.update(latency_ms_how=sel_label,
+                    teacher_latency_ms=bound.teacher.latency_ms if bound.teacher else None)
+    paths = write_outputs(run, result, space, desc, list(references), info=info,
+                          latency_axis=axis, quality=quality)
+    return SearchRun(result, paths, space, desc, study_name, storage, bound=bound, quality=quality,
+                     latency_axis=axis, selected_latency=sel_label)
