@@ -20,8 +20,8 @@ def _help(name: str, text: str = "") -> str:
 
 def build_supernet_cmd(
     space: str = typer.Option(..., "--space", help="Space YAML file or shipped name (tiny, donna_depth)."),
-    teacher: Optional[str] = typer.Option(None, "--teacher", help=_help("teacher", "resnet18 | resnet50 | a depth run directory.")),
-    teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="torchvision-format state dict for a ResNet teacher."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help=_help("teacher", "resnet18 | resnet50 | a depth run directory | a shipped model name (`donna-nas models list`).")),
+    teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="A ResNet teacher's weights: a torchvision-format state dict or a shipped model name (its encoder)."),
     data: Optional[str] = typer.Option(None, "--data", help="KITTI-layout folder with splits/{train,val}_files.txt; classify: train/ and val/ in ImageFolder layout."),
     task: Optional[str] = typer.Option(None, "--task", help=_help("task", "Predictor finetune task: depth (Sq Rel), classify (top-1) or distill (label-free NSR proxy).")),
     out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
@@ -35,6 +35,7 @@ def build_supernet_cmd(
     val_frames: Optional[int] = typer.Option(None, "--val-frames", help=_help("val_frames")),
     bkd_steps: Optional[int] = typer.Option(None, "--bkd-steps", help=_help("bkd_steps", "Training steps per block supernet.")),
     ft_steps: Optional[int] = typer.Option(None, "--ft-steps", help=_help("ft_steps", "Finetune steps per predictor architecture.")),
+    ft_objective: Optional[str] = typer.Option(None, "--ft-objective", help=_help("ft_objective", "Predictor finetune loss: kd (distil the teacher depth model's outputs), selfsup, kd+selfsup, or auto (kd when the teacher is a depth model).")),
     rank_check: Optional[int] = typer.Option(None, "--rank-check", help=_help("rank_check", "Also train N choices of one block alone and compare rankings.")),
     seed: Optional[int] = typer.Option(None, "--seed", help=_help("seed")),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed build; finished jobs are skipped."),
@@ -61,7 +62,7 @@ def build_supernet_cmd(
     opts = given(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
                  train_frames=train_frames, val_frames=val_frames, bkd_steps=bkd_steps,
                  predictor_archs=predictor_archs, predictor_test=predictor_test, ft_steps=ft_steps,
-                 rank_check=rank_check, seed=seed)
+                 rank_check=rank_check, seed=seed, ft_objective=ft_objective)
     if size:
         opts["height"], opts["width"] = parse_size(size)
     cfg = SupernetConfig(**opts)  # the options given; SupernetConfig supplies the rest

@@ -78,6 +78,10 @@ class SupernetConfig:
     ft_width: int = 0
     ft_val_frames: int = 0
     distill_weight: float = 0.1
+    # predictor-finetune objective: "kd" (match the teacher depth model's four disparity scales,
+    # DONNA's distillation finetune), "selfsup" (the task's own loss), "kd+selfsup", or "auto":
+    # kd when the teacher is a trained depth model (a depth run or a shipped model), else selfsup
+    ft_objective: str = "auto"
     folds: int = 0  # 0 = leave-one-out
 
     def resolved_size(self, space: SearchSpace) -> tuple[int, int]:
@@ -94,6 +98,26 @@ class SupernetConfig:
                 raise UserError(f"config field {name!r} must be at least 1")
         if self.predictor_archs and self.predictor_archs < 3:
             raise UserError("--predictor-archs must be 0 (no predictor) or at least 3")
+        if self.ft_objective not in FT_OBJECTIVES:
+            raise UserError(f"--ft-objective {self.ft_objective}: use one of {', '.join(FT_OBJECTIVES)}")
+        if self.ft_objective in ("kd", "kd+selfsup") and self.task != "depth":
+            raise UserError(f"--ft-objective {self.ft_objective}: output distillation is for --task depth; "
+                            f"use auto or selfsup with --task {self.task}")
+
+
+FT_OBJECTIVES = ("auto", "selfsup", "kd", "kd+selfsup")
+
+
+def resolve_ft_objective(config: SupernetConfig, teacher_info: dict[str, Any]) -> str:
+    """``auto`` → ``kd`` for a depth task whose teacher is a trained depth model (it has outputs
+    to distil from), else ``selfsup``; an explicit kd with a bare-encoder teacher is refused."""
+    has_outputs = teacher_info.get("kind") in ("depth_run", "shipped") or bool(teacher_info.get("shipped"))
+    if config.ft_objective == "auto":
+        return "kd" if config.task == "depth" and has_outputs else "selfsup"
+    if config.ft_objective != "selfsup" and not has_outputs:
+        raise UserError(f"--ft-objective {config.ft_objective}: teacher {teacher_info.get('name') or teacher_info.get('spec')} "
+                        "has no depth decoder to distil from; give --teacher a depth run or a shipped model")
+    return config.ft_objective
 
 
 @dataclass
@@ -284,9 +308,10 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
         task.prepare_predictor(run, config)
         ft_lr = config.ft_lr or task.ft_lr
         ft_batch = config.ft_batch or task.ft_batch
+        objective = resolve_ft_objective(config, json.loads((run / "teacher.json").read_text()))
         ft_jobs = [FinetuneJob(str(run), a.encode(), config.task, config.data, config.ft_steps,
                                ft_batch, ft_lr, h, w, config.distill_weight,
-                               config.seed, config.job_threads, config.ft_val_frames) for a in archs]
+                               config.seed, config.job_threads, config.ft_val_frames, objective) for a in archs]
         ft = _run_jobs(executor, run_finetune_job, ft_jobs, run, "finetune", progress=progress)
         timings["finetune_s"] = time.time() - t0
         job_seconds["finetune_s"] = sum(r["seconds"] for r in ft)

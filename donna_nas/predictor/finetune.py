@@ -42,12 +42,17 @@ class FinetuneJob:
     seed: int = 0
     threads: int = 1
     val_frames: int = 0  # 0: the whole validation split
+    # what the finetune optimises (the task decides what it supports): "selfsup" (the task's own
+    # training loss), "kd" (match the teacher's outputs) or "kd+selfsup"
+    objective: str = "selfsup"
 
     @property
     def job_id(self) -> str:
+        """One record per architecture and seed (seed 0 keeps the architecture-only id)."""
         import hashlib
 
-        return "ft-" + hashlib.sha1(self.arch.encode()).hexdigest()[:12]
+        key = self.arch if self.seed == 0 else f"{self.arch}|seed={self.seed}"
+        return "ft-" + hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def run_finetune_job(job: FinetuneJob) -> dict[str, Any]:

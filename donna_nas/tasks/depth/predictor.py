@@ -1,5 +1,16 @@
-"""The depth task's predictor finetune: a short self-supervised finetune of an architecture
-assembled from distilled blocks; its Sq Rel is the accuracy predictor's target."""
+"""The depth task's predictor finetune: a short finetune of an architecture assembled from its
+distilled blocks; its Sq Rel on the validation split is the accuracy predictor's target.
+
+Objectives (``FinetuneJob.objective``):
+
+* ``kd``: DONNA's distillation finetune: the student's four disparity scales regress the teacher
+  depth model's (L1 of log disparity), no pose net, no photometric loss. It is cheap and its
+  targets carry little optimisation noise, so they rank architectures rather than seeds.
+* ``selfsup``: Monodepth2's self-supervised loss (the earlier default; noisy at short budgets).
+* ``kd+selfsup``: both.
+
+Tap NSR distillation (``distill_weight`` > 0) can be added to any of them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +22,7 @@ import torch
 from donna_nas.errors import UserError
 from donna_nas.predictor.finetune import FinetuneJob, TapDistiller, tap_variances
 
-__all__ = ["export_val_gt", "predictor_finetune"]
+__all__ = ["export_val_gt", "output_kd_loss", "predictor_finetune"]
 
 
 def export_val_gt(run: Path, data: str) -> None:
@@ -24,10 +35,26 @@ def export_val_gt(run: Path, data: str) -> None:
     export_gt(data, Path(data) / "splits" / "val_files.txt", out=out, progress=False)
 
 
+def output_kd_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
+                   min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
+    """Mean over scales of |log d_s − log d_t| on scaled disparities (scale-free, like depth)."""
+    from donna_nas.tasks.depth.geometry import disp_to_depth
+
+    losses = []
+    for s, t in zip(student, teacher):
+        if s.shape[-2:] != t.shape[-2:]:
+            s = torch.nn.functional.interpolate(s, size=t.shape[-2:], mode="bilinear", align_corners=False)
+        ls = torch.log(disp_to_depth(s, min_depth, max_depth)[0])
+        lt = torch.log(disp_to_depth(t, min_depth, max_depth)[0])
+        losses.append((ls - lt).abs().mean())
+    return torch.stack(losses).mean()
+
+
 def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
-    """Monodepth2 self-supervision plus NSR distillation of the encoder taps towards the teacher's
-    (weight ``distill_weight``, 1×1 adapters) for ``job.steps`` steps; Sq Rel, abs_rel, ... on the
-    data's validation split (Eigen protocol, median scaling)."""
+    """Finetune ``job.arch`` from its distilled blocks with ``job.objective`` (module docstring),
+    plus NSR distillation of the encoder taps (weight ``distill_weight``, 1×1 adapters), for
+    ``job.steps`` steps; Sq Rel, abs_rel, ... on the data's validation split (Eigen protocol,
+    median scaling)."""
     from torch.utils.data import DataLoader
 
     from donna_nas.data.gt import load_gt_depths
@@ -47,6 +74,10 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
                       height=job.height, width=job.width, batch=job.batch, lr=job.lr, seed=job.seed,
                       epochs=10_000, max_steps=job.steps, workers=0, act="elu")
     cfg.validate()
+    objective = getattr(job, "objective", "selfsup")
+    if objective not in ("selfsup", "kd", "kd+selfsup"):
+        raise UserError(f"finetune objective {objective!r}: use selfsup, kd or kd+selfsup")
+    selfsup = objective in ("selfsup", "kd+selfsup")
     trainer = DepthTrainer(cfg)
     # common random numbers: every architecture starts from the same pose net and (for equal tap
     # widths) the same decoder, and sees the same batches, so metric differences come from the
@@ -60,14 +91,27 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
     tinfo = json.loads((run / "teacher.json").read_text())
     teacher = None
     dist = None
+    out_teacher = None
+    if objective != "selfsup":
+        from donna_nas.tasks.depth.run import load_model
+
+        spec = tinfo.get("shipped") or tinfo.get("run") or tinfo.get("spec")
+        out_teacher, _ = load_model(spec)
+        for p in out_teacher.parameters():
+            p.requires_grad_(False)
     if job.distill_weight > 0:
         teacher, _ = load_teacher(tinfo["spec"], tinfo.get("weights"))
         dist = TapDistiller(enc.channels, tinfo["channels"], tap_variances(run, len(enc.channels)))
         trainer.add_module("tap_distiller", dist)
-    ds = make_train_dataset(cfg, semantics=False)
+    if selfsup:
+        ds = make_train_dataset(cfg, semantics=False)
+    else:  # distillation alone needs the target frame only
+        ds = KittiRawDataset(cfg.data, str(Path(cfg.data) / "splits" / "train_files.txt"), size=(cfg.height, cfg.width),
+                             frame_ids=(0,), train=True, semantics=False, stereo=False, seed=cfg.seed)
     opt = torch.optim.Adam([p for p in trainer.parameters() if p.requires_grad], lr=cfg.lr)
     trainer.train()
     step, epoch = 0, 0
+    trace: list[float] = []
     while step < job.steps:
         batches = epoch_batches(len(ds), cfg.batch, cfg.seed, epoch)
         if not batches:
@@ -75,8 +119,16 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         for batch in DataLoader(ds, batch_sampler=batches, num_workers=0):
             if step >= job.steps:
                 break
-            loss, _ = trainer(batch)
-            if dist is not None:
+            loss = trainer(batch)[0] if selfsup else torch.zeros(())
+            if out_teacher is not None:  # the student sees what the teacher sees: the augmented frame
+                x = batch["images_aug"][:, 0]
+                feats = trainer.depth.encoder(x)
+                with torch.no_grad():
+                    target = out_teacher.multiscale(x)
+                loss = loss + output_kd_loss(trainer.depth.decoder(feats), target, cfg.min_depth, cfg.max_depth)
+                if dist is not None:
+                    loss = loss + job.distill_weight * dist(feats, teacher(x))
+            elif dist is not None:
                 x = batch["images"][:, 0]
                 loss = loss + job.distill_weight * dist(trainer.depth.encoder(x), teacher(x))
             if not torch.isfinite(loss):
@@ -84,6 +136,7 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            trace.append(float(loss.item()))
             step += 1
         epoch += 1
     val_split = Path(job.data) / "splits" / "val_files.txt"
@@ -95,4 +148,6 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         gts = gts[: len(vds)]
     disps, _ = predict_disparities(trainer.depth, vds, cfg.min_depth, cfg.max_depth)
     metrics, _ = evaluate_disparities(disps, gts)
-    return {k: float(v) for k, v in metrics.items()}
+    k = max(1, min(5, len(trace) // 4))  # the objective at the start and end: did the finetune converge?
+    return {**{k2: float(v) for k2, v in metrics.items()},
+            "loss_first": float(sum(trace[:k]) / k), "loss_last": float(sum(trace[-k:]) / k)}
