@@ -284,8 +284,28 @@ def ship(a) -> None:
                               f"{'with X-Distill (weight %g, synth-segnet teacher)' % a.ship_weight if method == 'xdistill' else 'more'}; batch 4, lr 1e-4, seed 0",
                     "command": f"OMP_NUM_THREADS=1 python experiments/train_teachers.py --backbone {bb} --stages seg base branches",
                     "metrics_fp32": ev}
-            write_shipped_depth_model(name, run, card)
-            log(f"shipped {name}")
+            shipped = write_shipped_depth_model(name, run, card)
+            card["metrics_fp16"], card["fp16_max_rel_change"] = fp16_metrics(name, ev, work, a.unseen_seed)
+            write_shipped_depth_model(name, run, card)  # same weights, card completed
+            assert shipped.card["sha256"] == json.loads((shipped.folder / "card.json").read_text())["sha256"]
+            log(f"shipped {name}: fp16 changes every metric by at most {100 * card['fp16_max_rel_change']:.3f}%")
+
+
+def fp16_metrics(name: str, fp32: dict, work: Path, unseen_seed: int) -> tuple[dict, float]:
+    """The shipped (fp16) model's metrics on both worlds, and the largest relative change from fp32."""
+    from donna_nas.tasks.depth.evaluate import evaluate_model
+    from donna_nas.tasks.depth.run import load_model
+
+    net, info = load_model(name)
+    out, worst = {"steps": fp32["steps"]}, 0.0
+    for key, seed in (("own", WORLD["seed"]), ("unseen", unseen_seed)):
+        res, *_ = evaluate_model(net, info, str(make_world(work, seed)))
+        out[key] = {"metrics": res["metrics"], "baselines": res["baselines"], "beats": res["beats_baselines"],
+                    "frames": res["frames"]}
+        for k, v in res["metrics"].items():
+            ref = fp32[key]["metrics"][k]
+            worst = max(worst, abs(v - ref) / max(abs(ref), 1e-12))
+    return out, worst
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def finetune(
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights for the depth encoder."),
     pose_weights: Optional[Path] = typer.Option(None, "--pose-weights", help="torchvision-format ResNet18 weights for the pose encoder."),
     xdistill: Optional[bool] = typer.Option(None, "--xdistill", help="Add the X-Distill semantic loss (training only)."),
-    seg_teacher: Optional[str] = typer.Option(None, "--seg-teacher", help="Teacher: train-seg-teacher .safetensors, .onnx, TorchScript .pt, or 'labels'."),
+    seg_teacher: Optional[str] = typer.Option(None, "--seg-teacher", help="Teacher: train-seg-teacher .safetensors, a shipped name (synth-segnet), .onnx, TorchScript .pt, or 'labels'."),
     groups: Optional[Path] = typer.Option(None, "--groups", help="Class→group YAML (default: shipped mapping)."),
     xdistill_weight: Optional[float] = typer.Option(None, "--xdistill-weight", help=_help("xdistill_weight", "Weight of the X-Distill cross-entropy.")),
     size: Optional[str] = typer.Option(None, "--size", help=with_default(

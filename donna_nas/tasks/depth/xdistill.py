@@ -7,7 +7,8 @@ trains the depth network through the transfer network. Training only: the export
 is unchanged.
 
 Teacher sources (``--seg-teacher``):
-  * a file written by ``donna-nas train-seg-teacher`` (``.safetensors``),
+  * a file written by ``donna-nas train-seg-teacher`` (``.safetensors``), or the name of a shipped
+    one (``synth-segnet``, see ``donna-nas models list``),
   * an ONNX (``.onnx``) or TorchScript (``.pt``/``.ts``/``.torchscript``) model: input a float
     image (B,3,H,W) in [0,1], output class logits (B,C,h,w) over Cityscapes trainIds,
   * ``labels``: the dataset's own label maps (``semantics/`` tree), or a folder holding label PNGs
@@ -210,6 +211,10 @@ def make_teacher(cfg: Any) -> ModelTeacher | LabelTeacher:
     p = Path(src)
     if p.is_dir():
         return LabelTeacher(mapping)  # LabelFolder (below) adds this folder's PNGs to each sample
+    from donna_nas.tasks.depth.zoo import is_model_name, resolve_model
+
+    if is_model_name(src):  # a shipped segmentation teacher (`donna-nas models list`)
+        p = resolve_model(src, kind="segmentation").weights
     if not p.is_file():
         raise UserError(f"--seg-teacher {src}: not found; give a train-seg-teacher file, an .onnx/.pt model, a label folder or 'labels'")
     suffix = p.suffix.lower()
