@@ -2,8 +2,10 @@
 
 data → segmentation teacher → ResNet depth teacher (X-Distill) → build-supernet (blockwise
 distillation + accuracy predictor) → latency of this CPU (ONNX Runtime INT8, a measured sample
-of ops + the op latency model) → exact Pareto search → finetune the selected encoder with
-X-Distill from its distilled blocks → export fp32 + INT8 → a Table-1-style table and report.md.
+of ops + the op latency model) → exact Pareto search, selecting the best predicted architecture
+whose latency on that source is ≤ the teacher's / 1.5 (``speedup``; the teacher's encoder timed
+the same way, ``donna_nas.latency.teacher``) → finetune the selected encoder with X-Distill from
+its distilled blocks → export fp32 + INT8 → a Table-1-style table and report.md.
 
 Every stage writes into ``OUT/`` and is skipped when its output is already there, so a killed
 quickstart resumes where it stopped: a depth stage continues from its last checkpoint, or starts
@@ -47,10 +49,19 @@ class QuickstartConfig:
     ft_steps: int = 30
     latency_archs: int = 12
     precision: str = "int8"
-    # the selected model's params, decoder included, stay under this share of the teacher's
-    # (the paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
+    # selection for the device (donna_nas.search.select): the best predicted architecture whose
+    # latency on the search's source (ORT INT8 on this CPU, or --latency-table) is at most the
+    # teacher's / speedup (the teacher's encoder measured on the same source), or at most
+    # max_latency_ms, or 1000 / target_fps ms; set one of the three (the others None)
+    speedup: float | None = 1.5
+    max_latency_ms: float | None = None
+    target_fps: float | None = None
+    teacher_latency_ms: float | None = None  # the teacher's latency, instead of measuring it
+    # an extra params constraint, off by default (params are reported, they do not select): the
+    # selected model's params, decoder included, stay under this share of the teacher's (the
+    # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
     # decoder of the space's widest encoder
-    max_params_ratio: float = 0.3
+    max_params_ratio: float | None = None
     final_epochs: int = 6
     calib: int = 16
     fps_repeats: int = 20
@@ -64,8 +75,13 @@ class QuickstartConfig:
     def tiny(cls) -> "QuickstartConfig":
         return cls(size=(64, 192), drives=3, frames=9, space="tiny", seg_epochs=1, teacher_epochs=1,
                    batch=2, bkd_steps=3, bkd_size=(64, 192), predictor_archs=3, predictor_test=0,
-                   ft_steps=2, latency_archs=2, final_epochs=1, calib=2, fps_repeats=3,
-                   max_params_ratio=0.15)
+                   ft_steps=2, latency_archs=2, final_epochs=1, calib=2, fps_repeats=3)
+
+    def latency_target(self):
+        """The ``LatencyTarget`` of ``speedup`` / ``max_latency_ms`` / ``target_fps``."""
+        from donna_nas.search.select import LatencyTarget
+
+        return LatencyTarget(self.max_latency_ms, self.target_fps, self.speedup, self.teacher_latency_ms)
 
 
 @dataclass
@@ -107,6 +123,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     out = Path(out).absolute()  # stage configs store absolute paths: resumable from any directory
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp(out)  # temporary files of writes a kill interrupted
+    check_latency_target(cfg, latency_table, out)  # before any training: a target that cannot resolve
     saved = out / "quickstart.json"
     settings = dataclasses.asdict(cfg) | {"latency_table": latency_table}
     if saved.is_file():
@@ -207,15 +224,31 @@ def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str 
     from donna_nas.search.objectives import Constraints
     from donna_nas.search.run import run_search as search_run
 
-    constraints = Constraints(max_params=encoder_params_cap(space, teacher, cfg.max_params_ratio))
+    cap = encoder_params_cap(space, teacher, cfg.max_params_ratio) if cfg.max_params_ratio else None
     measure = None if latency_table else {"fp32": "ort", "int8": "ort-int8"}[cfg.precision]
     out = search_run(supernet, latency_table=latency_table, measure=measure, space=space,
-                     constraints=constraints, method="auto", seed=cfg.seed,
+                     constraints=Constraints(max_params=cap), method="auto", seed=cfg.seed,
                      measure_archs=cfg.latency_archs, fill_missing=True,
-                     measure_progress=progress, log=_log)
-    if out.selected is None:
-        raise UserError("the search selected no architecture under the params bound "
-                        f"(max_params_ratio {cfg.max_params_ratio}); raise it")
+                     measure_progress=progress, log=_log, target=cfg.latency_target(),
+                     teacher=str(teacher))
+    if out.quality is not None and out.quality.warning():
+        _log(f"[bold red]{out.quality.warning()}[/]")
+    out.require_selection()
+    s = out.selected
+    _log(f"selected {s.arch}: predicted {out.result.metric_name} {s.metric:.4f}, {s.latency_ms:.3g} ms "
+         f"({out.selected_latency}), {s.params / 1e6:.2f}M encoder params; {out.bound.describe()}")
+
+
+def check_latency_target(cfg: QuickstartConfig, latency_table: str | None, out: Path) -> None:
+    """Fail in one line before the training stages when the latency target cannot be resolved:
+    ``speedup`` with a latency table that cannot price the teacher (and no teacher_latency_ms)."""
+    target = cfg.latency_target()
+    if latency_table and target.needs_teacher:
+        from donna_nas.latency import LookupTable
+        from donna_nas.search.run import resolve_table, teacher_latency
+
+        path = resolve_table(latency_table)
+        teacher_latency("table", LookupTable.from_csv(path), cfg.teacher, cfg.size, out, path.name)
 
 
 def encoder_params_cap(space, teacher_run: Path, ratio: float) -> int | None:
@@ -268,7 +301,7 @@ def table_rows(out: Path) -> list[dict[str, Any]]:
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| model | params (M) | FPS fp32 | FPS int8 | Sq Rel fp32 | Sq Rel int8 | "
+    head = ("| model | model params (M, encoder + decoder) | FPS fp32 | FPS int8 | Sq Rel fp32 | Sq Rel int8 | "
             "abs_rel fp32 | abs_rel int8 | δ<1.25 fp32 |")
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
 
@@ -294,6 +327,34 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> list[str]:
+    """The report's selection lines: the architecture, its predicted metric, its latency (and
+    whether it was measured, modelled or looked up), the latency bound and where it came from,
+    encoder and whole-model params, and the predictor's Kendall τ with the warning below 0.5."""
+    from donna_nas.predictor.quality import PredictorQuality
+
+    nan = float("nan")
+    bound = selected.get("latency_bound") or {}
+    how = selected.get("latency_ms_how") or "latency source: " + str(selected.get("latency_source", ""))
+    model_params = ""
+    if rows and len(rows) > 1 and rows[1].get("params_M") is not None:
+        model_params = f", {rows[1]['params_M']:.2f}M whole-model params (encoder + decoder)"
+    lines = [f"Selected architecture (latency source: {selected.get('latency_source', '')}):", "",
+             f"`{selected['arch']}`", "",
+             f"predicted {selected.get('metric_name', 'metric')} {selected.get('predicted_metric', nan):.4f}, "
+             f"{selected.get('latency_ms', nan):.3g} ms ({how}), "
+             f"{selected.get('params', 0) / 1e6:.2f}M encoder params{model_params}.", "",
+             f"Selection: the best predicted architecture with "
+             f"{bound.get('description', 'no latency bound')}"
+             + (f", encoder params ≤ {selected['constraints']['max_params']:,}"
+                if (selected.get("constraints") or {}).get("max_params") else "")
+             + ". Params are reported, not used to select.", ""]
+    q = selected.get("predictor_quality") or {}
+    pq = PredictorQuality(q.get("kendall_tau"), q.get("tau_kind"), q.get("n"))
+    lines.append(f"**{pq.warning()}**" if pq.warning() else pq.describe() + ".")
+    return lines
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float],
                  cfg: QuickstartConfig, size_arg: str) -> Path:
     import csv
@@ -317,10 +378,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float
         f"`{cfg.space}`; FPS: ONNX Runtime, this CPU, batch 1, 1 thread. Sq Rel and abs_rel: Eigen "
         f"protocol on the synthetic test split (drive-disjoint), through ONNX Runtime.", "",
         table_markdown(rows),
-        f"Selected architecture (latency source: {selected.get('latency_source', '')}):", "",
-        f"`{selected['arch']}`", "",
-        f"predicted {selected.get('metric_name', 'metric')} {selected.get('predicted_metric', float('nan')):.4f}, "
-        f"{selected.get('latency_ms', float('nan')):.2f} ms (table), {selected.get('params', 0) / 1e6:.2f}M encoder params.",
+        *selection_markdown(selected, rows),
         "", "## Pareto front", "", "![pareto](plots/pareto.png)", "",
         "## Depth maps", "", "Searched model:", "", "![searched](plots/depth_searched.png)", "",
         "Teacher:", "", "![teacher](plots/depth_teacher.png)", "",

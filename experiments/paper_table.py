@@ -4,7 +4,10 @@ Rows: Monodepth2 (ResNet50), X-Distill (ResNet50), X-Distill (searched encoder),
 INT8 (static QDQ through ONNX Runtime); columns: params, INT8 FPS (this CPU, batch 1, 1 thread),
 Sq Rel, abs_rel, δ<1.25. The X-Distill ResNet50 and the searched model come from the quickstart
 pipeline run at this scale (``donna_nas.quickstart``); the Monodepth2 ResNet50 row is trained with
-the same data, schedule and seed, without the X-Distill loss.
+the same data, schedule and seed, without the X-Distill loss. The searched encoder is the best
+predicted architecture whose ONNX Runtime INT8 latency on this CPU is at most the ResNet50
+teacher encoder's / 1.5 (``--speedup``; or ``--max-latency-ms`` / ``--target-fps``); params are
+reported, not used to select (``--max-params-ratio`` adds them as a constraint).
 
     python experiments/paper_table.py --out runs/paper_table
 """
@@ -75,15 +78,30 @@ def main() -> None:
     ap.add_argument("--bkd-steps", type=int, default=80)
     ap.add_argument("--predictor-archs", type=int, default=10)
     ap.add_argument("--ft-steps", type=int, default=40)
-    ap.add_argument("--max-params-ratio", type=float, default=0.12,
-                    help="searched model params (decoder included) / ResNet50 model params (paper 0.12)")
+    target = ap.add_mutually_exclusive_group()
+    target.add_argument("--speedup", type=float, default=None,
+                        help="select the best predicted architecture whose ORT INT8 latency on this CPU "
+                             "is <= the ResNet50 teacher encoder's / X, timed the same way "
+                             f"(default {QuickstartConfig.speedup})")
+    target.add_argument("--max-latency-ms", type=float, default=None, help="latency bound (ms) instead")
+    target.add_argument("--target-fps", type=float, default=None, help="latency bound of 1000/FPS ms instead")
+    ap.add_argument("--teacher-latency-ms", type=float, default=None,
+                    help="the teacher's latency for --speedup, instead of measuring it")
+    ap.add_argument("--max-params-ratio", type=float, default=None,
+                    help="extra constraint (off by default; params are reported, not used to select): "
+                         "searched model params (decoder included) / ResNet50 model params")
     args = ap.parse_args()
+    if args.speedup is None and args.max_latency_ms is None and args.target_fps is None:
+        args.speedup = QuickstartConfig.speedup
     h, w = (int(v) for v in args.size.lower().split("x"))
     cfg = dataclasses.replace(
         QuickstartConfig.small(), size=(h, w), drives=args.drives, frames=args.frames,
         teacher="resnet50", teacher_epochs=args.teacher_epochs, final_epochs=args.final_epochs,
         bkd_steps=args.bkd_steps, predictor_archs=args.predictor_archs, ft_steps=args.ft_steps,
-        lr_step=max(1, int(0.75 * args.teacher_epochs)), max_params_ratio=args.max_params_ratio)
+        lr_step=max(1, int(0.75 * args.teacher_epochs)), max_params_ratio=args.max_params_ratio,
+        speedup=args.speedup, max_latency_ms=args.max_latency_ms, target_fps=args.target_fps,
+        teacher_latency_ms=args.teacher_latency_ms)
+    cfg.latency_target()  # a bad combination fails now, not after hours of training
     out = Path(args.out)
     run_quickstart(out, cfg)
     baseline = train_monodepth2(out, cfg)
@@ -93,7 +111,8 @@ def main() -> None:
     md2, xd, srch = rows
     targets = [
         ("X-Distill / Monodepth2 Sq Rel (fp32)", xd["sq_rel_fp32"] / md2["sq_rel_fp32"], "≤ 0.85", 0.69 / 0.83),
-        ("searched / ResNet50 params", srch["params_M"] / xd["params_M"], "≤ 0.12", 3.7 / 32),
+        ("searched / ResNet50 model params (reported, not a selection constraint)",
+         srch["params_M"] / xd["params_M"], "≤ 0.12", 3.7 / 32),
         ("searched / X-Distill-ResNet50 Sq Rel (fp32)", srch["sq_rel_fp32"] / xd["sq_rel_fp32"], "≤ 1.09", 0.75 / 0.69),
         ("INT8 FPS searched / ResNet50", srch["fps_int8"] / xd["fps_int8"], "≥ 1.5", 35 / 23),
     ] + [(f"INT8 vs fp32 Sq Rel, {r['model']}", r["sq_rel_int8"] / r["sq_rel_fp32"] - 1, "≤ +3%",
@@ -112,7 +131,7 @@ def main() -> None:
     wall = sum(timings.values())  # stage times of the (possibly resumed) runs
     const = json.loads((out / "teacher" / "metrics.json").read_text())["constant_depth_baseline"]
     cmd = ("python experiments/paper_table.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None))
     md = [
         "# Paper Table 1 on the synthetic world", "",
         f"Command: `{cmd}`  ",
@@ -125,7 +144,7 @@ def main() -> None:
         f"finetuned {cfg.final_epochs} epochs with X-Distill from its distilled blocks. Metrics: Eigen "
         f"protocol on the drive-disjoint synthetic test split, computed through ONNX Runtime. FPS: this "
         f"CPU, ONNX Runtime, batch 1, 1 thread (the paper: a phone).", "",
-        "| model | params (M) | FPS int8 | Sq Rel fp32 | Sq Rel int8 | abs_rel fp32 | abs_rel int8 | δ<1.25 fp32 | paper: params / FPS / Sq Rel fp32 / int8 |",
+        "| model | model params (M, encoder + decoder) | FPS int8 | Sq Rel fp32 | Sq Rel int8 | abs_rel fp32 | abs_rel int8 | δ<1.25 fp32 | paper: params / FPS / Sq Rel fp32 / int8 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -135,6 +154,10 @@ def main() -> None:
                   f"{r['a1_fp32']:.3f} | {p[0]}M / {p[1]} / {p[2]} / {p[3]} |")
     md.append(f"| constant depth (median-scaled; learns nothing) | – | – | {const['sq_rel']:.4f} | – | "
               f"{const['abs_rel']:.4f} | – | {const['a1']:.3f} | – |")
+    from donna_nas.quickstart import selection_markdown
+
+    selected = json.loads((out / "supernet" / "selected.json").read_text())
+    md += ["", "## Selection", "", *selection_markdown(selected, [xd, srch])]
     md += ["", "| ratio | measured | target | paper |", "|---|---|---|---|"]
     for name, val, target, paper in targets:
         fmt = (lambda v: f"{100 * v:+.1f}%") if "INT8 vs fp32" in name else (lambda v: f"{v:.2f}")

@@ -7,7 +7,15 @@ from typing import Optional
 
 import typer
 
+from donna_nas.cli.common import config_help, given
 from donna_nas.runtime.threads import threads_option
+
+# Options that mirror a QuickstartConfig field default to None: the config's default (in --help).
+_QUICKSTART = "donna_nas.quickstart:QuickstartConfig"
+
+
+def _help(name: str, text: str = "") -> str:
+    return config_help(_QUICKSTART, name, text)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,10 +28,26 @@ def quickstart_cmd(
     latency_table: Optional[str] = typer.Option(
         None, "--latency-table",
         help="Search against this latency table (e.g. measured on a phone) instead of this CPU."),
+    speedup: Optional[float] = typer.Option(
+        None, "--speedup", help=_help("speedup", "Select the best predicted architecture at least X "
+                                      "times faster than the teacher on the latency source (the "
+                                      "teacher's encoder is timed the same way).")),
+    max_latency_ms: Optional[float] = typer.Option(
+        None, "--max-latency-ms", help="Latency bound in ms instead of --speedup."),
+    target_fps: Optional[float] = typer.Option(
+        None, "--target-fps", help="Latency bound of 1000/FPS ms instead of --speedup."),
+    teacher_latency_ms: Optional[float] = typer.Option(
+        None, "--teacher-latency-ms", help="The teacher's latency (ms) for --speedup, instead of "
+                                           "measuring it (needed with a table that has no teacher row)."),
+    max_params_ratio: Optional[float] = typer.Option(
+        None, "--max-params-ratio", help="Extra constraint: model params (decoder included) ≤ this "
+                                         "share of the teacher's (off by default)."),
     threads: Optional[int] = threads_option(),
 ) -> None:
-    """data → depth teacher (X-Distill) → build-supernet → search → finetune → export fp32/INT8
-    → Table-1-style table and OUT/report.md."""
+    """data → depth teacher (X-Distill) → build-supernet → search (latency target) → finetune →
+    export fp32/INT8 → Table-1-style table and OUT/report.md."""
+    import dataclasses
+
     from donna_nas.cli import console
     from donna_nas.cli.common import check_out_dir
     from donna_nas.quickstart import QuickstartConfig, run_quickstart, table_markdown
@@ -32,6 +56,12 @@ def quickstart_cmd(
     set_threads(threads)
     check_out_dir(out)
     cfg = QuickstartConfig.tiny() if tiny else QuickstartConfig.small()
+    opts = given(speedup=speedup, max_latency_ms=max_latency_ms, target_fps=target_fps,
+                 teacher_latency_ms=teacher_latency_ms, max_params_ratio=max_params_ratio)
+    if speedup is None and (max_latency_ms is not None or target_fps is not None):
+        opts["speedup"] = None  # another latency target replaces the default speedup
+    cfg = dataclasses.replace(cfg, **opts)
+    cfg.latency_target()  # one line now for a bad combination, not after the training stages
     result = run_quickstart(out, cfg, latency_table=latency_table)
     console.print(table_markdown(result["rows"]), highlight=False)
     console.print(f"total {sum(result['timings'].values()):.0f} s; report: {out / 'report.md'}")

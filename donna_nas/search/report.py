@@ -135,7 +135,8 @@ def plot_front(path: Path, result: SearchResult, references: list[Reference],
         ax.scatter([result.selected.latency_ms], [result.selected.metric], marker="*", s=160,
                    c="gold", edgecolors="k", zorder=4, label="selected")
     if result.constraints.max_latency_ms is not None:
-        ax.axvline(result.constraints.max_latency_ms, c="k", ls=":", lw=1, label="max latency")
+        ax.axvline(result.constraints.max_latency_ms, c="k", ls=":", lw=1,
+                   label=f"latency bound {result.constraints.max_latency_ms:.3g} ms")
     for r in references:
         if r.metric is None:
             ax.axvline(r.latency_ms, c="tab:green", ls="--", lw=1)
