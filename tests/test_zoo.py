@@ -139,3 +139,25 @@ def test_evaluate_model_prints_model_and_baselines(shipped, synth_world, capsys)
     assert not any((synth_world.parent / "models").glob("**/metrics.json"))
     code, out, err = run_cli(["evaluate", "--model", "tiny-r18"], capsys)
     assert_one_line(code, out, err, "--data is required")
+
+
+def test_distillation_from_a_shipped_model_trains_towards_it_and_stays_out_of_checkpoints(shipped, tmp_path):
+    from safetensors.torch import load_file
+
+    from donna_nas.tasks.depth.train import DepthTrainer
+
+    cfg = DepthConfig(data="fake", height=H, width=W, batch=2, epochs=1, seed=2, max_steps=2,
+                      distill_from="tiny-r18", distill_weight=1.0, checkpoint_every=2)
+    run = tmp_path / "kd"
+    res = train_depth(cfg, run, dataset=FakeFrames(n=4), progress=False, log=None)
+    keys = load_file(str(run / "checkpoints" / "last.safetensors")).keys()
+    assert not any("kd_teacher" in k for k in keys) and any(k.startswith("model.depth.") for k in keys)
+    # the distillation term is part of the loss: zero when the student is the teacher itself
+    trainer = DepthTrainer(DepthConfig(data="fake", height=H, width=W, distill_from="tiny-r18"))
+    sd, _ = load_model_weights("tiny-r18")
+    trainer.depth.load_state_dict(sd)
+    trainer.eval()  # batch norm as in the (eval-mode) teacher
+    batch = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in FakeFrames(n=1)[0].items()}
+    _, info = trainer(batch)
+    assert info["distill"].item() == 0.0
+    assert res["step"] == 2

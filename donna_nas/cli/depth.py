@@ -32,6 +32,8 @@ def finetune(
     task: str = typer.Option("depth", "--task", help="Task to train: 'depth' (Monodepth2 / X-Distill) or 'classify' (CE + KD)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder in KITTI raw layout with splits/ (not needed with --resume)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help=_help("backbone", "resnet18, resnet50, an architecture string (with --space), a build-supernet run, or a shipped model name (`models list`: its architecture, started from its weights).")),
+    distill_from: Optional[str] = typer.Option(None, "--distill-from", help="Also regress this trained depth model's outputs (a depth run directory or a shipped model name)."),
+    distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help=_help("distill_weight", "Weight of --distill-from's loss.")),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="Warm start: a depth run directory (depth + pose nets) or a shipped model name (depth net); fresh optimizer."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space YAML or shipped name, for architecture strings."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision-format ResNet weights for the depth encoder."),
@@ -94,6 +96,7 @@ def finetune(
     if data is None:
         raise UserError("--data is required (the dataset folder), unless --resume continues an existing run")
     opts = given(backbone=backbone, space=space, weights=str(weights) if weights else None, init_from=init_from,
+                 distill_from=distill_from, distill_weight=distill_weight,
                  pose_weights=str(pose_weights) if pose_weights else None, epochs=epochs, batch=batch, lr=lr,
                  lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
                  xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,

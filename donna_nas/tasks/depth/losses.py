@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "output_kd_loss",
     "SSIM",
     "photometric_error",
     "min_reprojection",
@@ -200,3 +201,20 @@ class Monodepth2Loss(nn.Module):
                 info["automask_fraction"] = rep.mask.float().mean().detach()
         loss = total / len(self.scales)
         return loss, info
+
+
+def output_kd_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
+                   min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
+    """Mean over scales of |log d_s − log d_t| on scaled disparities: the student regresses a
+    teacher depth model's outputs (DONNA's distillation finetune). Log makes it relative, so near
+    and far pixels weigh alike, as in the Eigen metrics."""
+    from donna_nas.tasks.depth.geometry import disp_to_depth
+
+    losses = []
+    for s, t in zip(student, teacher):
+        if s.shape[-2:] != t.shape[-2:]:
+            s = torch.nn.functional.interpolate(s, size=t.shape[-2:], mode="bilinear", align_corners=False)
+        ls = torch.log(disp_to_depth(s, min_depth, max_depth)[0])
+        lt = torch.log(disp_to_depth(t, min_depth, max_depth)[0])
+        losses.append((ls - lt).abs().mean())
+    return torch.stack(losses).mean()

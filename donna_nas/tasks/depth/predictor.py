@@ -21,6 +21,7 @@ import torch
 
 from donna_nas.errors import UserError
 from donna_nas.predictor.finetune import FinetuneJob, TapDistiller, tap_variances
+from donna_nas.tasks.depth.losses import output_kd_loss
 
 __all__ = ["export_val_gt", "output_kd_loss", "predictor_finetune"]
 
@@ -33,21 +34,6 @@ def export_val_gt(run: Path, data: str) -> None:
     from donna_nas.data.gt import export_gt
 
     export_gt(data, Path(data) / "splits" / "val_files.txt", out=out, progress=False)
-
-
-def output_kd_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
-                   min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
-    """Mean over scales of |log d_s − log d_t| on scaled disparities (scale-free, like depth)."""
-    from donna_nas.tasks.depth.geometry import disp_to_depth
-
-    losses = []
-    for s, t in zip(student, teacher):
-        if s.shape[-2:] != t.shape[-2:]:
-            s = torch.nn.functional.interpolate(s, size=t.shape[-2:], mode="bilinear", align_corners=False)
-        ls = torch.log(disp_to_depth(s, min_depth, max_depth)[0])
-        lt = torch.log(disp_to_depth(t, min_depth, max_depth)[0])
-        losses.append((ls - lt).abs().mean())
-    return torch.stack(losses).mean()
 
 
 def predictor_finetune(job: FinetuneJob) -> dict[str, float]:

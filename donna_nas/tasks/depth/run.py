@@ -36,7 +36,7 @@ __all__ = ["DepthConfig", "resolve_model_names", "save_config", "load_config", "
 # config fields that may name files or folders; config.yaml stores them absolute so that
 # ``--resume`` works from any working directory
 PATH_FIELDS = ("data", "backbone", "space", "weights", "pose_weights", "seg_teacher", "groups", "train_split",
-               "init_from")
+               "init_from", "distill_from")
 
 
 @dataclass
@@ -74,6 +74,11 @@ class DepthConfig:
     # warm start: a depth run directory (its checkpoint's depth and pose nets, fresh optimizer) or a
     # shipped model name (its depth net); the run then continues training from those weights
     init_from: str | None = None
+    # distillation from a trained depth model (a depth run directory or a shipped model name): its
+    # four disparity scales on the same augmented frame are regressed (L1 of log disparity) with
+    # weight distill_weight, added to the self-supervised loss (DONNA's finetune of a searched encoder)
+    distill_from: str | None = None
+    distill_weight: float = 1.0
 
     def validate(self) -> None:
         if self.height % 32 or self.width % 32:
@@ -84,6 +89,8 @@ class DepthConfig:
             raise UserError(f"frame_ids {self.frame_ids}: must start with 0 and name at least one source frame")
         if self.xdistill and not self.seg_teacher:
             raise UserError("--xdistill needs --seg-teacher (a teacher file, an ONNX/TorchScript model, a label folder or 'labels')")
+        if self.distill_weight < 0:
+            raise UserError(f"--distill-weight {self.distill_weight}: must be >= 0")
         if self.batch < 1 or self.epochs < 1:
             raise UserError("--batch and --epochs must be at least 1")
 

@@ -70,6 +70,16 @@ class DepthTrainer(nn.Module):
             cfg.height, cfg.width, tuple(cfg.frame_ids), tuple(cfg.scales),
             cfg.min_depth, cfg.max_depth, cfg.smoothness, cfg.automask,
         )
+        # the distillation teacher is held outside the module tree: it is frozen, and neither its
+        # weights nor optimizer state belong in this run's checkpoints
+        self._kd_teacher: list[nn.Module] = []
+        if cfg.distill_from:
+            from donna_nas.tasks.depth.run import load_model
+
+            teacher_net, _ = load_model(cfg.distill_from)
+            for p in teacher_net.parameters():
+                p.requires_grad_(False)
+            self._kd_teacher.append(teacher_net.eval())
         self.transfer: nn.Module | None = None
         if cfg.xdistill:
             from donna_nas.tasks.depth.xdistill import TransferNet
@@ -98,6 +108,14 @@ class DepthTrainer(nn.Module):
         poses = self.poses(aug)
         loss, info = self.loss_fn(disps, images, batch["K"], batch["inv_K"], poses)
         info["photometric"] = loss.detach()
+        if self._kd_teacher:
+            from donna_nas.tasks.depth.losses import output_kd_loss
+
+            with torch.no_grad():
+                target = self._kd_teacher[0].multiscale(aug[:, 0])
+            kd = output_kd_loss(disps, target, self.cfg.min_depth, self.cfg.max_depth)
+            info["distill"] = kd.detach()
+            loss = loss + self.cfg.distill_weight * kd
         if self.transfer is not None:
             from donna_nas.tasks.depth.xdistill import xdistill_loss
 
