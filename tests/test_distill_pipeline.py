@@ -171,3 +171,17 @@ def test_empty_split_and_corrupt_block_checkpoint_are_clear_errors(full_run, tmp
                    resume=True, progress=False)
     assert counter.ran == [f"bkd-{victim.stem}"]  # only the corrupt block is distilled again
     assemble(run, arch)
+
+
+def test_report_states_the_predictor_tau_and_warns_below_half(full_run):
+    import json
+
+    from donna_nas.predictor.quality import PredictorQuality
+
+    run, _ = full_run
+    q = PredictorQuality.from_json(json.loads((run / "predictor.json").read_text()))
+    report = (run / "report.md").read_text()
+    if q.tau is not None and q.tau < 0.5:
+        assert "unreliable" in report and f"{q.tau:.2f}" in report
+    else:
+        assert "unreliable" not in report and q.describe() in report

@@ -72,7 +72,12 @@ def build_supernet_cmd(
     for e in res.evaluation:
         console.print(f"  {e['model']:<26} CV τ {e['cv_tau']:.3f}  held-out τ {e['test_tau']:.3f}")
     if res.predictor:
+        from donna_nas.predictor.quality import PredictorQuality
+
         console.print(f"predictor: {out / 'predictor.json'}; report: {out / 'report.md'}")
+        warning = PredictorQuality.from_file(out / "predictor.json").warning()
+        if warning:
+            console.print(f"[bold yellow]{warning}[/]")
 
 
 def _absolute(value: Optional[str]) -> Optional[str]:

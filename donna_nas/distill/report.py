@@ -56,6 +56,12 @@ def write_report(run: Path, space, config, quality: pd.DataFrame, rank: pd.DataF
                   for e in evaluation]
         lines += ["", "`predictor.json` holds ridge_nsr (the additive model the exact search solver uses); "
                   "training pairs are in `tables/predictor_train.csv`.", ""]
+        pj = Path(run) / "predictor.json"
+        if pj.is_file():
+            from donna_nas.predictor.quality import PredictorQuality
+
+            q = PredictorQuality.from_file(pj)
+            lines += [f"**{q.warning()}**" if q.warning() else f"Selected predictor (ridge_nsr): {q.describe()}.", ""]
     lines += ["## Time per phase", "", "| phase | seconds (this invocation) |", "|---|---|"]
     last = timings["invocations"][-1] if timings.get("invocations") else {}
     lines += [f"| {k[:-2]} | {v:.1f} |" for k, v in last.items()]
