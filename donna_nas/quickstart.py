@@ -1,11 +1,22 @@
 """`donna-nas quickstart`: the whole system, end to end, on the embedded synthetic world.
 
-data → segmentation teacher → ResNet depth teacher (X-Distill) → build-supernet (blockwise
-distillation + accuracy predictor) → latency of this CPU (ONNX Runtime INT8, a measured sample
-of ops + the op latency model) → exact Pareto search, selecting the best predicted architecture
-whose latency on that source is ≤ the teacher's / 1.5 (``speedup``; the teacher's encoder timed
-the same way, ``donna_nas.latency.teacher``) → finetune the selected encoder with X-Distill from
-its distilled blocks → export fp32 + INT8 → a Table-1-style table and report.md.
+Default stages (the shipped teacher, ``donna-nas models list``):
+
+data (the world the shipped teacher was trained on, read from its model card) → the shipped depth
+teacher (``synth-resnet18-xdistill``: no teacher training; ``OUT/teacher`` holds it as a depth run
+directory, evaluated on this world's test split) → build-supernet (blockwise distillation of that
+teacher + accuracy predictor from distillation finetunes) → latency of this CPU (ONNX Runtime INT8,
+a measured sample of ops + the op latency model) → exact Pareto search, selecting the best
+predicted architecture whose latency on that source is ≤ the teacher's / 1.5 (``speedup``; the
+teacher's encoder timed the same way, ``donna_nas.latency.teacher``) → finetune the selected
+encoder from its distilled blocks with output distillation from the teacher (``distill_from``) +
+self-supervision + X-Distill (the shipped segmentation teacher ``synth-segnet``) → export fp32 +
+INT8 → ``OUT/quickstart_table.csv`` and ``OUT/report.md``.
+
+``train_teacher`` (``--train-teacher``) is the path without shipped models: it trains the
+segmentation teacher and a ResNet depth teacher (X-Distill) first, on its own world (96x320 by
+default), and finetunes the searched encoder with X-Distill alone (a teacher trained for a few
+epochs is no model to distil from).
 
 Every stage writes into ``OUT/`` and is skipped when its output is already there, so a killed
 quickstart resumes where it stopped: a depth stage continues from its last checkpoint, or starts
@@ -26,20 +37,32 @@ from donna_nas.errors import UserError
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
+TRAINABLE_TEACHERS = ("resnet18", "resnet50")
+# OUT/quickstart_table.csv: these columns, one row per model in ROWS order
+TABLE_COLUMNS = ("model", "params", "fps_fp32", "fps_int8", "sq_rel_fp32", "sq_rel_int8", "abs_rel_fp32", "a1")
+ROWS = ("teacher", "searched", "constant", "prior")
 
 
 @dataclass
 class QuickstartConfig:
-    """Scale of each stage. ``small()`` is the README's default, ``tiny()`` the CI smoke run."""
+    """Scale of each stage. ``small()`` is the README's default, ``tiny()`` the CI smoke run.
 
-    size: tuple[int, int] = (96, 320)
-    drives: int = 3
-    frames: int = 50
-    seed: int = 0
+    World fields left ``None`` (size, drives, frames, world_seed, world_version) come from the
+    shipped teacher's model card (``resolved()``): the quickstart renders the world it was
+    trained on. With ``train_teacher`` they default to the 96x320, 3 drives × 50 frames world."""
+
+    teacher: str = "synth-resnet18-xdistill"  # shipped depth model; with train_teacher: resnet18|resnet50
+    seg_teacher: str = "synth-segnet"  # shipped segmentation teacher (X-Distill), unless train_teacher
+    train_teacher: bool = False  # train the segmentation and depth teachers here instead
+    size: tuple[int, int] | None = None
+    drives: int | None = None
+    frames: int | None = None
+    world_seed: int | None = None
+    world_version: int | None = None
+    seed: int = 0  # training seeds
     space: str = "donna_depth_lite"
-    seg_epochs: int = 4
-    teacher: str = "resnet18"
-    teacher_epochs: int = 6
+    seg_epochs: int = 4  # train_teacher only
+    teacher_epochs: int = 6  # train_teacher only
     batch: int = 4
     xdistill_weight: float = 0.01  # 0.1 let the cross-entropy swamp the photometric loss at CPU scale (docs/depth.md)
     bkd_steps: int = 60
@@ -62,26 +85,90 @@ class QuickstartConfig:
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
     # decoder of the space's widest encoder
     max_params_ratio: float | None = None
-    final_epochs: int = 6
+    final_epochs: int = 3
+    # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
+    distill_weight: float = 1.0
     calib: int = 16
     fps_repeats: int = 20
     lr_step: int = 4
 
     @classmethod
-    def small(cls) -> "QuickstartConfig":
+    def small(cls, train_teacher: bool = False) -> "QuickstartConfig":
+        if train_teacher:  # the path before shipped teachers: its own world, teachers trained here
+            return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(96, 320), drives=3,
+                       frames=50, world_seed=0, world_version=2, final_epochs=6, distill_weight=0.0)
         return cls()
 
     @classmethod
-    def tiny(cls) -> "QuickstartConfig":
-        return cls(size=(64, 192), drives=3, frames=9, space="tiny", seg_epochs=1, teacher_epochs=1,
-                   batch=2, bkd_steps=3, bkd_size=(64, 192), predictor_archs=3, predictor_test=0,
-                   ft_steps=2, latency_archs=2, final_epochs=1, calib=2, fps_repeats=3)
+    def tiny(cls, train_teacher: bool = False) -> "QuickstartConfig":
+        scale = dict(drives=3, frames=9, space="tiny", seg_epochs=1, teacher_epochs=1, batch=2, bkd_steps=3,
+                     bkd_size=(64, 192), predictor_archs=3, predictor_test=0, ft_steps=2, latency_archs=2,
+                     final_epochs=1, calib=2, fps_repeats=3)
+        if train_teacher:
+            return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(64, 192), world_seed=0,
+                       world_version=2, distill_weight=0.0, **scale)
+        return cls(**scale)  # the shipped teacher's size (64x192), seed and world version
 
     def latency_target(self):
         """The ``LatencyTarget`` of ``speedup`` / ``max_latency_ms`` / ``target_fps``."""
         from donna_nas.search.select import LatencyTarget
 
         return LatencyTarget(self.max_latency_ms, self.target_fps, self.speedup, self.teacher_latency_ms)
+
+    def shipped_teacher(self):
+        """The shipped depth teacher (``ShippedModel``, weights verified); None with train_teacher.
+        An unknown name is one line listing the shipped depth models."""
+        if self.train_teacher:
+            return None
+        from donna_nas.tasks.depth.zoo import resolve_model
+
+        return resolve_model(self.teacher, kind="depth")
+
+    def teacher_backbone(self) -> str:
+        """The teacher's encoder (``resnet18``/``resnet50``): the trained one, or the shipped model's."""
+        m = self.shipped_teacher()
+        if m is None:
+            return self.teacher
+        return str(json.loads((m.folder / "model.json").read_text())["backbone"])
+
+    def resolved(self) -> "QuickstartConfig":
+        """A copy with every world field set (from the shipped teacher's card where ``None``);
+        one-line ``UserError`` for an unknown model, a teacher to train that is no ResNet, or a
+        size other than the shipped teacher's."""
+        if self.train_teacher:
+            if self.teacher not in TRAINABLE_TEACHERS:
+                raise UserError(f"--train-teacher trains {' or '.join(TRAINABLE_TEACHERS)}, not {self.teacher!r}; "
+                                f"drop --train-teacher to use the shipped model {self.teacher}")
+            fill = dict(size=(96, 320), drives=3, frames=50, world_seed=self.seed, world_version=2)
+            return dataclasses.replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
+        from donna_nas.tasks.depth.zoo import is_model_name, list_models, resolve_model
+
+        if self.teacher in TRAINABLE_TEACHERS and not is_model_name(self.teacher):
+            known = ", ".join(x.name for x in list_models() if x.kind == "depth") or "none"
+            raise UserError(f"teacher {self.teacher}: a backbone to train, not a shipped model; pass "
+                            f"--train-teacher (QuickstartConfig.small(train_teacher=True)) or a shipped "
+                            f"model ({known})")
+        m = self.shipped_teacher()
+        resolve_model(self.seg_teacher, kind="segmentation")  # unknown: one line listing the shipped ones
+        info = json.loads((m.folder / "model.json").read_text())
+        world = m.card.get("world") or {}
+        trained = (int(info["height"]), int(info["width"]))
+        card = {"size": tuple(world.get("size") or trained), "drives": world.get("drives"),
+                "frames": world.get("frames"), "world_seed": world.get("seed"),
+                "world_version": world.get("version")}
+        fill = {}
+        for k, v in card.items():
+            if getattr(self, k) is None:
+                if v is None:
+                    raise UserError(f"{m.folder / 'card.json'}: the card of {m.name} names no world "
+                                    f"{k.replace('world_', '')}; set QuickstartConfig.{k}")
+                fill[k] = v
+        cfg = dataclasses.replace(self, **fill)
+        cfg.size = (int(cfg.size[0]), int(cfg.size[1]))
+        if cfg.size != trained:
+            raise UserError(f"size {cfg.size[0]}x{cfg.size[1]}: the shipped teacher {m.name} was trained at "
+                            f"{trained[0]}x{trained[1]}; leave the size unset (its own) or use --train-teacher")
+        return cfg
 
 
 @dataclass
@@ -114,12 +201,21 @@ def _space(cfg: QuickstartConfig):
     return dataclasses.replace(load_space(cfg.space), input_size=tuple(cfg.size))
 
 
+def stage_names(cfg: QuickstartConfig) -> list[str]:
+    """The stages ``run_quickstart`` runs for ``cfg``, in order."""
+    teacher = (["segmentation teacher", f"{cfg.teacher} depth teacher (X-Distill)"] if cfg.train_teacher
+               else [f"shipped teacher {cfg.teacher}"])
+    how = "distillation + X-Distill" if cfg.distill_weight else "X-Distill"
+    return ["synthetic world", *teacher, "build-supernet", "latency + search",
+            f"finetune searched encoder ({how})", "export teacher", "export searched"]
+
+
 def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | None = None,
                    latency_table: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every stage; returns the Table-1-style rows."""
+    """Run (or resume) every stage; returns the table rows (``ROWS``) and the stage timings."""
     from donna_nas.runtime.io import remove_stale_temp
 
-    cfg = cfg or QuickstartConfig.small()
+    cfg = (cfg or QuickstartConfig.small()).resolved()  # unknown models / bad sizes: one line, before any work
     out = Path(out).absolute()  # stage configs store absolute paths: resumable from any directory
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp(out)  # temporary files of writes a kill interrupted
@@ -134,14 +230,15 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     else:
         write_json_atomic(saved, settings)
     space = _space(cfg)
-    data, seg, teacher = out / "data", out / "seg_teacher.safetensors", out / "teacher"
+    data, teacher = out / "data", out / "teacher"
+    seg = str(out / "seg_teacher.safetensors") if cfg.train_teacher else cfg.seg_teacher
     supernet, searched = out / "supernet", out / "searched"
-    size_arg = f"{cfg.size[0]}x{cfg.size[1]}"
 
     def synth():
         from donna_nas.data.synth import synthesize
 
-        synthesize(data, cfg.drives, cfg.frames, cfg.size, cfg.seed, progress=progress)
+        synthesize(data, cfg.drives, cfg.frames, cfg.size, cfg.world_seed, progress=progress,
+                   world_version=cfg.world_version)
 
     def seg_teacher():
         from donna_nas.tasks.depth.seg_teacher import train_seg_teacher
@@ -149,25 +246,30 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         train_seg_teacher(data, seg, size=cfg.size, epochs=cfg.seg_epochs, batch=cfg.batch,
                           seed=cfg.seed, progress=progress)
 
-    def depth_run(run: Path, backbone: str, space_arg: str | None, epochs: int) -> None:
+    def depth_run(run: Path, backbone: str, epochs: int, distill_from: str | None = None) -> None:
         from donna_nas.tasks.depth.evaluate import evaluate_run
-        from donna_nas.tasks.depth.run import DepthConfig
+        from donna_nas.tasks.depth.run import DepthConfig, has_checkpoint
         from donna_nas.tasks.depth.train import train_depth
 
-        dcfg = DepthConfig(data=str(data), backbone=backbone, space=space_arg, height=cfg.size[0],
-                           width=cfg.size[1], epochs=epochs, batch=cfg.batch, act="relu",
-                           xdistill=True, seg_teacher=str(seg), xdistill_weight=cfg.xdistill_weight,
-                           seed=cfg.seed, lr_step=cfg.lr_step, checkpoint_every=50)
-        from donna_nas.tasks.depth.run import has_checkpoint
-
+        dcfg = DepthConfig(data=str(data), backbone=backbone, height=cfg.size[0], width=cfg.size[1],
+                           epochs=epochs, batch=cfg.batch, act="relu", xdistill=True, seg_teacher=seg,
+                           xdistill_weight=cfg.xdistill_weight, seed=cfg.seed, lr_step=cfg.lr_step,
+                           checkpoint_every=50, distill_from=distill_from,
+                           distill_weight=cfg.distill_weight if distill_from else 1.0)
         # a run killed before its first checkpoint starts over (same seed, same result)
         train_depth(dcfg, run, resume=has_checkpoint(run), progress=progress, log=_log)
         evaluate_run(run)
 
+    def shipped():
+        materialise_shipped_teacher(cfg.teacher, teacher, data, seg_teacher=cfg.seg_teacher)
+
+    # the teacher as the later stages name it: the shipped model by name, or the run trained here
+    teacher_spec = str(teacher) if cfg.train_teacher else cfg.teacher
+
     def build():
         from donna_nas.distill.pipeline import SupernetConfig, build_supernet
 
-        scfg = SupernetConfig(teacher=str(teacher), data=str(data), height=cfg.bkd_size[0],
+        scfg = SupernetConfig(teacher=teacher_spec, data=str(data), height=cfg.bkd_size[0],
                               width=cfg.bkd_size[1], bkd_steps=cfg.bkd_steps, bkd_batch=8,
                               predictor_archs=cfg.predictor_archs,
                               predictor_test=cfg.predictor_test, ft_steps=cfg.ft_steps,
@@ -179,7 +281,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         run_search(space, supernet, cfg, latency_table, teacher, progress)
 
     def finetune():
-        depth_run(searched, str(supernet), None, cfg.final_epochs)
+        depth_run(searched, str(supernet), cfg.final_epochs,
+                  distill_from=teacher_spec if cfg.distill_weight else None)
 
     def export(run: Path) -> Callable[[], Any]:
         def go():
@@ -188,18 +291,20 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
             export_run(run, int8=True, calib=cfg.calib, fps_repeats=cfg.fps_repeats)
         return go
 
-    stages = [
-        Stage("synthetic world", lambda: (data / "synth.json").is_file() and (data / "splits").is_dir(), synth),
-        Stage("segmentation teacher", seg.is_file, seg_teacher),
-        Stage(f"{cfg.teacher} depth teacher (X-Distill)", lambda: (teacher / "metrics.json").is_file(),
-              lambda: depth_run(teacher, cfg.teacher, None, cfg.teacher_epochs)),
-        Stage("build-supernet", lambda: (supernet / "predictor.json").is_file(), build),
-        Stage("latency + search", lambda: (supernet / "selected.json").is_file(), do_search),
-        Stage("finetune searched encoder (X-Distill)", lambda: (searched / "metrics.json").is_file(),
-              finetune),
-        Stage("export teacher", lambda: (teacher / "export" / "export.json").is_file(), export(teacher)),
-        Stage("export searched", lambda: (searched / "export" / "export.json").is_file(),
-              export(searched)),
+    names = iter(stage_names(cfg))
+    stages = [Stage(next(names), lambda: (data / "synth.json").is_file() and (data / "splits").is_dir(), synth)]
+    if cfg.train_teacher:
+        stages += [Stage(next(names), Path(seg).is_file, seg_teacher),
+                   Stage(next(names), lambda: (teacher / "metrics.json").is_file(),
+                         lambda: depth_run(teacher, cfg.teacher, cfg.teacher_epochs))]
+    else:
+        stages.append(Stage(next(names), lambda: (teacher / "metrics.json").is_file(), shipped))
+    stages += [
+        Stage(next(names), lambda: (supernet / "predictor.json").is_file(), build),
+        Stage(next(names), lambda: (supernet / "selected.json").is_file(), do_search),
+        Stage(next(names), lambda: (searched / "metrics.json").is_file(), finetune),
+        Stage(next(names), lambda: (teacher / "export" / "export.json").is_file(), export(teacher)),
+        Stage(next(names), lambda: (searched / "export" / "export.json").is_file(), export(searched)),
     ]
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -213,8 +318,40 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         timings[st.name] = round(time.time() - t0, 1)
         write_json_atomic(timings_path, timings)
     rows = table_rows(out)
-    write_report(out, rows, timings, cfg, size_arg)
+    write_report(out, rows, timings, cfg)
     return {"rows": rows, "timings": timings}
+
+
+def materialise_shipped_teacher(name: str, run: Path, data: Path, seg_teacher: str | None = None) -> Path:
+    """Write the shipped depth model ``name`` as the depth run directory ``run`` (config.yaml,
+    model.json, fp32 model.safetensors, card.json) on ``data``, and evaluate it there (metrics.json,
+    report.md, plots/), so every stage that takes a depth run (evaluate, export, a teacher's
+    latency) takes it. No training: ``config.yaml`` records the model's own recipe with 0 steps."""
+    from safetensors.torch import save_file
+
+    from donna_nas.runtime.io import atomic_path
+    from donna_nas.tasks.depth.evaluate import evaluate_run
+    from donna_nas.tasks.depth.run import DepthConfig, load_model_weights, save_config
+    from donna_nas.tasks.depth.zoo import resolve_model
+
+    m = resolve_model(name, kind="depth")
+    info = json.loads((m.folder / "model.json").read_text())
+    run.mkdir(parents=True, exist_ok=True)
+    xdistill = "xdistill" in str(m.card.get("method", name))
+    dcfg = DepthConfig(data=str(data), backbone=info["backbone"], space=info.get("space"),
+                       height=int(info["height"]), width=int(info["width"]), act=info["act"],
+                       min_depth=info["min_depth"], max_depth=info["max_depth"], batch=4, epochs=1,
+                       max_steps=0, init_from=m.name, xdistill=xdistill,
+                       seg_teacher=seg_teacher if xdistill else None)
+    save_config(run, dcfg)
+    tensors, _ = load_model_weights(m.name)  # fp32, from the verified fp16 file
+    with atomic_path(run / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    write_json_atomic(run / "card.json", m.card)
+    write_json_atomic(run / "model.json", {**info, "init_from": m.name, "shipped": m.name,
+                                           "sha256": m.card.get("sha256")})
+    evaluate_run(run)
+    return run
 
 
 def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str | None,
@@ -247,8 +384,9 @@ def check_latency_target(cfg: QuickstartConfig, latency_table: str | None, out: 
         from donna_nas.latency import LookupTable
         from donna_nas.search.run import resolve_table, teacher_latency
 
+        cfg = cfg.resolved()
         path = resolve_table(latency_table)
-        teacher_latency("table", LookupTable.from_csv(path), cfg.teacher, cfg.size, out, path.name)
+        teacher_latency("table", LookupTable.from_csv(path), cfg.teacher_backbone(), cfg.size, out, path.name)
 
 
 def encoder_params_cap(space, teacher_run: Path, ratio: float) -> int | None:
@@ -269,9 +407,24 @@ def encoder_params_cap(space, teacher_run: Path, ratio: float) -> int | None:
 
 
 # ------------------------------------------------------------------------------ table + report
+BASELINE_LABELS = {"constant": "constant depth (no image)", "prior": "per-pixel prior (no image)"}
+
+
+def _label(name: str, run: Path) -> str:
+    info = json.loads((run / "model.json").read_text())
+    steps = info.get("steps")
+    if name == "teacher":
+        if info.get("shipped"):
+            return f"teacher: {info['shipped']} (shipped {info['backbone']}, {steps} steps)"
+        return f"teacher: X-Distill {info['backbone']} ({steps} steps, trained here)"
+    cfg = (run / "config.yaml").read_text()
+    how = "distillation + X-Distill" if "distill_from: null" not in cfg else "X-Distill"
+    return f"searched encoder ({how}, {steps} steps from distilled blocks)"
+
+
 def _row(name: str, run: Path) -> dict[str, Any]:
     exp = json.loads((run / "export" / "export.json").read_text())
-    row = {"model": name, "params_M": exp["params"] / 1e6,
+    row = {"model": name, "label": _label(name, run), "params": int(exp["params"]),
            "fps_fp32": exp["fp32"]["fps"], "fps_int8": exp["int8"]["fps"]}
     for prec in ("fp32", "int8"):
         for k in METRICS:
@@ -283,43 +436,71 @@ def _baseline_rows(run: Path) -> list[dict[str, Any]]:
     """Constant depth and the per-pixel prior on the same test split (they look at no image)."""
     path = run / "metrics.json"
     base = json.loads(path.read_text()).get("baselines", {}) if path.is_file() else {}
-    nan = None  # not applicable: a baseline has no size, speed or INT8 version
-    names = {"constant": "constant depth (no image)", "prior": "per-pixel prior (no image)"}
     rows = []
-    for key, m in base.items():
-        row = {"model": names.get(key, key), "params_M": nan, "fps_fp32": nan, "fps_int8": nan}
+    for key in ROWS[2:]:
+        if key not in base:
+            continue
+        # None: not applicable (a baseline has no size, speed or INT8 version)
+        row = {"model": key, "label": BASELINE_LABELS[key], "params": None, "fps_fp32": None, "fps_int8": None}
         for k in METRICS:
-            row[f"{k}_fp32"], row[f"{k}_int8"] = m[k], nan
+            row[f"{k}_fp32"], row[f"{k}_int8"] = base[key][k], None
         rows.append(row)
     return rows
 
 
 def table_rows(out: Path) -> list[dict[str, Any]]:
-    teacher_name = json.loads((out / "teacher" / "model.json").read_text())["backbone"]
-    return [_row(f"X-Distill ({teacher_name})", out / "teacher"),
-            _row("X-Distill (searched encoder)", out / "searched"), *_baseline_rows(out / "teacher")]
+    """The rows ``teacher, searched, constant, prior`` (baselines on the teacher's test split)."""
+    return [_row("teacher", out / "teacher"), _row("searched", out / "searched"), *_baseline_rows(out / "teacher")]
+
+
+def write_table_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``OUT/quickstart_table.csv``: ``TABLE_COLUMNS``; empty cells where a row has no value."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TABLE_COLUMNS)
+    for r in rows:
+        vals = {**r, "a1": r.get("a1_fp32")}
+        w.writerow(["" if vals.get(c) is None else vals[c] for c in TABLE_COLUMNS])
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
+def beats(row: dict[str, Any], baseline: dict[str, Any]) -> bool:
+    """A model beats a baseline when both its abs_rel and its Sq Rel (fp32) are lower."""
+    return row["abs_rel_fp32"] < baseline["abs_rel_fp32"] and row["sq_rel_fp32"] < baseline["sq_rel_fp32"]
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| model | model params (M, encoder + decoder) | FPS fp32 | FPS int8 | Sq Rel fp32 | Sq Rel int8 | "
-            "abs_rel fp32 | abs_rel int8 | δ<1.25 fp32 |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    """The quickstart table (the CSV's columns) and, for each model, whether it beats each baseline."""
+    head = ("| model | params (encoder + decoder) | FPS fp32 | FPS int8 | Sq Rel fp32 | Sq Rel int8 | "
+            "abs_rel fp32 | δ<1.25 fp32 |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
 
-    def f(v: float, fmt: str) -> str:
+    def f(v: float | None, fmt: str) -> str:
         return "–" if v is None else format(v, fmt)  # None: not applicable (baselines)
 
     for r in rows:
-        lines.append(f"| {r['model']} | {f(r['params_M'], '.2f')} | {f(r['fps_fp32'], '.1f')} | "
+        params = "–" if r["params"] is None else f"{r['params'] / 1e6:.2f}M"
+        lines.append(f"| {r['label']} | {params} | {f(r['fps_fp32'], '.1f')} | "
                      f"{f(r['fps_int8'], '.1f')} | {f(r['sq_rel_fp32'], '.4f')} | {f(r['sq_rel_int8'], '.4f')} | "
-                     f"{f(r['abs_rel_fp32'], '.4f')} | {f(r['abs_rel_int8'], '.4f')} | {f(r['a1_fp32'], '.3f')} |")
-    base = {r["model"]: r for r in rows[2:]}
-    for r in rows[:2]:
-        lost = [b for b, m in base.items() if not (r["abs_rel_fp32"] < m["abs_rel_fp32"] and r["sq_rel_fp32"] < m["sq_rel_fp32"])]
+                     f"{f(r['abs_rel_fp32'], '.4f')} | {f(r['a1_fp32'], '.3f')} |")
+    models = [r for r in rows if r["params"] is not None]
+    base = [r for r in rows if r["params"] is None]
+    lines.append("")
+    for r in models:
+        won = [b["label"] for b in base if beats(r, b)]
+        lost = [b["label"] for b in base if not beats(r, b)]
         if lost:
-            lines.append(f"\n**{r['model']} does not beat the {' and the '.join(lost)} on abs_rel and Sq Rel.**")
-    if len(rows) >= 2:
-        t, s = rows[:2]
-        lines += ["", f"Ratios (searched / teacher): params {s['params_M'] / t['params_M']:.2f}, "
+            lines.append(f"- **{r['label']} does not beat the {' nor the '.join(lost)}** (abs_rel and Sq Rel, fp32)"
+                         + (f"; it beats the {won[0]}." if won else "."))
+        elif won:
+            lines.append(f"- {r['label']} beats the {' and the '.join(won)} (abs_rel and Sq Rel, fp32).")
+    if len(models) >= 2:
+        t, s = models[:2]
+        lines += ["", f"Ratios (searched / teacher): params {s['params'] / t['params']:.2f}, "
                       f"INT8 FPS {s['fps_int8'] / t['fps_int8']:.2f}, "
                       f"Sq Rel fp32 {s['sq_rel_fp32'] / t['sq_rel_fp32']:.2f}. "
                       f"INT8 vs fp32 Sq Rel: teacher {100 * (t['sq_rel_int8'] / t['sq_rel_fp32'] - 1):+.1f}%, "
@@ -336,9 +517,16 @@ def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | No
     nan = float("nan")
     bound = selected.get("latency_bound") or {}
     how = selected.get("latency_ms_how") or "latency source: " + str(selected.get("latency_source", ""))
-    model_params = ""
-    if rows and len(rows) > 1 and rows[1].get("params_M") is not None:
-        model_params = f", {rows[1]['params_M']:.2f}M whole-model params (encoder + decoder)"
+    # whole-model params of the searched row: the quickstart's rows (``params``), or a second row
+    # with ``params_M`` (the paper table's)
+    model_params, params_m = "", None
+    for r in rows or []:
+        if r.get("model") == "searched" and r.get("params") is not None:
+            params_m = r["params"] / 1e6
+    if params_m is None and rows and len(rows) > 1 and rows[1].get("params_M") is not None:
+        params_m = rows[1]["params_M"]
+    if params_m is not None:
+        model_params = f", {params_m:.2f}M whole-model params (encoder + decoder)"
     lines = [f"Selected architecture (latency source: {selected.get('latency_source', '')}):", "",
              f"`{selected['arch']}`", "",
              f"predicted {selected.get('metric_name', 'metric')} {selected.get('predicted_metric', nan):.4f}, "
@@ -355,14 +543,30 @@ def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | No
     return lines
 
 
-def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float],
-                 cfg: QuickstartConfig, size_arg: str) -> Path:
-    import csv
+def _world_line(cfg: QuickstartConfig, out: Path) -> str:
+    size = f"{cfg.size[0]}x{cfg.size[1]}"
+    world = (f"Synthetic world version {cfg.world_version}, {cfg.drives} drives × {cfg.frames} frames at "
+             f"{size}, seed {cfg.world_seed}")
+    if cfg.train_teacher:
+        return (f"{world}; the segmentation and depth teachers were trained here "
+                f"(`--train-teacher`), the searched encoder finetuned with X-Distill"
+                + (" and output distillation from the teacher." if cfg.distill_weight else "."))
+    card = out / "teacher" / "card.json"
+    tw = (json.loads(card.read_text()).get("world") or {}) if card.is_file() else {}
+    same = (tw.get("drives"), tw.get("frames"), list(tw.get("size") or []), tw.get("seed"), tw.get("version")) == \
+        (cfg.drives, cfg.frames, list(cfg.size), cfg.world_seed, cfg.world_version)
+    trained_on = ("the world the shipped teacher was trained on" if same else
+                  f"the shipped teacher was trained on {tw.get('drives')} drives × {tw.get('frames')} frames, "
+                  f"seed {tw.get('seed')}, version {tw.get('version')}")
+    return (f"{world} ({trained_on}). Teacher: the shipped `{cfg.teacher}` (no teacher training); "
+            f"X-Distill from the shipped `{cfg.seg_teacher}`; the searched encoder is finetuned from its "
+            f"distilled blocks with " + (f"output distillation from the teacher (weight {cfg.distill_weight:g}) "
+                                         "+ " if cfg.distill_weight else "") + "self-supervision + X-Distill.")
 
-    with (out / "table.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+
+def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float],
+                 cfg: QuickstartConfig) -> Path:
+    write_table_csv(out / "quickstart_table.csv", rows)
     selected = json.loads((out / "supernet" / "selected.json").read_text())
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
@@ -374,9 +578,10 @@ def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float
     total = sum(timings.values())
     md = [
         "# donna-nas quickstart", "",
-        f"Synthetic world, {cfg.drives} drives × {cfg.frames} frames at {size_arg}; search space "
-        f"`{cfg.space}`; FPS: ONNX Runtime, this CPU, batch 1, 1 thread. Sq Rel and abs_rel: Eigen "
-        f"protocol on the synthetic test split (drive-disjoint), through ONNX Runtime.", "",
+        _world_line(cfg, out), "",
+        f"Search space `{cfg.space}`; FPS: ONNX Runtime, this CPU, batch 1, 1 thread. Sq Rel and abs_rel: "
+        f"Eigen protocol on the synthetic test split (drive-disjoint), through ONNX Runtime. "
+        f"The same table: `quickstart_table.csv`.", "",
         table_markdown(rows),
         *selection_markdown(selected, rows),
         "", "## Pareto front", "", "![pareto](plots/pareto.png)", "",
