@@ -65,11 +65,13 @@ class QuickstartConfig:
     teacher_epochs: int = 6  # train_teacher only
     batch: int = 4
     xdistill_weight: float = 0.01  # 0.1 let the cross-entropy swamp the photometric loss at CPU scale (docs/depth.md)
-    bkd_steps: int = 60
+    # the default's stage sizes fit 15 min on a loaded 2-core CPU (one thread): per-step times
+    # measured there, see small()
+    bkd_steps: int = 40
     bkd_size: tuple[int, int] = (64, 192)
-    predictor_archs: int = 8
-    predictor_test: int = 3
-    ft_steps: int = 30
+    predictor_archs: int = 6
+    predictor_test: int = 2
+    ft_steps: int = 15
     latency_archs: int = 12
     precision: str = "int8"
     # selection for the device (donna_nas.search.select): the best predicted architecture whose
@@ -85,7 +87,8 @@ class QuickstartConfig:
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
     # decoder of the space's widest encoder
     max_params_ratio: float | None = None
-    final_epochs: int = 3
+    final_epochs: int = 2
+    final_steps: int | None = 90  # cap on the final finetune's optimizer steps (None: final_epochs)
     # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
     distill_weight: float = 1.0
     calib: int = 16
@@ -94,16 +97,21 @@ class QuickstartConfig:
 
     @classmethod
     def small(cls, train_teacher: bool = False) -> "QuickstartConfig":
+        """The default. Measured with one thread on a 2-core CPU shared with two trainings: world
+        (6x60 at 64x192) 76 s; shipped teacher evaluated 10 s; blockwise distillation ~4 s per step
+        + ~100 s scoring; predictor finetunes ~7 s + 0.9 s per KD step per architecture; final
+        finetune ~2.5 s per step; latency + search 22 s; exports 23 s: about 13 min in all."""
         if train_teacher:  # the path before shipped teachers: its own world, teachers trained here
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(96, 320), drives=3,
-                       frames=50, world_seed=0, world_version=2, final_epochs=6, distill_weight=0.0)
+                       frames=50, world_seed=0, world_version=2, bkd_steps=60, predictor_archs=8,
+                       predictor_test=3, ft_steps=30, final_epochs=6, final_steps=None, distill_weight=0.0)
         return cls()
 
     @classmethod
     def tiny(cls, train_teacher: bool = False) -> "QuickstartConfig":
         scale = dict(drives=3, frames=9, space="tiny", seg_epochs=1, teacher_epochs=1, batch=2, bkd_steps=3,
                      bkd_size=(64, 192), predictor_archs=3, predictor_test=0, ft_steps=2, latency_archs=2,
-                     final_epochs=1, calib=2, fps_repeats=3)
+                     final_epochs=1, final_steps=None, calib=2, fps_repeats=3)
         if train_teacher:
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(64, 192), world_seed=0,
                        world_version=2, distill_weight=0.0, **scale)
@@ -246,7 +254,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         train_seg_teacher(data, seg, size=cfg.size, epochs=cfg.seg_epochs, batch=cfg.batch,
                           seed=cfg.seed, progress=progress)
 
-    def depth_run(run: Path, backbone: str, epochs: int, distill_from: str | None = None) -> None:
+    def depth_run(run: Path, backbone: str, epochs: int, distill_from: str | None = None,
+                  max_steps: int | None = None) -> None:
         from donna_nas.tasks.depth.evaluate import evaluate_run
         from donna_nas.tasks.depth.run import DepthConfig, has_checkpoint
         from donna_nas.tasks.depth.train import train_depth
@@ -254,7 +263,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         dcfg = DepthConfig(data=str(data), backbone=backbone, height=cfg.size[0], width=cfg.size[1],
                            epochs=epochs, batch=cfg.batch, act="relu", xdistill=True, seg_teacher=seg,
                            xdistill_weight=cfg.xdistill_weight, seed=cfg.seed, lr_step=cfg.lr_step,
-                           checkpoint_every=50, distill_from=distill_from,
+                           checkpoint_every=50, distill_from=distill_from, max_steps=max_steps,
                            distill_weight=cfg.distill_weight if distill_from else 1.0)
         # a run killed before its first checkpoint starts over (same seed, same result)
         train_depth(dcfg, run, resume=has_checkpoint(run), progress=progress, log=_log)
@@ -282,7 +291,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
 
     def finetune():
         depth_run(searched, str(supernet), cfg.final_epochs,
-                  distill_from=teacher_spec if cfg.distill_weight else None)
+                  distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps)
 
     def export(run: Path) -> Callable[[], Any]:
         def go():
