@@ -95,7 +95,7 @@ def main() -> None:
         args.speedup = QuickstartConfig.speedup
     h, w = (int(v) for v in args.size.lower().split("x"))
     cfg = dataclasses.replace(
-        QuickstartConfig.small(), size=(h, w), drives=args.drives, frames=args.frames,
+        QuickstartConfig.small(train_teacher=True), size=(h, w), drives=args.drives, frames=args.frames,
         teacher="resnet50", teacher_epochs=args.teacher_epochs, final_epochs=args.final_epochs,
         bkd_steps=args.bkd_steps, predictor_archs=args.predictor_archs, ft_steps=args.ft_steps,
         lr_step=max(1, int(0.75 * args.teacher_epochs)), max_params_ratio=args.max_params_ratio,

@@ -90,11 +90,11 @@ def test_quickstart_killed_early_in_depth_stage_resumes_identically(tmp_path):
     supernet stage starts (a second kill point) to keep the test short."""
     stop = "write:supernet/space.yaml"
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    donna(["quickstart", "--tiny", "--out", ref], kill_at=stop)
-    donna(["quickstart", "--tiny", "--out", killed], kill_at="depth-start:teacher")
+    donna(["quickstart", "--tiny", "--train-teacher", "--out", ref], kill_at=stop)
+    donna(["quickstart", "--tiny", "--train-teacher", "--out", killed], kill_at="depth-start:teacher")
     assert (killed / "teacher" / "config.yaml").is_file()
     assert not (killed / "teacher" / "checkpoints").exists()
-    donna(["quickstart", "--tiny", "--out", killed], kill_at=stop)
+    donna(["quickstart", "--tiny", "--train-teacher", "--out", killed], kill_at=stop)
     from safetensors.torch import load_file
 
     for rel in ("teacher/model.safetensors", "teacher/checkpoints/last.safetensors", "seg_teacher.safetensors"):

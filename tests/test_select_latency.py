@@ -150,7 +150,7 @@ def test_cli_speedup_with_a_table_that_cannot_price_the_teacher(tmp_path, tiny, 
     from donna_nas.quickstart import QuickstartConfig, check_latency_target
 
     with pytest.raises(UserError, match="--teacher-latency-ms"):
-        check_latency_target(QuickstartConfig.tiny(), str(lut), tmp_path)
+        check_latency_target(QuickstartConfig.tiny(train_teacher=True), str(lut), tmp_path)
     check_latency_target(QuickstartConfig(teacher_latency_ms=5.0), str(lut), tmp_path)  # no error
 
 
