@@ -171,7 +171,7 @@ def stages(a) -> None:
         if "branches" not in a.stages:
             continue
         for seed in a.seeds:
-            arms = [("md2", None)] + [("xd", w) for w in a.weights]
+            arms = ([("md2", None)] if "md2" in a.arms else []) + ([("xd", w) for w in a.weights] if "xd" in a.arms else [])
             for kind, w in arms:
                 run = runs / run_name(kind, bb, seed, w)
                 extra = {"init_from": str(base)}
@@ -316,6 +316,8 @@ def main() -> None:
     ap.add_argument("--branch-steps", type=int, default=500)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--weights", type=float, nargs="*", default=[0.01], help="X-Distill weights of the branches")
+    ap.add_argument("--arms", nargs="+", default=["md2", "xd"], choices=("md2", "xd"),
+                    help="which branches to train (two processes may split a seed's arms between them)")
     ap.add_argument("--seg-epochs", type=int, default=20)
     ap.add_argument("--unseen-seed", type=int, default=1)
     ap.add_argument("--ship-weight", type=float, default=0.01, help="X-Distill weight of the shipped model")
