@@ -108,7 +108,8 @@ def main() -> None:
     rows = []
     for name in ["prior", *a.models]:
         r = probe(disparities(name, train_x), disparities(name, test_x))
-        rows.append({"depth input": name if name != "prior" else "per-pixel prior (no image)", **r})
+        label = "per-pixel prior (no image)" if name == "prior" else (Path(name).name if Path(name).is_dir() else name)
+        rows.append({"depth input": label, **r})
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
