@@ -192,7 +192,7 @@ def report(a) -> None:
     from donna_nas.runtime.io import write_text_atomic
 
     work = Path(a.work)
-    rows = []
+    rows, notes = [], []
     for run in sorted((work / "runs").iterdir()):
         ev = run / "teacher_eval.json"
         if not ev.is_file():
@@ -204,11 +204,14 @@ def report(a) -> None:
         if cfg.get("init_from"):
             base_steps = json.loads((Path(cfg["init_from"]) / "model.json").read_text())["steps"]
         wall = json.loads((run / "wall_seconds.json").read_text())["seconds"] if (run / "wall_seconds.json").is_file() else float("nan")
+        if (run / "adopted.json").is_file():  # trained by another script with the same configuration
+            wall = float("nan")
+            notes.append(f"{run.name}: {json.loads((run / 'adopted.json').read_text())['note']}.")
         for world in ("own", "unseen"):
             rows.append({"run": run.name, "backbone": cfg["backbone"], "method": "xdistill" if cfg["xdistill"] else "monodepth2",
                          "weight": cfg["xdistill_weight"] if cfg["xdistill"] else 0.0, "seed": cfg["seed"],
                          "world": world, "params": info["params"], "steps": base_steps + r["steps"],
-                         "wall_s": round(wall), **{k: r[world]["metrics"][k] for k in METRICS},
+                         "wall_s": wall if wall != wall else round(wall), **{k: r[world]["metrics"][k] for k in METRICS},
                          "beats_constant": r[world]["beats"]["constant"], "beats_prior": r[world]["beats"]["prior"]})
         for world in ("own", "unseen"):
             for b, m in r[world]["baselines"].items():
@@ -228,8 +231,18 @@ def report(a) -> None:
               "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|"]
     for r in df.sort_values(["world", "run"]).itertuples(index=False):
         yes = {True: "yes", False: "**no**", None: "–"}
+        wall = "–" if not r.wall_s or r.wall_s != r.wall_s else int(r.wall_s)
         lines.append(f"| {r.run} | {r.world} | {r.params or '–'} | {r.steps or '–'} | {r.abs_rel:.3f} | {r.sq_rel:.3f} | "
-                     f"{r.rmse:.3f} | {r.a1:.3f} | {yes[r.beats_constant]} | {yes[r.beats_prior]} | {r.wall_s or '–'} |")
+                     f"{r.rmse:.3f} | {r.a1:.3f} | {yes[r.beats_constant]} | {yes[r.beats_prior]} | {wall} |")
+    lines += [""] + [f"- {n}" for n in notes]
+    seg = work / "seg_eval.json"
+    if seg.is_file():
+        se = json.loads(seg.read_text())
+        lines += [f"- Segmentation teacher (`synth-segnet`, X-Distill's): group pixel accuracy {se['own']['pixel_acc']:.3f}, "
+                  f"mIoU {se['own']['miou']:.3f} on the held-out drives; {se['unseen']['pixel_acc']:.3f} / "
+                  f"{se['unseen']['miou']:.3f} on the unseen-seed world (groups: {', '.join(se['own']['groups'])})."]
+    lines += ["- Branches (`md2-*`, `xd-*`) start from their backbone's base (`base-*`) with its depth and pose nets and a "
+              "fresh optimizer; their steps count the base's. wall s: this run's own training time."]
     write_text_atomic(RESULTS / "teachers.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
