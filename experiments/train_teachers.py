@@ -295,7 +295,9 @@ def ship(a) -> None:
             card = {"world": {**WORLD, "version": 2, "unseen_seed": a.unseen_seed}, "steps": steps,
                     "recipe": f"Monodepth2 from scratch for {steps - ev['steps']} steps, then {ev['steps']} steps "
                               f"{'with X-Distill (weight %g, synth-segnet teacher)' % a.ship_weight if method == 'xdistill' else 'more'}; batch 4, lr 1e-4, seed 0",
-                    "command": f"OMP_NUM_THREADS=1 python experiments/train_teachers.py --backbone {bb} --stages seg base branches",
+                    "command": f"OMP_NUM_THREADS=1 python experiments/train_teachers.py --backbone {bb} --stages seg base branches "
+                               f"--base-steps {steps - ev['steps']} --branch-steps {ev['steps']} --weights {a.ship_weight:g} "
+                               f"&& python experiments/train_teachers.py --ship --backbone {bb}",
                     "metrics_fp32": ev}
             shipped = write_shipped_depth_model(name, run, card)
             card["metrics_fp16"], card["fp16_max_rel_change"] = fp16_metrics(name, ev, work, a.unseen_seed)
