@@ -100,3 +100,19 @@ def test_constraint_violations_are_named():
     assert not c.ok(12.0, 900) and c.ok(10.0, 1000)
     assert Constraints(max_params=5).violations(99.0, 7) == {"max_params": 2.0}
     assert Constraints().violations(1.0, 1) == {}
+
+
+def test_recorded_latencies_and_precision_come_from_the_interface(tiny):
+    """Which ops a source answers from a recorded row: all of a table's, only the table's part of a
+    model-filled source, none of a formula; no attribute probing needed."""
+    mapping, dropped = _mapping(tiny, drop=3)
+    table = LookupTable([TableRow(k, v, 0.0, "cpu", "int8", "rt", "test") for k, v in mapping.items()])
+    model = OpLatencyModel({"*": [0.0] * 6 + [0.1]}, 1)
+    keys = dropped + sorted(mapping)[:2]
+    want = {k: mapping[k] for k in sorted(mapping)[:2]}
+    assert table.recorded_latencies(keys) == want
+    assert MappingLatency(mapping).recorded_latencies(keys) == want
+    filled = ModelledLatency(table, model)
+    assert filled.recorded_latencies(keys) == want and filled.missing(keys) == []
+    assert SyntheticLatency().recorded_latencies(keys) == {}
+    assert (table.precision, filled.precision, SyntheticLatency().precision) == ("int8", "int8", "")

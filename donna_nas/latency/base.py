@@ -13,6 +13,12 @@ get one op's latency, so a subclass states three things and inherits the rest:
 - ``missing(keys)``: the op keys among ``keys`` the source cannot answer (empty for sources that
   measure or model on demand). ``check_coverage`` uses it to fail before a search starts.
 
+Sources backed by recorded rows (a lookup table, measurements, a table filled in by the op latency
+model) also override ``recorded_latencies(keys)``: which keys they answer from a recorded row
+rather than a model or formula. Reports use it to say "measured", "modelled" or "looked up", and
+``--speedup`` to price a teacher that a table lists as a whole-model row. ``precision`` names the
+recorded rows' precision (``""`` when unknown).
+
 This module is torch-free: the sources here (``MappingLatency``) and the lookup table
 (``donna_nas.latency.table``) serve a search without importing torch.
 """
@@ -51,6 +57,7 @@ class LatencySource(abc.ABC):
     fixed ops (a classification head) and ``missing_error`` to tell users how to fill gaps."""
 
     name: str = "latency source"
+    precision: str = ""  # of the recorded rows, when the source has any
 
     @abc.abstractmethod
     def op_latencies(self, ops: Sequence[OpInstance], space: "SearchSpace | None" = None,
@@ -82,6 +89,11 @@ class LatencySource(abc.ABC):
         return MissingKeysError(missing, self.name, cmd, message=(
             f"{self.name}: latency table lacks {len(missing)} of {needed} op keys space "
             f"{space!r} needs: {shown} (measure them with `{cmd}`)"))
+
+    def recorded_latencies(self, keys: Iterable[str]) -> dict[str, float]:
+        """Latency (ms) of the keys among ``keys`` this source has a recorded row for (a table
+        row or a measurement, not a model or formula), measuring nothing; none by default."""
+        return {}
 
     # ------------------------------------------------------------------ derived
     def op_latency(self, op: OpInstance) -> float:
@@ -146,6 +158,9 @@ class MappingLatency(LatencySource):
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         return list(dict.fromkeys(k for k in keys if k not in self.table))
+
+    def recorded_latencies(self, keys: Iterable[str]) -> dict[str, float]:
+        return {k: float(self.table[k]) for k in keys if k in self.table}
 
     def _needed(self, keys: list[str]) -> int | None:
         return len(keys)

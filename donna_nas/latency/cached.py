@@ -46,5 +46,12 @@ class CachedMeasurer(LatencySource):
     def missing(self, keys: Iterable[str]) -> list[str]:
         return []  # measured on demand
 
+    def recorded_latencies(self, keys: Iterable[str]) -> dict[str, float]:
+        return self.table.recorded_latencies(keys)  # measured so far
+
+    @property
+    def precision(self) -> str:
+        return self.measurer.precision
+
     def fixed_latency(self, input_size: tuple[int, int]) -> float:
         return self.table.fixed_latency(input_size)

@@ -159,6 +159,13 @@ class ModelledLatency(LatencySource):
     def missing(self, keys) -> list[str]:
         return []  # the model fills every op the table lacks
 
+    def recorded_latencies(self, keys) -> dict[str, float]:
+        return self.table.recorded_latencies(keys)  # the table's rows; modelled ops are not recorded
+
+    @property
+    def precision(self) -> str:
+        return self.table.precision
+
     def fixed_latency(self, input_size: tuple[int, int]) -> float:
         return self.table.fixed_latency(input_size)
 

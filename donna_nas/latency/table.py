@@ -188,6 +188,9 @@ class LookupTable(LatencySource):
     def missing(self, keys: Iterable[str]) -> list[str]:
         return list(dict.fromkeys(k for k in keys if k not in self.rows))
 
+    def recorded_latencies(self, keys: Iterable[str]) -> dict[str, float]:
+        return {k: self.rows[k].latency_ms for k in keys if k in self.rows}
+
     def latency_of(self, keys: list[str], *, space: str = "SPACE", size: str = "HxW") -> float:
         """Sum of the rows of ``keys`` (repeats count every time)."""
         missing = self.missing(keys)

@@ -198,14 +198,14 @@ def teacher_latency(kind: str, latency, teacher: str | None, input_size: tuple[i
     name = _teacher_backbone(teacher)
     size = (int(input_size[0]), int(input_size[1]))
     if kind == "table":
-        table = getattr(latency, "table", latency)
-        row = getattr(table, "rows", {}).get(teacher_key(name, size))
-        if row is None:
+        key = teacher_key(name, size)
+        recorded = latency.recorded_latencies([key])
+        if key not in recorded:
             raise UserError(f"--speedup: the latency table {table_name} cannot price the teacher "
                             f"{name} at {size[0]}x{size[1]} (no row {teacher_key(name, size)!r}); "
                             f"pass --teacher-latency-ms MS (its latency on that device) or "
                             f"--max-latency-ms MS instead")
-        return TeacherLatency(name, float(row.latency_ms), f"looked up ({table_name})")
+        return TeacherLatency(name, float(recorded[key]), f"looked up ({table_name})")
     from donna_nas.runtime.io import write_json_atomic
 
     cache = Path(tables_dir) / f"teacher_latency_{precision}.json"
@@ -235,19 +235,14 @@ def latency_label(kind: str, latency, space, arch, input_size, table_name: str =
     """How ``arch``'s latency was obtained: ``measured`` (every op timed with ONNX Runtime here),
     ``modelled`` (some ops from the op latency model) or ``looked up (TABLE)``."""
     keys = set(op.key for op in space.ops(arch, tuple(input_size)))
-    table = getattr(latency, "table", None)
-    rows = getattr(table, "rows", None)
-    n = len(keys)
+    n, known = len(keys), len(latency.recorded_latencies(keys))
     if kind == "measure":
-        known = sum(k in rows for k in keys) if rows is not None else 0
         if known == n:
             return f"measured (ONNX Runtime {precision} on this CPU, all {n} ops timed)"
         return (f"modelled ({known} of {n} ops measured with ONNX Runtime {precision} on this CPU, "
                 f"the rest from the op latency model)")
-    if rows is not None and table is not latency:  # a table filled in by the op latency model
-        known = sum(k in rows for k in keys)
-        if known < n:
-            return f"looked up ({table_name}) for {known} of {n} ops, the rest modelled (op latency model)"
+    if known < n:  # a table filled in by the op latency model
+        return f"looked up ({table_name}) for {known} of {n} ops, the rest modelled (op latency model)"
     return f"looked up ({table_name})"
 
 
@@ -309,8 +304,7 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
 
     kind = "measure" if measure is not None else "table"
     table_name = resolve_table(latency_table).name if latency_table is not None else ""
-    precision = MEASURE_KINDS.get(measure or "", "") or str(
-        getattr(getattr(latency, "table", latency), "precision", ""))
+    precision = MEASURE_KINDS.get(measure or "", "") or latency.precision
     constraints = constraints or Constraints()
     if target is not None and target.origin != "none":
         if constraints.max_latency_ms is not None:
