@@ -11,7 +11,8 @@ from donna_nas.distill.pipeline import SupernetConfig, build_supernet, resolve_f
 from donna_nas.errors import UserError
 from donna_nas.predictor.finetune import FinetuneJob
 from donna_nas.space import load_space
-from donna_nas.tasks.depth.predictor import export_val_gt, output_kd_loss, predictor_finetune
+from donna_nas.tasks.depth.losses import output_kd_loss
+from donna_nas.tasks.depth.predictor import export_val_gt, predictor_finetune
 from donna_nas.tasks.depth.run import DepthConfig, save_model
 
 SPACE = load_space("tiny")

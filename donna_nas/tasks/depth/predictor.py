@@ -21,9 +21,8 @@ import torch
 
 from donna_nas.errors import UserError
 from donna_nas.predictor.finetune import FinetuneJob, TapDistiller, tap_variances
-from donna_nas.tasks.depth.losses import output_kd_loss
 
-__all__ = ["export_val_gt", "output_kd_loss", "predictor_finetune"]
+__all__ = ["export_val_gt", "predictor_finetune"]
 
 
 def export_val_gt(run: Path, data: str) -> None:
@@ -56,14 +55,17 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
     run = Path(job.run_dir)
     if not job.data:
         raise UserError("--task depth needs --data (a KITTI-layout folder with splits/)")
-    cfg = DepthConfig(data=job.data, backbone=job.arch, space=str(run / "space.yaml"),
-                      height=job.height, width=job.width, batch=job.batch, lr=job.lr, seed=job.seed,
-                      epochs=10_000, max_steps=job.steps, workers=0, act="elu")
-    cfg.validate()
-    objective = getattr(job, "objective", "selfsup")
+    objective = job.objective
     if objective not in ("selfsup", "kd", "kd+selfsup"):
         raise UserError(f"finetune objective {objective!r}: use selfsup, kd or kd+selfsup")
     selfsup = objective in ("selfsup", "kd+selfsup")
+    tinfo = json.loads((run / "teacher.json").read_text())
+    # the output-distillation teacher: the depth model the supernet was distilled from
+    distill_from = (tinfo.get("shipped") or tinfo.get("run") or tinfo.get("spec")) if objective != "selfsup" else None
+    cfg = DepthConfig(data=job.data, backbone=job.arch, space=str(run / "space.yaml"),
+                      height=job.height, width=job.width, batch=job.batch, lr=job.lr, seed=job.seed,
+                      epochs=10_000, max_steps=job.steps, workers=0, act="elu", distill_from=distill_from)
+    cfg.validate()
     trainer = DepthTrainer(cfg)
     # common random numbers: every architecture starts from the same pose net and (for equal tap
     # widths) the same decoder, and sees the same batches, so metric differences come from the
@@ -74,17 +76,8 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
     trainer.depth.decoder = DepthDecoder(trainer.depth.encoder.channels, tuple(cfg.scales), cfg.act)
     enc = assemble(run, job.arch, input_size=(job.height, job.width))
     trainer.depth.encoder.load_state_dict(enc.state_dict())
-    tinfo = json.loads((run / "teacher.json").read_text())
     teacher = None
     dist = None
-    out_teacher = None
-    if objective != "selfsup":
-        from donna_nas.tasks.depth.run import load_model
-
-        spec = tinfo.get("shipped") or tinfo.get("run") or tinfo.get("spec")
-        out_teacher, _ = load_model(spec)
-        for p in out_teacher.parameters():
-            p.requires_grad_(False)
     if job.distill_weight > 0:
         teacher, _ = load_teacher(tinfo["spec"], tinfo.get("weights"))
         dist = TapDistiller(enc.channels, tinfo["channels"], tap_variances(run, len(enc.channels)))
@@ -105,18 +98,17 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         for batch in DataLoader(ds, batch_sampler=batches, num_workers=0):
             if step >= job.steps:
                 break
-            loss = trainer(batch)[0] if selfsup else torch.zeros(())
-            if out_teacher is not None:  # the student sees what the teacher sees: the augmented frame
+            feats = None
+            if selfsup:  # with distill_from set, the trainer's loss includes the output distillation
+                loss = trainer(batch)[0]
+            else:  # distillation alone: no pose net, no photometric loss
                 x = batch["images_aug"][:, 0]
                 feats = trainer.depth.encoder(x)
-                with torch.no_grad():
-                    target = out_teacher.multiscale(x)
-                loss = loss + output_kd_loss(trainer.depth.decoder(feats), target, cfg.min_depth, cfg.max_depth)
-                if dist is not None:
-                    loss = loss + job.distill_weight * dist(feats, teacher(x))
-            elif dist is not None:
-                x = batch["images"][:, 0]
-                loss = loss + job.distill_weight * dist(trainer.depth.encoder(x), teacher(x))
+                loss = trainer.distillation(x, trainer.depth.decoder(feats))
+            if dist is not None:  # with output distillation the taps, too, see the teacher's (augmented) frame
+                x = batch["images"][:, 0] if objective == "selfsup" else batch["images_aug"][:, 0]
+                feats = feats if feats is not None else trainer.depth.encoder(x)
+                loss = loss + job.distill_weight * dist(feats, teacher(x))
             if not torch.isfinite(loss):
                 raise UserError(f"finetune of {job.arch}: loss became {loss.item()} at step {step}; lower the finetune lr")
             opt.zero_grad(set_to_none=True)

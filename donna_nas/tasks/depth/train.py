@@ -109,11 +109,7 @@ class DepthTrainer(nn.Module):
         loss, info = self.loss_fn(disps, images, batch["K"], batch["inv_K"], poses)
         info["photometric"] = loss.detach()
         if self._kd_teacher:
-            from donna_nas.tasks.depth.losses import output_kd_loss
-
-            with torch.no_grad():
-                target = self._kd_teacher[0].multiscale(aug[:, 0])
-            kd = output_kd_loss(disps, target, self.cfg.min_depth, self.cfg.max_depth)
+            kd = self.distillation(aug[:, 0], disps)
             info["distill"] = kd.detach()
             loss = loss + self.cfg.distill_weight * kd
         if self.transfer is not None:
@@ -123,6 +119,17 @@ class DepthTrainer(nn.Module):
             info["xdistill"] = seg.detach()
             loss = loss + self.cfg.xdistill_weight * seg
         return loss, info
+
+    def distillation(self, image: torch.Tensor, disps: list[torch.Tensor]) -> torch.Tensor:
+        """``output_kd_loss`` of the student's disparity scales ``disps`` on ``image`` against
+        the ``distill_from`` teacher's on the same image (unweighted)."""
+        from donna_nas.tasks.depth.losses import output_kd_loss
+
+        if not self._kd_teacher:
+            raise ValueError("distillation needs DepthConfig.distill_from")
+        with torch.no_grad():
+            target = self._kd_teacher[0].multiscale(image)
+        return output_kd_loss(disps, target, self.cfg.min_depth, self.cfg.max_depth)
 
 
 def warm_start(model: DepthTrainer, spec: str) -> str:
