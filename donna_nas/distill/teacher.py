@@ -99,9 +99,9 @@ def load_teacher(spec: str, weights: str | None = None) -> tuple[TeacherCut, dic
             if shipped.card.get("backbone") != name.lower():
                 raise UserError(f"--teacher-weights {weights}: a {shipped.card.get('backbone')} model, but "
                                 f"--teacher is {name.lower()}; use --teacher {weights} or a matching model")
-            cut, desc = _load_depth_run(shipped.folder)
+            cut, desc = _load_depth_run(shipped.folder, f"{name.lower()}:{shipped.name}")
             desc.update(kind="resnet", name=name.lower(), weights=shipped.name, shipped=shipped.name)
-            return TeacherCut(cut.module, name=f"{name.lower()}:{shipped.name}"), desc
+            return cut, desc
         enc = create_encoder(name, weights=weights)
         info = {"kind": "resnet", "name": name.lower(),
                 "weights": str(Path(weights).resolve()) if weights else None,
@@ -116,12 +116,14 @@ def load_teacher(spec: str, weights: str | None = None) -> tuple[TeacherCut, dic
     if weights:
         raise UserError(f"--teacher-weights {weights}: only for --teacher resnet18/resnet50")
     shipped = resolve_model(name, kind="depth")  # an unknown name lists the shipped ones
-    cut, desc = _load_depth_run(shipped.folder)
+    cut, desc = _load_depth_run(shipped.folder, shipped.name)
     desc.update(kind="shipped", run=None, shipped=shipped.name)
-    return TeacherCut(cut.module, name=shipped.name), desc
+    return cut, desc
 
 
-def _load_depth_run(run: Path) -> tuple[TeacherCut, dict[str, Any]]:
+def _load_depth_run(run: Path, name: str | None = None) -> tuple[TeacherCut, dict[str, Any]]:
+    """The encoder of the depth model in ``run`` (a run directory or a shipped model's folder),
+    cut; ``name`` names it in messages (default ``RUN:BACKBONE``)."""
     mj, mw = run / "model.json", run / "model.safetensors"
     if not mj.is_file() or not mw.is_file():
         raise UserError(f"{run}: not a finished depth run (needs model.json and model.safetensors; "
@@ -146,4 +148,4 @@ def _load_depth_run(run: Path) -> tuple[TeacherCut, dict[str, Any]]:
     enc.load_state_dict(enc_sd)
     desc = {"kind": "depth_run", "run": str(run.resolve()), "backbone": info.get("backbone"),
             "space": info.get("space"), "pretrained": True}
-    return TeacherCut(enc, name=f"{run.name}:{info.get('backbone')}"), desc
+    return TeacherCut(enc, name=name or f"{run.name}:{info.get('backbone')}"), desc
