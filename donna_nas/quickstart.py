@@ -478,8 +478,11 @@ def write_table_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def beats(row: dict[str, Any], baseline: dict[str, Any]) -> bool:
-    """A model beats a baseline when both its abs_rel and its Sq Rel (fp32) are lower."""
-    return row["abs_rel_fp32"] < baseline["abs_rel_fp32"] and row["sq_rel_fp32"] < baseline["sq_rel_fp32"]
+    """Whether a table row beats a baseline row, by evaluate's rule on the fp32 metrics."""
+    from donna_nas.tasks.depth.evaluate import beats as metrics_beat
+
+    fp32 = lambda r: {k: r[f"{k}_fp32"] for k in ("abs_rel", "sq_rel")}  # noqa: E731
+    return metrics_beat(fp32(row), fp32(baseline))
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:

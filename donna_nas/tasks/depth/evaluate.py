@@ -61,6 +61,12 @@ def load_gt(data: str, gt: str | None = None, split: str | None = None) -> list[
     return load_gt_depths(path)[0]
 
 
+def beats(metrics: dict[str, float], baseline: dict[str, float]) -> bool:
+    """The one rule for "a model beats a baseline": both its abs_rel and its Sq Rel are lower. Two
+    metrics, because a network can trade one for the other (a blurry map lowers Sq Rel alone)."""
+    return bool(metrics["abs_rel"] < baseline["abs_rel"] and metrics["sq_rel"] < baseline["sq_rel"])
+
+
 def load_or_make_prior(data: str, prior: str | None = None, train_split: str | None = None) -> np.ndarray | None:
     """The per-pixel prior: ``prior`` file, else DATA/gt/train_prior.npy (made from the training
     split's ground truth on first use); None when the data root has no training split."""
@@ -105,8 +111,7 @@ def evaluate_model(net: torch.nn.Module, info: dict[str, Any], data: str, gt: st
         "metrics": out,
         "constant_depth_baseline": {k: float(base["constant"][k]) for k in METRIC_NAMES},
         "baselines": {name: {k: float(m[k]) for k in METRIC_NAMES} for name, m in base.items()},
-        "beats_baselines": {name: bool(out["abs_rel"] < m["abs_rel"] and out["sq_rel"] < m["sq_rel"])
-                            for name, m in base.items()},
+        "beats_baselines": {name: beats(out, m) for name, m in base.items()},
         "frames": int(len(disps)),
         "data": str(data),
         "median_scaling": _jsonable(ratios),
