@@ -82,6 +82,10 @@ class QuickstartConfig:
     max_latency_ms: float | None = None
     target_fps: float | None = None
     teacher_latency_ms: float | None = None  # the teacher's latency, instead of measuring it
+    # with ONNX Runtime latency (no latency table): the bound also applies to the deployed model,
+    # the whole depth network timed end to end (the teacher's too), for at most this many front
+    # candidates found by bisection (donna_nas.search.select.check_deployed); 0 = off
+    deployed_checks: int = 16
     # an extra params constraint, off by default (params are reported, they do not select): the
     # selected model's params, decoder included, stay under this share of the teacher's (the
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
@@ -372,11 +376,19 @@ def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str 
 
     cap = encoder_params_cap(space, teacher, cfg.max_params_ratio) if cfg.max_params_ratio else None
     measure = None if latency_table else {"fp32": "ort", "int8": "ort-int8"}[cfg.precision]
+    deployed = None
+    if measure and cfg.deployed_checks:
+        from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+
+        info = json.loads((teacher / "model.json").read_text())
+        deployed = DepthDeployedLatency(space, str(info["backbone"]), tuple(cfg.size), cfg.precision,
+                                        cache=supernet / "tables" / f"deployed_latency_{cfg.precision}.json",
+                                        act="relu", teacher_act=str(info.get("act", "elu")))
     out = search_run(supernet, latency_table=latency_table, measure=measure, space=space,
                      constraints=Constraints(max_params=cap), method="auto", seed=cfg.seed,
                      measure_archs=cfg.latency_archs, fill_missing=True,
                      measure_progress=progress, log=_log, target=cfg.latency_target(),
-                     teacher=str(teacher))
+                     teacher=str(teacher), deployed=deployed, deployed_checks=cfg.deployed_checks)
     if out.quality is not None and out.quality.warning():
         _log(f"[bold red]{out.quality.warning()}[/]")
     out.require_selection()
@@ -549,6 +561,13 @@ def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | No
              + (f", encoder params ≤ {selected['constraints']['max_params']:,}"
                 if (selected.get("constraints") or {}).get("max_params") else "")
              + ". Params are reported, not used to select.", ""]
+    dep = selected.get("deployed_check")
+    if dep and selected.get("deployed_latency_ms") is not None:
+        t = selected.get("teacher_deployed_ms")
+        speed = f", {t / selected['deployed_latency_ms']:.2f}× the teacher's {t:.3g} ms" if t else ""
+        lines += [f"Deployed check: the whole network runs {selected['deployed_latency_ms']:.3g} ms{speed} "
+                  f"({dep['how']}); bound {dep['bound_ms']:.3g} ms; {len(dep['checked'])} of "
+                  f"{dep['candidates']} front candidates timed (bisection, best predicted first).", ""]
     q = selected.get("predictor_quality") or {}
     pq = PredictorQuality(q.get("kendall_tau"), q.get("tau_kind"), q.get("n"))
     lines.append(f"**{pq.warning()}**" if pq.warning() else pq.describe() + ".")

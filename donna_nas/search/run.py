@@ -52,6 +52,7 @@ class SearchRun:
     quality: Any = None             # donna_nas.predictor.quality.PredictorQuality
     latency_axis: str = "latency (ms)"
     selected_latency: str = ""      # how the selected architecture's latency was obtained
+    deployed: Any = None            # donna_nas.search.select.DeployedCheck, when one ran
 
     @property
     def selected(self):
@@ -60,6 +61,8 @@ class SearchRun:
     def no_selection_message(self) -> str:
         from donna_nas.search.select import no_selection_message
 
+        if self.deployed is not None and self.result.front:
+            return self.deployed.no_selection_message()
         return no_selection_message(self.result.constraints, self.bound, self.result.fastest)
 
     def require_selection(self) -> None:
@@ -270,7 +273,7 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
                progress: Callable[[int, int], None] | None = None,
                log: Callable[[str], None] | None = None,
                measure_progress: bool = True, target: Any = None,
-               teacher: str | None = None) -> SearchRun:
+               teacher: str | None = None, deployed: Any = None, deployed_checks: int = 16) -> SearchRun:
     """Search the Pareto front of predicted metric vs latency for the run ``run`` and write its
     outputs there (``tables/``, ``plots/``, ``studies/``, ``selected.json``).
 
@@ -284,7 +287,9 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
     ``target``: a ``donna_nas.search.select.LatencyTarget`` (the latency bound; it must not be
     combined with ``constraints.max_latency_ms``); ``teacher``: the teacher whose latency
     ``--speedup`` divides (``resnet18`` / ``resnet50`` / a depth run; default the run's
-    ``teacher.json``).
+    ``teacher.json``). ``deployed``: a ``donna_nas.search.select.DeployedLatency``; with a latency
+    bound, the selection is then the best predicted front member whose *deployed* model (timed end
+    to end, at most ``deployed_checks`` candidates) meets the bound (``check_deployed``).
     """
     from donna_nas.search.api import search
     from donna_nas.search.objectives import Constraints
@@ -338,6 +343,14 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
     axis = ("latency (ms), ONNX Runtime " + precision + " on this CPU: measured ops + op latency model"
             if kind == "measure" else f"latency (ms), looked up ({table_name})"
             + (", ops it lacks modelled" if fill_missing else ""))
+    check = None
+    if deployed is not None and bound.max_latency_ms is not None:
+        from donna_nas.search.select import check_deployed
+
+        check = check_deployed(result.front, result.direction, bound, deployed, constraints.max_params,
+                               deployed_checks)
+        result.selected = check.selected
+        say(f"deployed check: {check.describe()}")
     sel_label = ""
     info: dict[str, Any] = {"latency_bound": bound.to_json(), "predictor_quality": quality.to_json(),
                             "params_scope": "encoder (stem + blocks); the decoder is not counted"}
@@ -346,7 +359,13 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
                                   table_name, precision)
         info.update(latency_ms_how=sel_label,
                     teacher_latency_ms=bound.teacher.latency_ms if bound.teacher else None)
+    if check is not None:
+        info["deployed_check"] = check.to_json()
+        if check.selected is not None:
+            ms = next(c["deployed_ms"] for c in check.checked if c["arch"] == check.selected.arch)
+            info.update(deployed_latency_ms=ms, deployed_bound_ms=check.bound_ms,
+                        teacher_deployed_ms=check.teacher_ms)
     paths = write_outputs(run, result, space, desc, list(references), info=info,
                           latency_axis=axis, quality=quality)
     return SearchRun(result, paths, space, desc, study_name, storage, bound=bound, quality=quality,
-                     latency_axis=axis, selected_latency=sel_label)
+                     latency_axis=axis, selected_latency=sel_label, deployed=check)

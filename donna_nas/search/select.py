@@ -12,20 +12,33 @@ The bound comes from exactly one of:
 - ``speedup`` X: the teacher's latency on the *same* latency source divided by X (the teacher's
   latency is measured, looked up, or given as ``teacher_latency_ms``).
 
-Nothing here imports torch; measuring the teacher lives in ``donna_nas.search.run``.
+**Checking the deployed model** (``DeployedLatency``, ``check_deployed``). The latency source
+prices an *encoder* as a sum of op timings (or table rows); what a user runs is the whole
+network, decoder included, and op sums can be off. When a ``DeployedLatency`` is given, the
+bound is also applied to the deployed model, timed end to end: the teacher's whole network gives
+the bound (``--speedup``: its deployed latency / X; ``--max-latency-ms`` / ``--target-fps``: the
+bound itself), and the front's candidates under the source bound are timed, best predicted
+first, by bisection along the front (latency falls as the predicted metric worsens along it, so
+about log2(front size) candidates are timed, not all). The selection is the best predicted
+candidate whose deployed latency meets the bound.
+
+Nothing here imports torch; measuring the teacher lives in ``donna_nas.search.run``, timing a
+task's deployed model in the task (``donna_nas.tasks.depth.deployed``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Iterable
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
 from donna_nas.errors import UserError
 from donna_nas.search.objectives import Constraints, Evaluation
 
-__all__ = ["DEFAULT_SPEEDUP", "LatencyBound", "LatencyTarget", "SelectionConfig", "TeacherLatency",
-           "fastest", "no_selection_message", "select_under_bound"]
+__all__ = ["DEFAULT_SPEEDUP", "DeployedCheck", "DeployedLatency", "LatencyBound", "LatencyTarget",
+           "SelectionConfig", "TeacherLatency", "check_deployed", "fastest", "no_selection_message",
+           "select_under_bound"]
 
 DEFAULT_SPEEDUP = 1.5
 """The quickstart's and the paper table's default: at least 1.5× faster than the teacher."""
@@ -186,3 +199,97 @@ def no_selection_message(constraints: Constraints, bound: LatencyBound | None,
         msg += (f"; the fastest candidate runs {fastest_eval.latency_ms:.4g} ms "
                 f"({fastest_eval.params / 1e6:.3g}M encoder params)")
     return msg + "; relax --max-latency-ms / --target-fps / --speedup / --max-params"
+
+
+class DeployedLatency(ABC):
+    """Times the model a task deploys (for depth: encoder + decoder, exported and, for INT8,
+    quantised) of a candidate architecture and of the teacher, on the same runtime, end to end.
+
+    Implementations cache what they timed, so a resumed run selects the same architecture."""
+
+    @abstractmethod
+    def teacher_ms(self) -> float:
+        """The teacher's deployed latency (ms)."""
+
+    @abstractmethod
+    def candidate_ms(self, arch: str) -> float:
+        """The deployed latency (ms) of the architecture string ``arch``."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """How the timing was done, for reports (``ONNX Runtime int8 on this CPU, depth network``)."""
+
+
+@dataclass
+class DeployedCheck:
+    """The outcome of ``check_deployed``: the bound on the deployed model, every candidate timed
+    (arch, predicted metric, source latency, deployed latency, meets), and the selection."""
+
+    bound_ms: float
+    origin: str
+    how: str
+    teacher_ms: float | None
+    checked: list[dict[str, Any]] = field(default_factory=list)
+    selected: Evaluation | None = None
+    candidates: int = 0
+
+    def describe(self) -> str:
+        head = f"deployed latency ≤ {self.bound_ms:.4g} ms"
+        if self.origin == "speedup" and self.teacher_ms is not None:
+            head += f" (teacher deployed {self.teacher_ms:.4g} ms / speedup)"
+        return f"{head}; {self.how}; {len(self.checked)} of {self.candidates} candidates timed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bound_ms": self.bound_ms, "origin": self.origin, "how": self.how,
+                "teacher_ms": self.teacher_ms, "candidates": self.candidates, "checked": self.checked,
+                "selected": self.selected.arch if self.selected else None, "description": self.describe()}
+
+    def no_selection_message(self) -> str:
+        fastest_ms = min((c["deployed_ms"] for c in self.checked), default=float("nan"))
+        return (f"no architecture meets the {self.describe()}; the fastest one timed runs "
+                f"{fastest_ms:.4g} ms deployed; relax --speedup / --max-latency-ms / --target-fps")
+
+
+def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBound,
+                   deployed: DeployedLatency, max_params: int | None = None,
+                   max_checks: int = 16) -> DeployedCheck:
+    """The best predicted member of ``front`` (latency ≤ the source bound, params ≤
+    ``max_params``) whose *deployed* latency meets the bound on the deployed model.
+
+    The deployed bound is the teacher's deployed latency / the speedup (``bound.origin ==
+    "speedup"``) or the bound itself. Candidates are ordered best predicted first; a bisection over
+    that order times about log2(n) of them, assuming deployed latency falls along it (true of a
+    Pareto front up to timing noise); at most ``max_checks`` are timed. The result's ``selected``
+    is the best predicted candidate timed within the bound (``None`` when none was)."""
+    if bound.max_latency_ms is None:
+        raise ValueError("check_deployed needs a latency bound")
+    teacher_ms = None
+    if bound.origin == "speedup":
+        teacher_ms = float(deployed.teacher_ms())
+        limit = teacher_ms / float(bound.requested)
+    else:
+        limit = float(bound.max_latency_ms)
+    s = -1.0 if direction == "maximize" else 1.0
+    cands = sorted((e for e in front if Constraints(bound.max_latency_ms, max_params).ok(e.latency_ms, e.params)),
+                   key=lambda e: (s * e.metric, e.latency_ms))
+    out = DeployedCheck(limit, bound.origin, deployed.describe(), teacher_ms, candidates=len(cands))
+    timed: dict[int, float] = {}
+
+    def meets(i: int) -> bool:
+        if i not in timed:
+            e = cands[i]
+            timed[i] = float(deployed.candidate_ms(e.arch))
+            out.checked.append({"arch": e.arch, "predicted_metric": e.metric, "source_latency_ms": e.latency_ms,
+                                "deployed_ms": timed[i], "meets": timed[i] <= limit})
+        return timed[i] <= limit
+
+    lo, hi = 0, len(cands) - 1  # find the first index that meets (cands[hi] is the fastest)
+    while lo <= hi and len(timed) < max_checks:
+        mid = (lo + hi) // 2
+        if meets(mid):
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    ok = sorted(i for i, ms in timed.items() if ms <= limit)
+    out.selected = cands[ok[0]] if ok else None
+    return out

@@ -1,0 +1,89 @@
+"""The depth task's deployed latency: the whole depth network (encoder + decoder), timed end to end.
+
+The search prices an encoder as the sum of its op timings; the depth network a user deploys also
+runs the decoder (its skip convolutions follow the encoder's widths), and a sum of ops exported
+one by one can miss what the runtime fuses. ``DepthDeployedLatency`` times what is shipped: the
+candidate's ``DepthNet`` (random weights: latency does not depend on them) exported to ONNX,
+quantised to INT8 QDQ when the precision asks for it, batch 1, with the op measurer's settings
+(``donna_nas.latency.ort.OrtMeasurer``: batch-norm statistics randomised first, so that no two
+folded biases are equal constants that the exporter would share and the quantiser then leave in
+float; warm-up, three rounds, the lowest round median, the thread's CPU time with one thread). The teacher's depth network is timed the same way. Timings
+are cached in a JSON file keyed by device, precision and size, so a resumed run selects the
+same architecture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from donna_nas.runtime.io import write_json_atomic
+from donna_nas.search.select import DeployedLatency
+
+__all__ = ["DepthDeployedLatency"]
+
+
+class DepthDeployedLatency(DeployedLatency):
+    """Deployed latency of depth networks on this CPU with ONNX Runtime.
+
+    ``space``: the search space the candidates' architecture strings belong to; ``teacher``: the
+    teacher's backbone (``resnet18`` / ``resnet50``); ``act`` / ``teacher_act``: the decoder
+    activation of the candidates (what the final finetune trains) and of the teacher (a shipped
+    Monodepth2 decoder uses ELU, which runs in float between quantised convolutions, so it is
+    part of the teacher's latency); ``cache``: the JSON file of timings."""
+
+    def __init__(self, space, teacher: str, input_size: tuple[int, int], precision: str = "int8",
+                 cache: str | Path | None = None, act: str = "relu", teacher_act: str = "elu",
+                 repeats: int = 30, threads: int = 1):
+        from donna_nas.latency.ort import OrtMeasurer
+
+        self.space, self.teacher = space, teacher.lower()
+        self.size = (int(input_size[0]), int(input_size[1]))
+        self.precision, self.act, self.teacher_act = precision, act, teacher_act
+        self.measurer = OrtMeasurer(precision=precision, threads=threads, repeats=repeats)
+        self.cache = Path(cache) if cache else None
+        self._times: dict[str, float] = {}
+        if self.cache is not None and self.cache.is_file():
+            try:
+                rec = json.loads(self.cache.read_text())
+            except ValueError:
+                rec = {}
+            if isinstance(rec, dict) and rec.get("key") == self._key():
+                self._times = {str(k): float(v) for k, v in rec.get("latency_ms", {}).items()}
+
+    def _key(self) -> dict:
+        return {"device": self.measurer.device, "runtime": self.measurer.runtime, "precision": self.precision,
+                "input_size": list(self.size), "act": self.act, "teacher_act": self.teacher_act, "space": self.space.fingerprint()}
+
+    def _net(self, name: str):
+        from donna_nas.nn.encoders import create_encoder
+        from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
+
+        torch.manual_seed(0)
+        if name == self.teacher:
+            enc, act = create_encoder(name), self.teacher_act
+        else:
+            enc, act = self.space.build(self.space.decode(name)), self.act
+        return DepthNet(enc, DepthDecoder(enc.channels, act=act)).eval()
+
+    def _time(self, name: str) -> float:
+        if name not in self._times:
+            timing = self.measurer.measure_module(self._net(name), (1, 3, *self.size), image=True)
+            self._times[name] = float(timing.median_ms)
+            if self.cache is not None:
+                write_json_atomic(self.cache, {"key": self._key(), "what": self.describe(),
+                                               "latency_ms": self._times})
+        return self._times[name]
+
+    def teacher_ms(self) -> float:
+        return self._time(self.teacher)
+
+    def candidate_ms(self, arch: str) -> float:
+        return self._time(arch)
+
+    def describe(self) -> str:
+        h, w = self.size
+        return (f"measured end to end: the whole depth network (encoder + decoder) at {h}x{w}, ONNX Runtime "
+                f"{self.precision} on this CPU, batch 1, {self.measurer.threads} thread")

@@ -1,0 +1,88 @@
+"""How many steps does the searched encoder's final finetune need? A learning curve of the
+quickstart's last training stage, per learning rate, against the teacher and both baselines.
+
+Takes a finished quickstart folder (``--quickstart``): its ``searched/config.yaml`` (the selected
+encoder, warm-started from its distilled blocks, output distillation from the teacher +
+self-supervision + X-Distill) is re-run from step 0 for each ``--lrs`` value with a constant
+learning rate, and evaluated on the quickstart's test split at each of ``--milestones`` steps.
+Resumes: each milestone continues the run's checkpoint. Writes
+experiments/results/final_finetune_curve.{csv,md}.
+
+    OMP_NUM_THREADS=1 python experiments/final_finetune_curve.py --quickstart runs/quickstart
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quickstart", default="runs/quickstart")
+    ap.add_argument("--lrs", default="1e-4,5e-4")
+    ap.add_argument("--milestones", default="100,200,400")
+    ap.add_argument("--work", default=str(Path.home() / "dn" / "final_curve"))
+    a = ap.parse_args()
+
+    import pandas as pd
+
+    from donna_nas.runtime.io import write_text_atomic
+    from donna_nas.tasks.depth.evaluate import beats, evaluate_run
+    from donna_nas.tasks.depth.run import DepthConfig, has_checkpoint, load_config
+    from donna_nas.tasks.depth.train import train_depth
+
+    qs = Path(a.quickstart)
+    base = load_config(qs / "searched")
+    teacher = json.loads((qs / "teacher" / "metrics.json").read_text())
+    bases = teacher["baselines"]
+    milestones = [int(m) for m in a.milestones.split(",")]
+    rows = [{"model": "teacher", "lr": None, "steps": None, **teacher["metrics"]}]
+    rows += [{"model": k, "lr": None, "steps": None, **v} for k, v in bases.items()]
+    for lr in (float(v) for v in a.lrs.split(",")):
+        run = Path(a.work) / f"lr{lr:g}"
+        for m in milestones:
+            snap = run / f"metrics_{m}.json"
+            if not snap.is_file():
+                cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=10 ** 6, epochs=10 ** 6, max_steps=m,
+                                                       checkpoint_every=50)
+                train_depth(cfg, run, resume=has_checkpoint(run), progress=False)
+                evaluate_run(run, report=False)
+                snap.write_text((run / "metrics.json").read_text())
+            met = json.loads(snap.read_text())["metrics"]
+            rows.append({"model": "searched", "lr": lr, "steps": m, **met})
+            print(f"lr {lr:g} step {m}: abs_rel {met['abs_rel']:.4f} sq_rel {met['sq_rel']:.4f}", flush=True)
+    df = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    df.to_csv(RESULTS / "final_finetune_curve.csv", index=False, float_format="%.4f")
+    t = teacher["metrics"]
+    cmd = " ".join(["python experiments/final_finetune_curve.py"] + sys.argv[1:])
+    lines = ["# Final finetune of the searched encoder: learning curve", "",
+             f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
+             f"{os.cpu_count()} cores, 1 torch thread (shared with another job).", "",
+             f"Scale: the quickstart's selected encoder `{base.backbone}` (its distilled blocks), "
+             f"{base.height}x{base.width}, batch {base.batch}, constant lr, output distillation from "
+             f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
+             f"(weight {base.xdistill_weight:g}); evaluated on the quickstart's held-out test drives.", "",
+             "| model | lr | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in df.to_dict("records"):
+        lr = "–" if r["lr"] is None or r["lr"] != r["lr"] else f"{r['lr']:g}"
+        steps = "–" if r["steps"] is None or r["steps"] != r["steps"] else f"{int(r['steps'])}"
+        yes = lambda b: "–" if r["model"] in bases else ("yes" if beats(r, bases[b]) else "**no**")  # noqa: E731
+        lines.append(f"| {r['model']} | {lr} | {steps} | {r['abs_rel']:.4f} | {r['sq_rel']:.4f} | "
+                     f"{r['sq_rel'] / t['sq_rel']:.2f} | {yes('constant')} | {yes('prior')} |")
+    write_text_atomic(RESULTS / "final_finetune_curve.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The deployed-model check: the bound applied to the whole network timed end to end, the best
+predicted front member that meets it (bisection against brute force), and the depth task's
+timing of a real depth network."""
+
+import json
+import random
+
+import pytest
+
+from donna_nas.latency.source import all_ops
+from donna_nas.search import Constraints, Evaluator, search, synthetic_predictor
+from donna_nas.search.objectives import MappingLatency
+from donna_nas.search.run import run_search
+from donna_nas.search.select import DeployedLatency, LatencyBound, LatencyTarget, check_deployed
+from donna_nas.space import load_space
+from tests.test_search_cli import make_run, write_table
+
+
+class FakeDeployed(DeployedLatency):
+    """Deployed latency = source latency × scale + overhead (a decoder); counts the timings."""
+
+    def __init__(self, front, scale=1.0, overhead=0.0, teacher=10.0):
+        self.ms = {e.arch: e.latency_ms * scale + overhead for e in front}
+        self.teacher, self.calls = teacher, []
+
+    def teacher_ms(self):
+        return self.teacher
+
+    def candidate_ms(self, arch):
+        self.calls.append(arch)
+        return self.ms[arch]
+
+    def describe(self):
+        return "fake"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_space("tiny")
+
+
+def front_of(tiny, seed):
+    rng = random.Random(seed)
+    table = MappingLatency({op.key: rng.uniform(0.1, 2.0) for op in all_ops(tiny, tiny.input_size)})
+    pred = synthetic_predictor(tiny, seed, noise=0.5)
+    return search(tiny, pred, table, Constraints(), method="exact", context_samples=5).front
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_check_selects_the_best_predicted_member_that_meets_the_deployed_bound(tiny, seed):
+    front = front_of(tiny, seed)
+    assert len(front) >= 8
+    lats = sorted(e.latency_ms for e in front)
+    for scale, overhead in ((1.0, 0.0), (1.2, 0.5), (0.8, 2.0)):
+        for q in (0.2, 0.5, 0.9):
+            source_bound = lats[int(q * len(lats))]
+            bound = LatencyBound(source_bound, "max-latency-ms", source_bound)
+            dep = FakeDeployed(front, scale, overhead)
+            chk = check_deployed(front, "minimize", bound, dep, max_checks=64)
+            brute = [e for e in front if e.latency_ms <= source_bound and dep.ms[e.arch] <= source_bound]
+            expect = min(brute, key=lambda e: (e.metric, e.latency_ms)) if brute else None
+            assert (chk.selected and chk.selected.arch) == (expect and expect.arch)
+            # bisection: about log2(n) timings, never every candidate
+            n = chk.candidates
+            assert len(dep.calls) <= n.bit_length() + 1 and len(set(dep.calls)) == len(dep.calls)
+            assert all(c["meets"] == (c["deployed_ms"] <= source_bound) for c in chk.checked)
+
+
+def test_speedup_bound_comes_from_the_teachers_deployed_latency(tiny):
+    front = front_of(tiny, 0)
+    lats = sorted(e.latency_ms for e in front)
+    teacher = 3 * lats[len(lats) // 2]
+    bound = LatencyTarget(speedup=1.5, teacher_latency_ms=teacher / 2).resolve()  # the source's bound
+    dep = FakeDeployed(front, 1.0, 0.3, teacher=teacher)
+    chk = check_deployed(front, "minimize", bound, dep, max_checks=64)
+    assert chk.bound_ms == pytest.approx(teacher / 1.5) and chk.teacher_ms == teacher
+    ok = [e for e in front if e.latency_ms <= bound.max_latency_ms and dep.ms[e.arch] <= teacher / 1.5]
+    assert chk.selected.arch == min(ok, key=lambda e: (e.metric, e.latency_ms)).arch
+    # nothing fast enough: no selection, and a one-line message with the fastest one timed
+    slow = FakeDeployed(front, 1.0, 1e3, teacher=teacher)
+    chk = check_deployed(front, "minimize", bound, slow, max_checks=64)
+    assert chk.selected is None and "fastest one timed" in chk.no_selection_message()
+    assert "\n" not in chk.no_selection_message()
+
+
+def test_search_run_records_the_deployed_check(tmp_path, tiny):
+    run = make_run(tmp_path, tiny)
+    lut = tmp_path / "lut.csv"
+    write_table(lut, tiny)
+    base = run_search(run, latency_table=str(lut), target=LatencyTarget(max_latency_ms=1e9))
+    front = base.result.front
+    lats = sorted(e.latency_ms for e in front)
+    bound = lats[len(lats) // 2]
+    dep = FakeDeployed(front, 1.0, lats[len(lats) // 2] - lats[len(lats) // 4])
+    out = run_search(run, latency_table=str(lut), target=LatencyTarget(max_latency_ms=bound), deployed=dep)
+    sel = json.loads((run / "selected.json").read_text())
+    ok = [e for e in out.result.front if e.latency_ms <= bound and dep.ms[e.arch] <= bound]
+    assert sel["arch"] == min(ok, key=lambda e: (e.metric, e.latency_ms)).arch
+    assert sel["deployed_latency_ms"] == pytest.approx(dep.ms[sel["arch"]]) and sel["deployed_latency_ms"] <= bound
+    assert sel["deployed_check"]["checked"] and sel["deployed_check"]["how"] == "fake"
+
+
+def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):
+    from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+
+    cache = tmp_path / "deployed.json"
+    arch = tiny.sample(0).encode()
+    dep = DepthDeployedLatency(tiny, "resnet18", (64, 96), "int8", cache=cache, repeats=3)
+    t, c = dep.teacher_ms(), dep.candidate_ms(arch)
+    assert 0 < c < t  # the tiny space's smallest networks run faster than a ResNet18 depth net
+    rec = json.loads(cache.read_text())
+    assert set(rec["latency_ms"]) == {"resnet18", arch}
+    again = DepthDeployedLatency(tiny, "resnet18", (64, 96), "int8", cache=cache, repeats=3)
+    again.measurer = None  # a cached timing is not re-measured
+    assert again.candidate_ms(arch) == c and again.teacher_ms() == t
+    other = DepthDeployedLatency(tiny, "resnet18", (64, 128), "int8", cache=cache, repeats=3)
+    assert other._times == {}  # another size does not reuse the timings
