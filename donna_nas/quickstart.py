@@ -72,6 +72,8 @@ class QuickstartConfig:
     predictor_archs: int = 6
     predictor_test: int = 2
     ft_steps: int = 15
+    ft_lr: float = 1e-3  # predictor finetunes' lr (0: the task's default); distillation converges at 1e-3
+    bkd_val_frames: int = 32  # frames the block NSRs are scored on
     latency_archs: int = 12
     precision: str = "int8"
     # selection for the device (donna_nas.search.select): the best predicted architecture whose
@@ -91,24 +93,30 @@ class QuickstartConfig:
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
     # decoder of the space's widest encoder
     max_params_ratio: float | None = None
-    final_epochs: int = 2
-    final_steps: int | None = 90  # cap on the final finetune's optimizer steps (None: final_epochs)
+    final_epochs: int = 5
+    final_steps: int | None = 220  # cap on the final finetune's optimizer steps (None: final_epochs)
+    final_lr: float = 5e-4  # the final finetune's lr (teachers trained with train_teacher use 1e-4)
     # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
     distill_weight: float = 1.0
     calib: int = 16
     fps_repeats: int = 20
-    lr_step: int = 4
+    lr_step: int = 3  # epochs before the final finetune's lr drops 10x (52 steps per epoch on 6x60)
 
     @classmethod
     def small(cls, train_teacher: bool = False) -> "QuickstartConfig":
-        """The default. Measured with one thread on a 2-core CPU shared with two trainings: world
-        (6x60 at 64x192) 76 s; shipped teacher evaluated 10 s; blockwise distillation ~4 s per step
-        + ~100 s scoring; predictor finetunes ~7 s + 0.9 s per KD step per architecture; final
-        finetune ~2.5 s per step; latency + search 22 s; exports 23 s: about 13 min in all."""
+        """The default, sized for 15 min with one thread on a 2-core CPU that runs one other job.
+        Measured there: world (6x60 at 64x192) 52 s; shipped teacher evaluated 8 s; blockwise
+        distillation 40 steps per block supernet ~100 s + NSR scoring; predictor finetunes (8
+        architectures x 15 distillation steps) ~95 s; latency, search and the deployed check
+        ~60 s; final finetune ~2.1 s per step; exports 13 s. The final finetune's 220 steps at
+        lr 5e-4 (x0.1 after epoch 3, step 156) come from ``experiments/final_finetune_curve.py``:
+        at lr 5e-4 the searched model's Sq Rel is 1.15x the teacher's after 100 steps and 1.02x
+        after 350, against 2.04x and 1.07x at lr 1e-4."""
         if train_teacher:  # the path before shipped teachers: its own world, teachers trained here
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(96, 320), drives=3,
                        frames=50, world_seed=0, world_version=2, bkd_steps=60, predictor_archs=8,
-                       predictor_test=3, ft_steps=30, final_epochs=6, final_steps=None, distill_weight=0.0)
+                       predictor_test=3, ft_steps=30, final_epochs=6, final_steps=None, distill_weight=0.0,
+                       final_lr=1e-4, lr_step=4, ft_lr=0.0, bkd_val_frames=64)
         return cls()
 
     @classmethod
@@ -259,13 +267,14 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
                           seed=cfg.seed, progress=progress)
 
     def depth_run(run: Path, backbone: str, epochs: int, distill_from: str | None = None,
-                  max_steps: int | None = None) -> None:
+                  max_steps: int | None = None, lr: float = 1e-4) -> None:
         from donna_nas.tasks.depth.evaluate import evaluate_run
         from donna_nas.tasks.depth.run import DepthConfig, has_checkpoint
         from donna_nas.tasks.depth.train import train_depth
 
         dcfg = DepthConfig(data=str(data), backbone=backbone, height=cfg.size[0], width=cfg.size[1],
-                           epochs=epochs, batch=cfg.batch, act="relu", xdistill=True, seg_teacher=seg,
+                           epochs=epochs, batch=cfg.batch, lr=lr, act="relu", xdistill=True,
+                           seg_teacher=seg,
                            xdistill_weight=cfg.xdistill_weight, seed=cfg.seed, lr_step=cfg.lr_step,
                            checkpoint_every=50, distill_from=distill_from, max_steps=max_steps,
                            distill_weight=cfg.distill_weight if distill_from else 1.0)
@@ -286,7 +295,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
                               width=cfg.bkd_size[1], bkd_steps=cfg.bkd_steps, bkd_batch=8,
                               predictor_archs=cfg.predictor_archs,
                               predictor_test=cfg.predictor_test, ft_steps=cfg.ft_steps,
-                              ft_batch=cfg.batch, seed=cfg.seed)
+                              ft_batch=cfg.batch, ft_lr=cfg.ft_lr, val_frames=cfg.bkd_val_frames,
+                              seed=cfg.seed)
         build_supernet(space, supernet, scfg, resume=(supernet / "config.yaml").is_file(),
                        progress=progress)
 
@@ -295,7 +305,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
 
     def finetune():
         depth_run(searched, str(supernet), cfg.final_epochs,
-                  distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps)
+                  distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps,
+                  lr=cfg.final_lr)
 
     def export(run: Path) -> Callable[[], Any]:
         def go():

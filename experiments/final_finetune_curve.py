@@ -68,7 +68,8 @@ def main() -> None:
     lines = ["# Final finetune of the searched encoder: learning curve", "",
              f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
              f"{os.cpu_count()} cores, 1 torch thread (shared with another job).", "",
-             f"Scale: the quickstart's selected encoder `{base.backbone}` (its distilled blocks), "
+             f"Scale: the quickstart's selected encoder `{json.loads((qs / 'supernet' / 'selected.json').read_text())['arch']}` "
+             f"(from its distilled blocks), "
              f"{base.height}x{base.width}, batch {base.batch}, constant lr, output distillation from "
              f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
              f"(weight {base.xdistill_weight:g}); evaluated on the quickstart's held-out test drives.", "",
