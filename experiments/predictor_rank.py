@@ -88,29 +88,31 @@ def main() -> None:
     recs = {0: _run_jobs(ex, run_finetune_job, [job(x, 0) for x in archs], run, "finetune seed 0", progress=False),
             1: _run_jobs(ex, run_finetune_job, [job(archs[i], 1) for i in seed1], run, "finetune seed 1", progress=False)}
     seed_s = time.time() - t0
-    y = {0: np.array([r["metrics"]["sq_rel"] for r in recs[0]])}
-    y1 = np.full(len(archs), np.nan)
-    y1[seed1] = [r["metrics"]["sq_rel"] for r in recs[1]]
     test = split == "test"
-    seed_tau_heldout = kendall_tau(y[0][test], y1[test])
-    seed_tau_all = kendall_tau(y[0], y1) if a.seed_archs == "all" else float("nan")
-    seed_diff = float(np.nanmedian(np.abs(y[0] - y1)))  # the noise floor in Sq Rel units
-    y[1] = np.where(np.isnan(y1), y[0], y1)  # for the mean-of-seeds target: held-out (or all) averaged
-
     lookup = nsr_lookup(res.quality, space)
     tr, te = [archs[i] for i in np.where(split == "train")[0]], [archs[i] for i in np.where(split == "test")[0]]
-    rows = []
-    for target, ys in (("seed 0", y[0]), ("mean of seeds 0 and 1" + (" (held-out)" if a.seed_archs == "heldout" else ""),
-                                       (y[0] + y[1]) / 2)):
-        ev, _ = compare_models(tr, ys[split == "train"], te, ys[split == "test"], space, lookup)
-        for r in ev:
-            rows.append({"model": r["model"], "target": target, "cv_tau": r["cv_tau"], "heldout_tau": r["test_tau"],
-                         "n_train": len(tr), "n_heldout": len(te), "seed_tau": seed_tau_heldout,
-                         "seed_tau_all": seed_tau_all})
+    rows, floor = [], {}
+    for metric in ("sq_rel", "abs_rel"):
+        y = {0: np.array([r["metrics"][metric] for r in recs[0]])}
+        y1 = np.full(len(archs), np.nan)
+        y1[seed1] = [r["metrics"][metric] for r in recs[1]]
+        seed_tau_heldout = kendall_tau(y[0][test], y1[test])
+        seed_tau_all = kendall_tau(y[0], y1) if a.seed_archs == "all" else float("nan")
+        # the noise floor: tau between seeds, and the median seed-to-seed change in metric units
+        floor[metric] = (seed_tau_heldout, seed_tau_all, float(np.nanmedian(np.abs(y[0] - y1))),
+                         float(y[0].min()), float(y[0].max()))
+        y[1] = np.where(np.isnan(y1), y[0], y1)  # for the mean-of-seeds target: held-out (or all) averaged
+        both = "mean of seeds 0 and 1" + (" (held-out)" if a.seed_archs == "heldout" else "")
+        for target, ys in (("seed 0", y[0]), (both, (y[0] + y[1]) / 2)):
+            ev, _ = compare_models(tr, ys[split == "train"], te, ys[split == "test"], space, lookup)
+            for r in ev:
+                rows.append({"model": r["model"], "metric": metric, "target": target, "cv_tau": r["cv_tau"],
+                             "heldout_tau": r["test_tau"], "n_train": len(tr), "n_heldout": len(te),
+                             "seed_tau": seed_tau_heldout, "seed_tau_all": seed_tau_all})
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    df.to_csv(RESULTS / "predictor_rank.csv", index=False, float_format="%.4f")
-    spread = (float(y[0].min()), float(y[0].max()))
+    cols = ["model", "cv_tau", "heldout_tau", "n_train", "n_heldout", "seed_tau", "metric", "target", "seed_tau_all"]
+    df[cols].to_csv(RESULTS / "predictor_rank.csv", index=False, float_format="%.4f")
     lf = [r["metrics"].get("loss_first", float("nan")) for r in recs[0]]
     ll = [r["metrics"].get("loss_last", float("nan")) for r in recs[0]]
     cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
@@ -120,22 +122,28 @@ def main() -> None:
              f"Scale: space `{space.name}` ({space.size():.3g} architectures) at {h}x{w}; teacher `{a.teacher}`; world "
              f"version 2, 6 drives x 60 frames, seed 0; BKD {a.bkd_steps} steps per block supernet; "
              f"{len(tr)} training + {len(te)} held-out architectures (spread over MACs), each finetuned {a.ft_steps} "
-             f"steps (batch 4, lr {a.ft_lr:g}, objective `{a.objective}`) from its distilled blocks; target Sq Rel on the "
+             f"steps (batch 4, lr {a.ft_lr:g} decaying to 0 along a cosine, objective `{a.objective}`) from its distilled blocks; target Sq Rel on the "
              f"val split ({res.evaluation and 'velodyne ground truth'}).",
              f"Finetune objective, mean over architectures: {np.nanmean(lf):.4f} at the start, {np.nanmean(ll):.4f} at the end. "
-             f"Sq Rel spread over the architectures (seed 0): {spread[0]:.3f} .. {spread[1]:.3f}.",
+             f"Spread over the architectures (seed 0): Sq Rel {floor['sq_rel'][3]:.3f} .. {floor['sq_rel'][4]:.3f}, "
+             f"abs_rel {floor['abs_rel'][3]:.4f} .. {floor['abs_rel'][4]:.4f}.",
              f"Wall time: build-supernet {build_s:.0f} s (a resumed run counts only what it redid), seed-1 finetunes {seed_s:.0f} s.", "",
-             f"**Noise floor:** Kendall tau between seed 0 and seed 1 Sq Rel: {seed_tau_heldout:.3f} on the held-out "
-             f"architectures" + (f", {seed_tau_all:.3f} on all {len(archs)}" if a.seed_archs == "all" else
-             f" (seed 1 run on the {len(seed1)} held-out architectures only)") + f"; median |Sq Rel seed 0 − seed 1| "
-             f"{seed_diff:.4f}, the smallest predicted difference that means anything.", "",
-             "| predictor | target | LOO tau (train) | tau held-out | target tau ≥ 0.8 |", "|---|---|---:|---:|---|"]
+             "**Noise floor** (Kendall tau between the seed-0 and seed-1 finetunes of the same architectures; "
+             "no predictor can rank them better than the targets rank themselves):", "",
+             *[f"- {m}: tau {f[0]:.3f} on the held-out architectures"
+               + (f", {f[1]:.3f} on all {len(archs)}" if a.seed_archs == "all" else
+                  f" (seed 1 run on the {len(seed1)} held-out architectures only)")
+               + f"; median seed-to-seed change {f[2]:.4f}, the smallest predicted difference that means anything."
+               for m, f in floor.items()], "",
+             "| predictor | metric | target | LOO tau (train) | tau held-out | target tau ≥ 0.8 |",
+             "|---|---|---|---:|---:|---|"]
     for r in df.itertuples(index=False):
-        lines.append(f"| {r.model} | {r.target} | {r.cv_tau:.3f} | {r.heldout_tau:.3f} | "
+        lines.append(f"| {r.model} | {r.metric} | {r.target} | {r.cv_tau:.3f} | {r.heldout_tau:.3f} | "
                      f"{'met' if r.heldout_tau >= 0.8 else '**missed**'} |")
-    ridge = df[(df.model == "ridge_nsr") & (df.target == "seed 0")].iloc[0]
-    dna = df[df.model.str.startswith("sum_nsr") & (df.target == "seed 0")].iloc[0]
-    lines += ["", f"Fitted ridge on NSR vs the unfitted DNA sum (held-out tau, seed-0 targets): {ridge.heldout_tau:.3f} vs "
+    sq0 = (df.target == "seed 0") & (df.metric == "sq_rel")
+    ridge = df[(df.model == "ridge_nsr") & sq0].iloc[0]
+    dna = df[df.model.str.startswith("sum_nsr") & sq0].iloc[0]
+    lines += ["", f"Fitted ridge on NSR vs the unfitted DNA sum (held-out tau, seed-0 Sq Rel targets): {ridge.heldout_tau:.3f} vs "
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
     write_text_atomic(RESULTS / "predictor_rank.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

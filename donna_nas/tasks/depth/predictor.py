@@ -4,8 +4,10 @@ distilled blocks; its Sq Rel on the validation split is the accuracy predictor's
 Objectives (``FinetuneJob.objective``):
 
 * ``kd``: DONNA's distillation finetune: the student's four disparity scales regress the teacher
-  depth model's (L1 of log disparity), no pose net, no photometric loss. It is cheap and its
-  targets carry little optimisation noise, so they rank architectures rather than seeds.
+  depth model's (L1 of log disparity), no pose net, no photometric loss. The lr decays to zero
+  along a cosine over the job's steps (every objective). It is cheap; how much seed noise its
+  targets carry (the noise floor of any predictor fitted on them) is measured by
+  ``experiments/predictor_rank.py``.
 * ``selfsup``: Monodepth2's self-supervised loss (the earlier default; noisy at short budgets).
 * ``kd+selfsup``: both.
 
@@ -15,6 +17,7 @@ Tap NSR distillation (``distill_weight`` > 0) can be added to any of them.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -88,6 +91,10 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         ds = KittiRawDataset(cfg.data, str(Path(cfg.data) / "splits" / "train_files.txt"), size=(cfg.height, cfg.width),
                              frame_ids=(0,), train=True, semantics=False, stereo=False, seed=cfg.seed)
     opt = torch.optim.Adam([p for p in trainer.parameters() if p.requires_grad], lr=cfg.lr)
+    # cosine decay to zero: the last iterate is then an average-like point rather than one noisy
+    # step of a constant-lr walk, so the target differs less between seeds (the noise floor)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, job.steps) / max(job.steps, 1))))
     trainer.train()
     step, epoch = 0, 0
     trace: list[float] = []
@@ -114,6 +121,7 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             trace.append(float(loss.item()))
             step += 1
         epoch += 1
