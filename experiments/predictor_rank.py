@@ -108,10 +108,11 @@ def main() -> None:
             for r in ev:
                 rows.append({"model": r["model"], "metric": metric, "target": target, "cv_tau": r["cv_tau"],
                              "heldout_tau": r["test_tau"], "n_train": len(tr), "n_heldout": len(te),
-                             "seed_tau": seed_tau_heldout, "seed_tau_all": seed_tau_all})
+                             "seed_tau": seed_tau_heldout, "seed_tau_all": seed_tau_all,
+                             "seed_median_abs_diff": floor[metric][2]})
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    cols = ["model", "cv_tau", "heldout_tau", "n_train", "n_heldout", "seed_tau", "metric", "target", "seed_tau_all"]
+    cols = ["model", "cv_tau", "heldout_tau", "n_train", "n_heldout", "seed_tau", "metric", "target", "seed_tau_all", "seed_median_abs_diff"]
     df[cols].to_csv(RESULTS / "predictor_rank.csv", index=False, float_format="%.4f")
     lf = [r["metrics"].get("loss_first", float("nan")) for r in recs[0]]
     ll = [r["metrics"].get("loss_last", float("nan")) for r in recs[0]]

@@ -3,6 +3,15 @@ figures as results (``experiments/results/quickstart.{md,csv}``).
 
     OMP_NUM_THREADS=1 python experiments/quickstart_run.py --out runs/quickstart
     OMP_NUM_THREADS=1 python experiments/quickstart_run.py --out runs/quickstart_trained --train-teacher
+    OMP_NUM_THREADS=1 python experiments/quickstart_run.py --out runs/quickstart2 --record quickstart_run2
+    python experiments/quickstart_run.py --compare runs/quickstart runs/quickstart2
+
+``--record NAME`` keeps the results as ``experiments/results/NAME.{md,csv}`` (default ``quickstart``).
+``--compare A B`` writes ``experiments/results/quickstart_repro.{md,csv}``: whether two finished
+quickstarts (run on two machines, or at two times) selected architectures whose predicted metrics
+differ by less than the predictor's noise floor (``experiments/results/predictor_rank.csv``:
+the median seed-to-seed change of the finetune targets) and whether their final Sq Rel agree
+within 10%.
 """
 
 from __future__ import annotations
@@ -24,28 +33,81 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/quickstart")
     ap.add_argument("--train-teacher", action="store_true", help="the path that trains both teachers first")
+    ap.add_argument("--record", default="quickstart", help="results name: experiments/results/NAME.{md,csv}")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two finished quickstart folders")
     args = ap.parse_args()
+    if args.compare:
+        return compare(*args.compare)
     out = Path(args.out)
     result = run_quickstart(out, QuickstartConfig.small(args.train_teacher))
     RESULTS.mkdir(exist_ok=True)
-    shutil.copyfile(out / "quickstart_table.csv", RESULTS / "quickstart.csv")
+    rec = args.record
+    shutil.copyfile(out / "quickstart_table.csv", RESULTS / f"{rec}.csv")
     for name in ("pareto.png", "depth_searched.png", "depth_teacher.png"):
         if (out / "plots" / name).is_file():
-            shutil.copyfile(out / "plots" / name, RESULTS / f"quickstart_{name}")
+            shutil.copyfile(out / "plots" / name, RESULTS / f"{rec}_{name}")
     selected = json.loads((out / "supernet" / "selected.json").read_text())
     flag = " --train-teacher" if args.train_teacher else ""
     timings = result["timings"]
     md = ["# Quickstart (default scale)", "",
           f"Command: `donna-nas quickstart --out {args.out}{flag}` (recorded by `python "
-          f"experiments/quickstart_run.py --out {args.out}{flag}`)  ",
+          f"experiments/quickstart_run.py --out {args.out}{flag}"
+          + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
           f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s).  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
           *selection_markdown(selected, result["rows"]), "",
           "| stage | seconds |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in timings.items()], "",
-          "Figures: `quickstart_pareto.png`, `quickstart_depth_searched.png`, `quickstart_depth_teacher.png`."]
-    (RESULTS / "quickstart.md").write_text("\n".join(md) + "\n")
+          f"Figures: `{rec}_pareto.png`, `{rec}_depth_searched.png`, `{rec}_depth_teacher.png`."]
+    (RESULTS / f"{rec}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def compare(a: str, b: str) -> None:
+    """``quickstart_repro.{md,csv}``: the two runs' selections and results side by side."""
+    import csv
+
+    floor = None
+    rank = RESULTS / "predictor_rank.csv"
+    if rank.is_file():
+        with rank.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("metric", "sq_rel") == "sq_rel" and r.get("seed_median_abs_diff")]
+        floor = float(rows[0]["seed_median_abs_diff"]) if rows else None
+    runs = []
+    for out in (Path(a), Path(b)):
+        sel = json.loads((out / "supernet" / "selected.json").read_text())
+        with (out / "quickstart_table.csv").open() as f:
+            table = {r["model"]: r for r in csv.DictReader(f)}
+        t, s = table["teacher"], table["searched"]
+        runs.append({"run": str(out), "arch": sel["arch"], "predicted_sq_rel": sel["predicted_metric"],
+                     "deployed_ms": sel.get("deployed_latency_ms"), "teacher_deployed_ms": sel.get("teacher_deployed_ms"),
+                     "sq_rel": float(s["sq_rel_fp32"]), "sq_rel_vs_teacher": float(s["sq_rel_fp32"]) / float(t["sq_rel_fp32"]),
+                     "fps_int8_vs_teacher": float(s["fps_int8"]) / float(t["fps_int8"]),
+                     "seconds": sum(json.loads((out / "timings.json").read_text()).values())})
+    r1, r2 = runs
+    dpred = abs(r1["predicted_sq_rel"] - r2["predicted_sq_rel"])
+    dsq = abs(r1["sq_rel"] - r2["sq_rel"]) / min(r1["sq_rel"], r2["sq_rel"])
+    with (RESULTS / "quickstart_repro.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(r1))
+        w.writeheader()
+        w.writerows(runs)
+    md = ["# Quickstart reproduction: two default runs", "",
+          f"Command: `python experiments/quickstart_run.py --compare {a} {b}`. Date: "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores.", "",
+          "| run | selected architecture | predicted Sq Rel | deployed ms (teacher) | Sq Rel | Sq Rel / teacher | "
+          "INT8 FPS / teacher | seconds |", "|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in runs:
+        dep = "–" if r["deployed_ms"] is None else f"{r['deployed_ms']:.3g} ({r['teacher_deployed_ms']:.3g})"
+        md.append(f"| {r['run']} | `{r['arch']}` | {r['predicted_sq_rel']:.4f} | {dep} | {r['sq_rel']:.4f} | "
+                  f"{r['sq_rel_vs_teacher']:.2f} | {r['fps_int8_vs_teacher']:.2f} | {r['seconds']:.0f} |")
+    same = r1["arch"] == r2["arch"]
+    md += ["", f"- Same architecture: {'yes' if same else 'no'}.",
+           f"- Predicted Sq Rel differs by {dpred:.4f}; the predictor's noise floor (median seed-to-seed change of "
+           f"its finetune targets, `predictor_rank.csv`) is "
+           + (f"{floor:.4f}: **{'met' if dpred < floor else 'missed'}**." if floor is not None else "not measured."),
+           f"- Final Sq Rel differs by {100 * dsq:.1f}% (target < 10%): **{'met' if dsq < 0.10 else 'missed'}**."]
+    (RESULTS / "quickstart_repro.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
