@@ -17,7 +17,8 @@ from tests.test_search_cli import make_run, write_table
 
 
 class FakeDeployed(DeployedLatency):
-    """Deployed latency = source latency × scale + overhead (a decoder); counts the timings."""
+    """Deployed latency = source latency × scale + overhead (a decoder); counts the timings
+    (``paired_ms`` is the base class's: the candidate's and the teacher's separate timings)."""
 
     def __init__(self, front, scale=1.0, overhead=0.0, teacher=10.0):
         self.ms = {e.arch: e.latency_ms * scale + overhead for e in front}
@@ -57,7 +58,7 @@ def test_check_selects_the_best_predicted_member_that_meets_the_deployed_bound(t
             bound = LatencyBound(source_bound, "max-latency-ms", source_bound)
             dep = FakeDeployed(front, scale, overhead)
             chk = check_deployed(front, "minimize", bound, dep, max_checks=64)
-            brute = [e for e in front if e.latency_ms <= source_bound and dep.ms[e.arch] <= source_bound]
+            brute = [e for e in front if dep.ms[e.arch] <= source_bound]  # the source latency does not filter
             expect = min(brute, key=lambda e: (e.metric, e.latency_ms)) if brute else None
             assert (chk.selected and chk.selected.arch) == (expect and expect.arch)
             # bisection: about log2(n) timings, never every candidate
@@ -74,7 +75,7 @@ def test_speedup_bound_comes_from_the_teachers_deployed_latency(tiny):
     dep = FakeDeployed(front, 1.0, 0.3, teacher=teacher)
     chk = check_deployed(front, "minimize", bound, dep, max_checks=64)
     assert chk.bound_ms == pytest.approx(teacher / 1.5) and chk.teacher_ms == teacher
-    ok = [e for e in front if e.latency_ms <= bound.max_latency_ms and dep.ms[e.arch] <= teacher / 1.5]
+    ok = [e for e in front if dep.ms[e.arch] <= teacher / 1.5]
     assert chk.selected.arch == min(ok, key=lambda e: (e.metric, e.latency_ms)).arch
     # nothing fast enough: no selection, and a one-line message with the fastest one timed
     slow = FakeDeployed(front, 1.0, 1e3, teacher=teacher)
@@ -94,7 +95,9 @@ def test_search_run_records_the_deployed_check(tmp_path, tiny):
     dep = FakeDeployed(front, 1.0, lats[len(lats) // 2] - lats[len(lats) // 4])
     out = run_search(run, latency_table=str(lut), target=LatencyTarget(max_latency_ms=bound), deployed=dep)
     sel = json.loads((run / "selected.json").read_text())
-    ok = [e for e in out.result.front if e.latency_ms <= bound and dep.ms[e.arch] <= bound]
+    # the front is not cut by the source bound (it is the check's candidate list)
+    assert len(out.result.front) == len(front)
+    ok = [e for e in out.result.front if dep.ms[e.arch] <= bound]
     assert sel["arch"] == min(ok, key=lambda e: (e.metric, e.latency_ms)).arch
     assert sel["deployed_latency_ms"] == pytest.approx(dep.ms[sel["arch"]]) and sel["deployed_latency_ms"] <= bound
     assert sel["deployed_check"]["checked"] and sel["deployed_check"]["how"] == "fake"
@@ -115,3 +118,7 @@ def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):
     assert again.candidate_ms(arch) == c and again.teacher_ms() == t
     other = DepthDeployedLatency(tiny, "resnet18", (64, 128), "int8", cache=cache, repeats=3)
     assert other._times == {}  # another size does not reuse the timings
+    # side by side: the candidate and the teacher in one round-robin, both kept in the cache
+    pc, pt = dep.paired_ms(arch)
+    assert 0 < pc < pt
+    assert json.loads(cache.read_text())["paired_ms"][arch] == [pc, pt]

@@ -328,15 +328,19 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
         bound = LatencyBound(None, "none")
     say(f"selection: best predicted {getattr(pred, 'metric', 'metric')} with {bound.describe()}")
     quality = PredictorQuality.from_file(pred_path)
+    # with a deployed check the whole front is its candidate list: op sums mis-price whole
+    # networks, so the source bound is reported but does not cut the front
+    search_cons = (Constraints(None, constraints.max_params) if deployed is not None and bound.max_latency_ms
+                   else constraints)
     if study_name is None:
-        study_name = study_name_for(space, pred_path, desc, size, constraints, objective,
+        study_name = study_name_for(space, pred_path, desc, size, search_cons, objective,
                                     population, seed)
     if storage is None:
         storage = default_storage(run, study_name)
         mode = "journal"
     else:
         mode = "direct" if "://" in storage else "journal"
-    result = search(space, pred, latency, constraints, method, trials=trials,
+    result = search(space, pred, latency, search_cons, method, trials=trials,
                     population=population, seed=seed, storage=storage, storage_mode=mode,
                     study_name=study_name, extra_objective=objective, input_size=size,
                     progress=progress)

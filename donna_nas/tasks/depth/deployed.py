@@ -7,7 +7,9 @@ candidate's ``DepthNet`` (random weights: latency does not depend on them) expor
 quantised to INT8 QDQ when the precision asks for it, batch 1, with the op measurer's settings
 (``donna_nas.latency.ort.OrtMeasurer``: batch-norm statistics randomised first, so that no two
 folded biases are equal constants that the exporter would share and the quantiser then leave in
-float; warm-up, three rounds, the lowest round median, the thread's CPU time with one thread). The teacher's depth network is timed the same way. Timings
+float; warm-up, three rounds, the lowest round median, the thread's CPU time with one thread). The teacher's depth network is timed the same way, and for a
+speedup bound round-robin with each candidate (``paired_ms``), so that load from other processes
+slows both sides of the ratio alike. Timings
 are cached in a JSON file keyed by device, precision and size, so a resumed run selects the
 same architecture.
 """
@@ -45,6 +47,8 @@ class DepthDeployedLatency(DeployedLatency):
         self.measurer = OrtMeasurer(precision=precision, threads=threads, repeats=repeats)
         self.cache = Path(cache) if cache else None
         self._times: dict[str, float] = {}
+        self._pairs: dict[str, tuple[float, float]] = {}
+        self._teacher_session = None
         if self.cache is not None and self.cache.is_file():
             try:
                 rec = json.loads(self.cache.read_text())
@@ -52,6 +56,7 @@ class DepthDeployedLatency(DeployedLatency):
                 rec = {}
             if isinstance(rec, dict) and rec.get("key") == self._key():
                 self._times = {str(k): float(v) for k, v in rec.get("latency_ms", {}).items()}
+                self._pairs = {str(k): (float(v[0]), float(v[1])) for k, v in rec.get("paired_ms", {}).items()}
 
     def _key(self) -> dict:
         return {"device": self.measurer.device, "runtime": self.measurer.runtime, "precision": self.precision,
@@ -68,14 +73,33 @@ class DepthDeployedLatency(DeployedLatency):
             enc, act = self.space.build(self.space.decode(name)), self.act
         return DepthNet(enc, DepthDecoder(enc.channels, act=act)).eval()
 
+    def _save(self) -> None:
+        if self.cache is not None:
+            write_json_atomic(self.cache, {"key": self._key(), "what": self.describe(), "latency_ms": self._times,
+                                           "paired_ms": {k: list(v) for k, v in self._pairs.items()}})
+
+    def _session(self, name: str):
+        return self.measurer.session(self.measurer.prepare(self._net(name), (1, 3, *self.size), image=True))
+
     def _time(self, name: str) -> float:
         if name not in self._times:
             timing = self.measurer.measure_module(self._net(name), (1, 3, *self.size), image=True)
             self._times[name] = float(timing.median_ms)
-            if self.cache is not None:
-                write_json_atomic(self.cache, {"key": self._key(), "what": self.describe(),
-                                               "latency_ms": self._times})
+            self._save()
         return self._times[name]
+
+    def paired_ms(self, arch: str) -> tuple[float, float]:
+        """The candidate and the teacher timed round-robin (``OrtMeasurer.time_interleaved``)."""
+        if arch not in self._pairs:
+            from donna_nas.latency.ort import sample_input
+
+            if self._teacher_session is None:
+                self._teacher_session = self._session(self.teacher)
+            x = sample_input((1, 3, *self.size), True, 0)
+            cand, teacher = self.measurer.time_interleaved([self._session(arch), self._teacher_session], [x, x])
+            self._pairs[arch] = (float(cand.median_ms), float(teacher.median_ms))
+            self._save()
+        return self._pairs[arch]
 
     def teacher_ms(self) -> float:
         return self._time(self.teacher)
