@@ -122,3 +122,20 @@ def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):
     pc, pt = dep.paired_ms(arch)
     assert 0 < pc < pt
     assert json.loads(cache.read_text())["paired_ms"][arch] == [pc, pt]
+
+
+def test_side_by_side_fps_orders_a_small_and_a_large_model(tmp_path):
+    from torch import nn
+
+    from donna_nas.export.onnx import measure_fps_side_by_side, onnx_bytes
+
+    paths = {}
+    for name, width in (("small", 4), ("large", 64)):
+        net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
+                            nn.ReLU(), nn.Conv2d(width, 1, 3, padding=1), nn.Sigmoid())
+        paths[name] = tmp_path / f"{name}.onnx"
+        paths[name].write_bytes(onnx_bytes(net, (1, 3, 32, 64)))
+    res = measure_fps_side_by_side(paths, (32, 64), warmup=1, repeats=3, rounds=2)
+    assert set(res) == {"small", "large"}
+    assert res["small"].fps > 2 * res["large"].fps  # 256x the MACs in the middle layer
+    assert all(r.median_ms == pytest.approx(1000.0 / r.fps) for r in res.values())
