@@ -8,7 +8,7 @@ import random
 import pytest
 
 from donna_nas.latency.source import all_ops
-from donna_nas.search import Constraints, Evaluator, search, synthetic_predictor
+from donna_nas.search import Constraints, search, synthetic_predictor
 from donna_nas.search.objectives import MappingLatency
 from donna_nas.search.run import run_search
 from donna_nas.search.select import DeployedLatency, LatencyBound, LatencyTarget, check_deployed
