@@ -392,12 +392,10 @@ def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str 
     measure = None if latency_table else {"fp32": "ort", "int8": "ort-int8"}[cfg.precision]
     deployed = None
     if measure and cfg.deployed_checks:
-        from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+        from donna_nas.tasks.depth.task import TASK
 
-        info = json.loads((teacher / "model.json").read_text())
-        deployed = DepthDeployedLatency(space, str(info["backbone"]), tuple(cfg.size), cfg.precision,
-                                        cache=supernet / "tables" / f"deployed_latency_{cfg.precision}.json",
-                                        act="relu", teacher_act=str(info.get("act", "elu")))
+        # the searched encoder is finetuned with a ReLU decoder (depth_run's act)
+        deployed = TASK.deployed_latency(supernet, space, tuple(cfg.size), cfg.precision, act="relu")
     out = search_run(supernet, latency_table=latency_table, measure=measure, space=space,
                      constraints=Constraints(max_params=cap), method="auto", seed=cfg.seed,
                      measure_archs=cfg.latency_archs, fill_missing=True,

@@ -139,3 +139,30 @@ def test_side_by_side_fps_orders_a_small_and_a_large_model(tmp_path):
     assert set(res) == {"small", "large"}
     assert res["small"].fps > 2 * res["large"].fps  # 256x the MACs in the middle layer
     assert all(r.median_ms == pytest.approx(1000.0 / r.fps) for r in res.values())
+
+
+def test_cli_search_deployed_checks(tmp_path, tiny, capsys):
+    from tests.test_cli_failures import assert_one_line, run_cli
+
+    run = make_run(tmp_path, tiny)
+    (run / "config.yaml").write_text("task: depth\n")
+    (run / "teacher.json").write_text(json.dumps({"kind": "resnet", "backbone": "resnet18", "name": "resnet18"}))
+    lut = tmp_path / "lut.csv"
+    write_table(lut, tiny)
+    # a table cannot time whole networks here; a bound is needed: one line each
+    code, out, err = run_cli(["search", run, "--latency-table", lut, "--max-latency-ms", "5",
+                              "--deployed-checks", "4"], capsys)
+    assert_one_line(code, out, err, "--measure")
+    code, out, err = run_cli(["search", run, "--measure", "ort-int8", "--deployed-checks", "4"], capsys)
+    assert_one_line(code, out, err, "latency bound")
+    # a bound every tiny network meets: the best predicted front member, its whole network timed
+    code, out, err = run_cli(["search", run, "--measure", "ort-int8", "--measure-archs", "2", "--fill-missing",
+                              "--speedup", "1.01", "--deployed-checks", "3", "--size", "64x96"], capsys)
+    assert code == 0, out + err
+    sel = json.loads((run / "selected.json").read_text())
+    chk = sel["deployed_check"]
+    assert 1 <= len(chk["checked"]) <= 3 and chk["teacher_ms"] > 0
+    assert sel["deployed_latency_ms"] <= chk["bound_ms"]
+    best = min(chk["checked"], key=lambda c: c["predicted_metric"])
+    assert best["meets"] and sel["arch"] == best["arch"]  # the best predicted timed candidate meets
+    assert json.loads((run / "tables" / "deployed_latency_int8.json").read_text())["paired_ms"]

@@ -129,6 +129,11 @@ def search_cmd(
     measure_archs: int = typer.Option(30, "--measure-archs", min=1,
                                       help="--measure: time the ops of this many sampled architectures; "
                                            "the op latency model fitted on them covers the rest."),
+    deployed_checks: int = typer.Option(
+        0, "--deployed-checks", min=0,
+        help="With --measure and a latency bound: time up to N candidates' whole deployed networks "
+             "(depth: encoder + decoder, side by side with the teacher's) and select the best predicted "
+             "one that meets the bound (0 = off; the quickstart uses 16)."),
     fill_missing: bool = typer.Option(False, "--fill-missing",
                                       help="--latency-table: predict ops the table lacks with the op "
                                            "latency model fitted on its rows (instead of failing)."),
@@ -159,6 +164,13 @@ def search_cmd(
     if cfg.teacher_latency_ms is not None and cfg.speedup is None:
         raise UserError("--teacher-latency-ms is used with --speedup only")
     constraints = Constraints(max_params=cfg.max_params)
+    deployed = None
+    if deployed_checks:
+        if target.origin == "none":
+            raise UserError("--deployed-checks needs a latency bound: --speedup, --max-latency-ms or --target-fps")
+        from donna_nas.search.run import deployed_latency_for_run
+
+        deployed = deployed_latency_for_run(run, measure, space_file, parse_size(size) if size else None)
     refs = [parse_reference(r) for r in reference]
     bar = NsgaProgress(console)
     try:
@@ -168,7 +180,8 @@ def search_cmd(
                          objective=objective, input_size=parse_size(size) if size else None,
                          references=refs, study_name=study_name, measure_archs=measure_archs,
                          fill_missing=fill_missing, progress=bar, target=target,
-                         teacher=teacher, log=lambda line: console.print(line, highlight=False))
+                         teacher=teacher, log=lambda line: console.print(line, highlight=False),
+                         deployed=deployed, deployed_checks=deployed_checks)
     finally:
         bar.close()
     print_summary(console, out.result, out.paths, bound=out.bound, quality=out.quality,

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from donna_nas.errors import UserError
 
-__all__ = ["MEASURE_KINDS", "SearchRun", "default_storage", "latency_label", "latency_source",
+__all__ = ["MEASURE_KINDS", "SearchRun", "default_storage", "deployed_latency_for_run", "latency_label", "latency_source",
            "load_inputs", "resolve_table", "run_search", "study_name_for", "is_search_run",
            "teacher_key", "teacher_latency", "teacher_of_run"]
 
@@ -247,6 +247,33 @@ def latency_label(kind: str, latency, space, arch, input_size, table_name: str =
     if known < n:  # a table filled in by the op latency model
         return f"looked up ({table_name}) for {known} of {n} ops, the rest modelled (op latency model)"
     return f"looked up ({table_name})"
+
+
+def deployed_latency_for_run(run: str | Path, measure: str, space: Any = None,
+                             input_size: tuple[int, int] | None = None):
+    """The run's task's ``DeployedLatency`` (``Task.deployed_latency``) for ``--deployed-checks``:
+    ORT at ``measure``'s precision, the run's space (or ``space``) at ``input_size`` (default the
+    space's). One-line errors for a run without a task, or a task with no deployed network."""
+    import yaml
+
+    from donna_nas.tasks.base import get_task
+
+    run = Path(run)
+    if measure not in MEASURE_KINDS:
+        raise UserError("--deployed-checks times whole networks with ONNX Runtime here: use it with "
+                        "--measure ort|ort-int8, not with a latency table")
+    try:
+        task_name = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("task", "depth")
+    except (OSError, yaml.YAMLError):
+        raise UserError(f"{run / 'config.yaml'}: missing or unreadable; --deployed-checks needs the "
+                        f"build-supernet run's task") from None
+    sp, _, _ = load_inputs(run, None, space)
+    size = tuple(input_size) if input_size else tuple(sp.input_size)
+    deployed = get_task(str(task_name)).deployed_latency(run, sp, size, MEASURE_KINDS[measure])
+    if deployed is None:
+        raise UserError(f"--deployed-checks: task {task_name} has no deployed network to time "
+                        f"(it selects on the encoder's latency); drop --deployed-checks")
+    return deployed
 
 
 def study_name_for(space, pred_path: Path, latency_desc: str, input_size, constraints,

@@ -34,6 +34,10 @@ class Task(Protocol):
     def predictor_finetune(self, job: Any) -> dict[str, float]:
         """Short finetune of ``job.arch`` from the distilled blocks of ``job.run_dir``; metrics."""
 
+    def deployed_latency(self, run: Path, space: Any, input_size: tuple[int, int], precision: str) -> Any:
+        """A ``donna_nas.search.select.DeployedLatency`` that times this task's deployed network of
+        a candidate and of the run's teacher, or ``None`` when the task has none to time."""
+
 
 def available_tasks() -> list[str]:
     root = Path(__file__).parent

@@ -33,6 +33,10 @@ class ClassifyTask:
         if not config.data:
             raise UserError("--task classify needs --data (a folder with train/ and val/ in ImageFolder layout)")
 
+    def deployed_latency(self, run: Path, space: Any, input_size: tuple[int, int], precision: str) -> Any:
+        """None: the op-sum latency of the encoder is what classify selects on (no decoder to add)."""
+        return None
+
     def predictor_finetune(self, job: Any) -> dict[str, float]:
         """CE + KD (teacher = the build's teacher when it is a classifier run) for ``job.steps``
         steps, then top-1/top-5 on the validation split. The head and batches are seeded

@@ -38,5 +38,36 @@ class DepthTask:
 
         return predictor_finetune(job)
 
+    def deployed_latency(self, run: Path, space: Any, input_size: tuple[int, int], precision: str,
+                         act: str | None = None) -> Any:
+        """The whole depth network (``DepthDeployedLatency``), against the run's teacher: its
+        backbone and decoder activation from ``RUN/teacher.json`` (a shipped model's or a depth
+        run's ``model.json``; a bare ResNet gets Monodepth2's ELU decoder). ``act``: the
+        candidates' decoder activation (default ``DepthConfig``'s, what ``finetune`` trains)."""
+        import json
+
+        from donna_nas.errors import UserError
+        from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+        from donna_nas.tasks.depth.run import DepthConfig
+
+        try:
+            info = json.loads((Path(run) / "teacher.json").read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{Path(run) / 'teacher.json'}: missing or unreadable; the deployed check needs the "
+                            f"run's teacher (rebuild with donna-nas build-supernet)") from None
+        teacher_act = "elu"
+        model_json = None
+        if info.get("shipped"):
+            from donna_nas.tasks.depth.zoo import resolve_model
+
+            model_json = resolve_model(info["shipped"], kind="depth").folder / "model.json"
+        elif info.get("run"):
+            model_json = Path(info["run"]) / "model.json"
+        if model_json is not None and model_json.is_file():
+            teacher_act = str(json.loads(model_json.read_text()).get("act", teacher_act))
+        return DepthDeployedLatency(space, str(info["backbone"]), tuple(input_size), precision,
+                                    cache=Path(run) / "tables" / f"deployed_latency_{precision}.json",
+                                    act=act or DepthConfig().act, teacher_act=teacher_act)
+
 
 TASK = DepthTask()

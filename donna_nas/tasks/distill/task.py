@@ -32,6 +32,10 @@ class DistillTask:
     def prepare_predictor(self, run: Path, config: Any) -> None:
         """Nothing to prepare: the targets come from the run's feature cache."""
 
+    def deployed_latency(self, run: Path, space: Any, input_size: tuple[int, int], precision: str) -> Any:
+        """None: the op-sum latency of the encoder is what distill selects on (no decoder to add)."""
+        return None
+
     def predictor_finetune(self, job: Any) -> dict[str, float]:
         """Finetune the encoder to the teacher's taps on the cached frames for ``job.steps``
         steps; the mean held-out NSR over the taps (and per tap)."""
