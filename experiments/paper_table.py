@@ -29,22 +29,10 @@ from pathlib import Path
 
 from donna_nas.quickstart import QuickstartConfig, materialise_shipped_teacher, run_quickstart
 
+from _provenance import code_commit  # experiments/ is on sys.path when a script here runs
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
-
-def _commit() -> str:
-    """The code's git commit (``+dirty`` with uncommitted changes), for the results' header."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "donna_nas"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
 MONODEPTH2 = "synth-resnet50-monodepth2"
 XDISTILL = "synth-resnet50-xdistill"
 PAPER = {  # paper Table 1 (KITTI Eigen): params (M), FPS int8 (phone), Sq Rel fp32, Sq Rel int8
@@ -185,7 +173,7 @@ def main() -> None:
     md = [
         "# Paper Table 1 on the synthetic world", "",
         f"Command: `OMP_NUM_THREADS=1 {cmd}`  ",
-        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {_commit()}; machine: {platform.machine()} "
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {platform.machine()} "
         f"{os.cpu_count()}-core CPU, 1 torch thread (shared with other jobs while it ran); compute time "
         f"{wall / 60:.0f} min (sum of stages).  ",
         f"Scale: synthetic world version {cfg.world_version}, {cfg.drives} drives × {cfg.frames} frames at "

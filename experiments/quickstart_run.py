@@ -26,22 +26,10 @@ from pathlib import Path
 
 from donna_nas.quickstart import QuickstartConfig, run_quickstart, selection_markdown, table_markdown
 
+from _provenance import code_commit  # experiments/ is on sys.path when a script here runs
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
-
-def _commit() -> str:
-    """The code's git commit (``+dirty`` with uncommitted changes), for the results' header."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "donna_nas"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
 
 
 def main() -> None:
@@ -68,7 +56,7 @@ def main() -> None:
           f"Command: `donna-nas quickstart --out {args.out}{flag}` (recorded by `python "
           f"experiments/quickstart_run.py --out {args.out}{flag}"
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
-          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {_commit()}; machine: {platform.machine()}, "
+          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s).  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
