@@ -107,6 +107,24 @@ def test_run_directory_warm_start_takes_depth_and_pose(tiny_run, tmp_path):
             assert torch.equal(v, ck[f"model.{name}.{k}"]), (name, k)
 
 
+def test_run_directory_warm_start_falls_back_from_a_torn_checkpoint(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    run = tmp_path / "torn"
+    shutil.copytree(tiny_run, run)
+    ckdir = run / "checkpoints"
+    shutil.copyfile(ckdir / "last.safetensors", ckdir / "prev.safetensors")
+    prev = load_file(str(ckdir / "prev.safetensors"))
+    data = (ckdir / "last.safetensors").read_bytes()
+    (ckdir / "last.safetensors").write_bytes(data[: len(data) // 3])  # a kill mid-write
+    cfg = DepthConfig(data="fake", height=H, width=W, batch=2, epochs=1, seed=1, max_steps=0, init_from=str(run))
+    model = train_depth(cfg, tmp_path / "ft", dataset=FakeFrames(n=4), progress=False, log=None)["model"]
+    assert all(torch.equal(v, prev[f"model.depth.{k}"]) for k, v in model.depth.state_dict().items())
+    assert "prev.safetensors" in capsys.readouterr().err
+
+
 def test_warm_start_of_another_architecture_is_refused(tiny_run, tmp_path):
     cfg = DepthConfig(data="fake", backbone="resnet50", height=H, width=W, batch=2, epochs=1, max_steps=0,
                       init_from=str(tiny_run))

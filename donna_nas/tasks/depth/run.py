@@ -217,11 +217,9 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     return path
 
 
-def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """Restore what ``save_checkpoint`` wrote (RNG included); returns the JSON state.
-
-    A missing or truncated ``last.safetensors`` falls back to ``prev.safetensors`` (with a note).
-    """
+def read_checkpoint(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """(tensors, JSON state, file) of RUN's checkpoint. A missing or truncated ``last.safetensors``
+    falls back to ``prev.safetensors`` (with a note on stderr); one line when neither reads."""
     path = checkpoint_path(run)
     candidates = [p for p in (path, previous_checkpoint_path(run)) if p.is_file()]
     if not candidates:
@@ -242,6 +240,15 @@ def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
 
         print(f"note: {path} is missing or unreadable; resuming from the previous checkpoint {p} "
               f"(step {state.get('step')})", file=sys.stderr)
+    return tensors, state, p
+
+
+def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    """Restore what ``save_checkpoint`` wrote (RNG included); returns the JSON state.
+
+    A missing or truncated ``last.safetensors`` falls back to ``prev.safetensors`` (with a note).
+    """
+    tensors, state, _ = read_checkpoint(run)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:
         per: dict[int, dict[str, torch.Tensor]] = {}

@@ -139,12 +139,11 @@ def warm_start(model: DepthTrainer, spec: str) -> str:
     self-supervised training does not restart ego-motion from scratch; a finished run without a
     checkpoint, or a shipped model name, gives the depth net alone. The optimizer starts fresh.
     """
-    from donna_nas.tasks.depth.run import has_checkpoint, load_model_weights, previous_checkpoint_path, read_safetensors
+    from donna_nas.tasks.depth.run import has_checkpoint, load_model_weights, read_checkpoint
 
     path = Path(spec)
     if path.is_dir() and has_checkpoint(path):
-        ck = checkpoint_path(path) if checkpoint_path(path).is_file() else previous_checkpoint_path(path)
-        tensors, _ = read_safetensors(ck, f"--init-from {spec}: give a finished depth run or a shipped model name")
+        tensors, _, ck = read_checkpoint(path)  # a torn last checkpoint falls back to the previous one
         parts = {"depth": model.depth, "pose": model.pose}
         for name, module in parts.items():
             sd = {k[len(f"model.{name}."):]: v for k, v in tensors.items() if k.startswith(f"model.{name}.")}
