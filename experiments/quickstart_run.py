@@ -7,7 +7,7 @@ figures as results (``experiments/results/quickstart.{md,csv}``).
     python experiments/quickstart_run.py --compare runs/quickstart runs/quickstart2
 
 ``--record NAME`` keeps the results as ``experiments/results/NAME.{md,csv}`` (default ``quickstart``).
-``--compare A B`` writes ``experiments/results/quickstart_repro.{md,csv}``: whether two finished
+``--compare A B [C ...]`` writes ``experiments/results/quickstart_repro.{md,csv}``: whether finished
 quickstarts (run on two machines, or at two times) selected architectures whose predicted metrics
 differ by less than the predictor's noise floor (``experiments/results/predictor_rank.csv``:
 the median seed-to-seed change of the finetune targets) and whether their final Sq Rel agree
@@ -37,9 +37,11 @@ def main() -> None:
     ap.add_argument("--out", default="runs/quickstart")
     ap.add_argument("--train-teacher", action="store_true", help="the path that trains both teachers first")
     ap.add_argument("--record", default="quickstart", help="results name: experiments/results/NAME.{md,csv}")
-    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two finished quickstart folders")
+    ap.add_argument("--compare", nargs="+", metavar="OUT", help="compare two or more finished quickstart folders")
     args = ap.parse_args()
     if args.compare:
+        if len(args.compare) < 2:
+            ap.error("--compare needs at least two quickstart folders")
         return compare(*args.compare)
     out = Path(args.out)
     result = run_quickstart(out, QuickstartConfig.small(args.train_teacher))
@@ -67,8 +69,10 @@ def main() -> None:
     print("\n".join(md))
 
 
-def compare(a: str, b: str) -> None:
-    """``quickstart_repro.{md,csv}``: the two runs' selections and results side by side."""
+def compare(*outs: str) -> None:
+    """``quickstart_repro.{md,csv}``: the runs' selections and results side by side, and for each
+    pair whether the predicted metrics differ by less than the noise floor and the final Sq Rel
+    agree within 10%."""
     import csv
 
     floor = None
@@ -78,7 +82,7 @@ def compare(a: str, b: str) -> None:
             rows = [r for r in csv.DictReader(f) if r.get("metric", "sq_rel") == "sq_rel" and r.get("seed_median_abs_diff")]
         floor = float(rows[0]["seed_median_abs_diff"]) if rows else None
     runs = []
-    for out in (Path(a), Path(b)):
+    for out in (Path(o) for o in outs):
         sel = json.loads((out / "supernet" / "selected.json").read_text())
         with (out / "quickstart_table.csv").open() as f:
             table = {r["model"]: r for r in csv.DictReader(f)}
@@ -88,15 +92,12 @@ def compare(a: str, b: str) -> None:
                      "sq_rel": float(s["sq_rel_fp32"]), "sq_rel_vs_teacher": float(s["sq_rel_fp32"]) / float(t["sq_rel_fp32"]),
                      "fps_int8_vs_teacher": float(s["fps_int8"]) / float(t["fps_int8"]),
                      "seconds": sum(json.loads((out / "timings.json").read_text()).values())})
-    r1, r2 = runs
-    dpred = abs(r1["predicted_sq_rel"] - r2["predicted_sq_rel"])
-    dsq = abs(r1["sq_rel"] - r2["sq_rel"]) / min(r1["sq_rel"], r2["sq_rel"])
     with (RESULTS / "quickstart_repro.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(r1))
+        w = csv.DictWriter(f, fieldnames=list(runs[0]))
         w.writeheader()
         w.writerows(runs)
-    md = ["# Quickstart reproduction: two default runs", "",
-          f"Command: `python experiments/quickstart_run.py --compare {a} {b}`. Date: "
+    md = [f"# Quickstart reproduction: {len(runs)} default runs", "",
+          f"Command: `python experiments/quickstart_run.py --compare {' '.join(outs)}`. Date: "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores.", "",
           "| run | selected architecture | predicted Sq Rel | deployed ms (teacher) | Sq Rel | Sq Rel / teacher | "
           "INT8 FPS / teacher | seconds |", "|---|---|---:|---|---:|---:|---:|---:|"]
@@ -104,12 +105,20 @@ def compare(a: str, b: str) -> None:
         dep = "–" if r["deployed_ms"] is None else f"{r['deployed_ms']:.3g} ({r['teacher_deployed_ms']:.3g})"
         md.append(f"| {r['run']} | `{r['arch']}` | {r['predicted_sq_rel']:.4f} | {dep} | {r['sq_rel']:.4f} | "
                   f"{r['sq_rel_vs_teacher']:.2f} | {r['fps_int8_vs_teacher']:.2f} | {r['seconds']:.0f} |")
-    same = r1["arch"] == r2["arch"]
-    md += ["", f"- Same architecture: {'yes' if same else 'no'}.",
-           f"- Predicted Sq Rel differs by {dpred:.4f}; the predictor's noise floor (median seed-to-seed change of "
-           f"its finetune targets, `predictor_rank.csv`) is "
-           + (f"{floor:.4f}: **{'met' if dpred < floor else 'missed'}**." if floor is not None else "not measured."),
-           f"- Final Sq Rel differs by {100 * dsq:.1f}% (target < 10%): **{'met' if dsq < 0.10 else 'missed'}**."]
+    floor_txt = f"{floor:.4f}" if floor is not None else "not measured"
+    md += ["", f"Noise floor of the predictor (median seed-to-seed change of its finetune targets, "
+               f"`predictor_rank.csv`): {floor_txt}. Targets per pair: predicted Sq Rel closer than the floor, "
+               f"final Sq Rel within 10%.", "",
+           "| pair | same architecture | predicted Sq Rel difference | | final Sq Rel difference | |",
+           "|---|---|---:|---|---:|---|"]
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            r1, r2 = runs[i], runs[j]
+            dpred = abs(r1["predicted_sq_rel"] - r2["predicted_sq_rel"])
+            dsq = abs(r1["sq_rel"] - r2["sq_rel"]) / min(r1["sq_rel"], r2["sq_rel"])
+            ok_pred = "–" if floor is None else ("met" if dpred < floor else "**missed**")
+            md.append(f"| {i + 1} – {j + 1} | {'yes' if r1['arch'] == r2['arch'] else 'no'} | {dpred:.4f} | {ok_pred} | "
+                      f"{100 * dsq:.1f}% | {'met' if dsq < 0.10 else '**missed**'} |")
     (RESULTS / "quickstart_repro.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
