@@ -456,29 +456,20 @@ def _label(name: str, run: Path) -> str:
 
 
 def time_side_by_side(out: Path, size: tuple[int, int], repeats: int) -> Path:
-    """``OUT/fps_side_by_side.json``: the teacher's and the searched model's fp32 and INT8 exports
-    timed round-robin in one measurement (``measure_fps_side_by_side``), the FPS the table shows:
-    the two exports ran minutes apart, under whatever load the machine had then."""
-    from donna_nas.export.onnx import measure_fps_side_by_side
+    """``OUT/fps_side_by_side.json``: the teacher's and the searched model's exports timed in one
+    round-robin measurement (``time_exports_side_by_side``), the FPS the table shows."""
+    from donna_nas.export.pipeline import time_exports_side_by_side
 
-    paths = {f"{run}/{prec}": out / run / "export" / ("model.onnx" if prec == "fp32" else "model_int8.onnx")
-             for run in ("teacher", "searched") for prec in ("fp32", "int8")}
-    res = measure_fps_side_by_side(paths, tuple(size), repeats=max(3, repeats))
     path = out / "fps_side_by_side.json"
-    write_json_atomic(path, {"how": "ONNX Runtime, this CPU, batch 1, 1 thread, round-robin, lowest round median "
-                                    "of the thread's CPU time",
-                             **{k: {"fps": r.fps, "median_ms": r.median_ms} for k, r in res.items()}})
+    time_exports_side_by_side({name: out / name for name in ("teacher", "searched")}, size, repeats, path)
     return path
 
 
 def _row(name: str, run: Path) -> dict[str, Any]:
     exp = json.loads((run / "export" / "export.json").read_text())
     side = run.parent / "fps_side_by_side.json"
-    fps = {p: exp[p]["fps"] for p in ("fp32", "int8")}
-    if side.is_file():  # timed beside the other model: the ratio holds under load
-        rec = json.loads(side.read_text())
-        fps = {p: rec[f"{name}/{p}"]["fps"] for p in ("fp32", "int8") if f"{name}/{p}" in rec} | \
-            {p: v for p, v in fps.items() if f"{name}/{p}" not in rec}
+    rec = json.loads(side.read_text()) if side.is_file() else {}  # timed beside the other model
+    fps = {p: rec.get(f"{name}/{p}", exp[p])["fps"] for p in ("fp32", "int8")}
     row = {"model": name, "label": _label(name, run), "params": int(exp["params"]),
            "fps_fp32": fps["fp32"], "fps_int8": fps["int8"]}
     for prec in ("fp32", "int8"):

@@ -139,19 +139,16 @@ def main() -> None:
             row("X-Distill (searched encoder)", out / "searched")]
     # the three exports ran at different times: time them again side by side for the FPS columns
     side_path = out / "fps_side_by_side_paper.json"
-    if not side_path.is_file():
-        from donna_nas.export.onnx import measure_fps_side_by_side
-        from donna_nas.runtime.io import write_json_atomic
+    if side_path.is_file():
+        side = json.loads(side_path.read_text())
+    else:
+        from donna_nas.export.pipeline import time_exports_side_by_side
 
         runs = {"Monodepth2 (ResNet50)": baseline, "X-Distill (ResNet50)": out / "teacher",
                 "X-Distill (searched encoder)": out / "searched"}
-        paths = {f"{n}/{p}": r / "export" / ("model.onnx" if p == "fp32" else "model_int8.onnx")
-                 for n, r in runs.items() for p in ("fp32", "int8")}
-        res = measure_fps_side_by_side(paths, tuple(cfg.size), repeats=max(3, cfg.fps_repeats))
-        write_json_atomic(side_path, {k: v.fps for k, v in res.items()})
-    side = json.loads(side_path.read_text())
+        side = time_exports_side_by_side(runs, tuple(cfg.size), cfg.fps_repeats, side_path)
     for r in rows:
-        r["fps_fp32"], r["fps_int8"] = round(side[f"{r['model']}/fp32"], 1), round(side[f"{r['model']}/int8"], 1)
+        r["fps_fp32"], r["fps_int8"] = (round(side[f"{r['model']}/{p}"]["fps"], 1) for p in ("fp32", "int8"))
     bases = baseline_rows(out / "teacher")
     md2, xd, srch = rows
     targets = ratio_rows(md2, xd, srch)

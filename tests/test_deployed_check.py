@@ -127,7 +127,8 @@ def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):
 def test_side_by_side_fps_orders_a_small_and_a_large_model(tmp_path):
     from torch import nn
 
-    from donna_nas.export.onnx import measure_fps_side_by_side, onnx_bytes
+    from donna_nas.export.onnx import onnx_bytes
+    from donna_nas.export.pipeline import measure_fps_side_by_side
 
     paths = {}
     for name, width in (("small", 4), ("large", 64)):

@@ -162,27 +162,3 @@ def measure_fps(onnx_path: str | Path, size: tuple[int, int], threads: int = 1, 
     med = statistics.median(times)
     return FpsResult(1000.0 / med, med, statistics.pstdev(times), threads)
 
-
-def measure_fps_side_by_side(paths: dict[str, str | Path], size: tuple[int, int], warmup: int = 5,
-                             repeats: int = 20, rounds: int = 5) -> dict[str, FpsResult]:
-    """Batch-1 FPS of several exported models timed round-robin on one thread: each round runs
-    every model ``repeats`` times in turn, and a model's latency is its lowest round median. A
-    burst of load from other processes then slows every model alike, so their FPS *ratios*
-    hold on a shared machine where separately timed exports can differ by 1.5x. The clock is the
-    calling thread's CPU time (ONNX Runtime computes on it with one intra-op thread)."""
-    sessions = {name: ort_session(p, 1) for name, p in paths.items()}
-    x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
-    for sess in sessions.values():
-        for _ in range(warmup):
-            sess.run(None, {"image": x})
-    medians: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            sess.run(None, {"image": x})  # re-warm caches after the other models ran
-            times = []
-            for _ in range(repeats):
-                t0 = time.thread_time()
-                sess.run(None, {"image": x})
-                times.append((time.thread_time() - t0) * 1e3)
-            medians[name].append(statistics.median(times))
-    return {name: FpsResult(1000.0 / min(m), min(m), statistics.pstdev(m), 1) for name, m in medians.items()}

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from donna_nas.errors import UserError
-from donna_nas.export.onnx import (export_depth_onnx, max_abs_diff_vs_torch, measure_fps,
-                                   predict_disparities, quantize_qdq, sigmoid_nodes)
+from donna_nas.export.onnx import (FpsResult, export_depth_onnx, max_abs_diff_vs_torch, measure_fps,
+                                   ort_session, predict_disparities, quantize_qdq, sigmoid_nodes)
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -131,3 +131,35 @@ def load_export(run: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: not found; run `donna-nas export {run}` first")
     return json.loads(path.read_text())
+
+
+def measure_fps_side_by_side(paths: dict[str, str | Path], size: tuple[int, int], warmup: int = 5,
+                             repeats: int = 20, rounds: int = 5) -> dict[str, FpsResult]:
+    """Batch-1 FPS of several exported models timed round-robin on one thread with the op
+    measurer's interleaving (``OrtMeasurer.time_interleaved``: ``rounds`` rounds of ``repeats``
+    runs each, the lowest round median, the thread's CPU time). A burst of load from other
+    processes then slows every model alike, so their FPS *ratios* hold on a shared machine where
+    separately timed exports can differ by 1.5x."""
+    from donna_nas.latency.ort import OrtMeasurer
+
+    measurer = OrtMeasurer(threads=1, warmup=warmup, repeats=repeats * rounds, rounds=rounds, input_name="image")
+    sessions = [ort_session(p, 1) for p in paths.values()]
+    x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+    timings = measurer.time_interleaved(sessions, [x] * len(sessions))
+    return {name: FpsResult(1000.0 / t.median_ms, t.median_ms, t.std_ms, 1) for name, t in zip(paths, timings)}
+
+
+def time_exports_side_by_side(runs: dict[str, str | Path], size: tuple[int, int], repeats: int,
+                              path: str | Path) -> dict[str, Any]:
+    """Each run's fp32 and INT8 exports (``RUN/export/``) timed side by side
+    (``measure_fps_side_by_side``), written to ``path`` as ``{"how": ..., "NAME/fp32": {"fps",
+    "median_ms"}, "NAME/int8": ...}``: the FPS a comparison table shows, since the exports
+    themselves ran minutes apart under whatever load the machine had then."""
+    paths = {f"{name}/{prec}": Path(run) / "export" / ("model.onnx" if prec == "fp32" else "model_int8.onnx")
+             for name, run in runs.items() for prec in ("fp32", "int8")}
+    res = measure_fps_side_by_side(paths, tuple(size), repeats=max(3, repeats))
+    rec = {"how": "ONNX Runtime, this CPU, batch 1, 1 thread, round-robin, lowest round median of the "
+                  "thread's CPU time",
+           **{k: {"fps": r.fps, "median_ms": r.median_ms} for k, r in res.items()}}
+    write_json_atomic(path, rec)
+    return rec

@@ -93,7 +93,7 @@ class OrtMeasurer(LatencySource):
 
     def __init__(self, precision: str = "fp32", threads: int = 1, warmup: int = 5,
                  repeats: int = 20, device: str | None = None, calib_samples: int = 8,
-                 rounds: int = 3, clock: str = "auto"):
+                 rounds: int = 3, clock: str = "auto", input_name: str = "x"):
         if precision not in ("fp32", "int8"):
             raise UserError(f"--precision must be fp32 or int8, got {precision!r}")
         if threads < 1 or repeats < 1 or warmup < 0 or rounds < 1:
@@ -106,6 +106,7 @@ class OrtMeasurer(LatencySource):
         self.repeats = repeats
         self.calib_samples = calib_samples
         self.rounds = rounds
+        self.input_name = input_name  # the timed sessions' input ("x" for ops, "image" for exports)
         if clock == "auto":
             clock = "cpu" if threads == 1 else "wall"
         if clock not in ("cpu", "wall") or (clock == "cpu" and threads != 1):
@@ -142,14 +143,14 @@ class OrtMeasurer(LatencySource):
 
     def _warm(self, sess, x: np.ndarray) -> None:
         for _ in range(self.warmup):
-            sess.run(None, {"x": x})
+            sess.run(None, {self.input_name: x})
 
     def _timed(self, sess, x: np.ndarray, n: int) -> list[float]:
         # With one intra-op thread ORT computes on the calling thread, so that thread's CPU
         # time is the run's latency without the time other processes held the core: on a
         # shared machine it is far steadier than the wall clock and equals it when idle.
         clock = time.thread_time if self.clock == "cpu" else time.perf_counter
-        feed = {"x": x}
+        feed = {self.input_name: x}
         times = []
         for _ in range(n):
             t0 = clock()
@@ -173,7 +174,7 @@ class OrtMeasurer(LatencySource):
         rounds: list[list[list[float]]] = [[] for _ in sessions]
         for _ in range(self.rounds):
             for i, (sess, x) in enumerate(zip(sessions, inputs)):
-                sess.run(None, {"x": x})  # re-warm caches after the other sessions ran
+                sess.run(None, {self.input_name: x})  # re-warm caches after the other sessions ran
                 rounds[i].append(self._timed(sess, x, n))
         return [self._combine(r) for r in rounds]
 
