@@ -83,11 +83,11 @@ def trainer_run(data: str, h: int, w: int, batch: int, steps: int) -> dict:
         train_depth(cfg, Path(tmp) / "run", progress=False, log=None)
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"package": str(Path(donna_nas.__file__).parent), "images_per_cpu_s": steps * batch / cpu,
+    return {"package": str(Path(donna_nas.__file__).parent), "cpu_s": cpu, "images_per_cpu_s": steps * batch / cpu,
             "images_per_s": steps * batch / wall, "peak_rss_mib": rss}
 
 
-def compare(ref: str, steps: int, rounds: int, batch: int, size: str) -> None:
+def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int = 0) -> None:
     import os
     import statistics
     import tarfile
@@ -110,25 +110,39 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str) -> None:
     from donna_nas.data.synth import synthesize
 
     data = synthesize(work / "world", drives=3, frames=30, size=(h, w), seed=0, progress=False)
+    def measure(name: str, path: Path, n: int) -> dict:
+        env = dict(os.environ, PYTHONPATH=str(path), OMP_NUM_THREADS="1")
+        out = subprocess.run([sys.executable, __file__, "--trainer-run", str(data), str(h), str(w),
+                              "--batch", str(batch), "--steps", str(n)],
+                             capture_output=True, text=True, env=env, cwd=str(work))
+        if out.returncode:
+            raise SystemExit(f"{name} trainer failed: {out.stderr.strip().splitlines()[-1:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     res: dict[str, list[dict]] = {"old": [], "new": []}
     for r in range(rounds):
         for name, path in (("old", old_pkg), ("new", repo)):
-            env = dict(os.environ, PYTHONPATH=str(path), OMP_NUM_THREADS="1")
-            out = subprocess.run([sys.executable, __file__, "--trainer-run", str(data), str(h), str(w),
-                                  "--batch", str(batch), "--steps", str(steps)],
-                                 capture_output=True, text=True, env=env, cwd=str(work))
-            if out.returncode:
-                raise SystemExit(f"{name} trainer failed: {out.stderr.strip().splitlines()[-1:]}")
-            res[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(name, r, res[name][-1], flush=True)
+            long_run = measure(name, path, steps)
+            entry = dict(long_run)
+            if short:
+                short_run = measure(name, path, short)
+                # the marginal cost of (steps - short) more steps: model construction, the optimizer's
+                # first-use imports, the first (allocating) step and the final save cancel out
+                entry["marginal_images_per_cpu_s"] = (steps - short) * batch / (long_run["cpu_s"] - short_run["cpu_s"])
+            res[name].append(entry)
+            print(name, r, entry, flush=True)
     rows = []
     for name, label in (("old", f"{rev} (before)"), ("new", f"{head} (this checkout)")):
         rr = res[name]
-        rows.append({"trainer": label, "images_per_cpu_s": round(statistics.median(x["images_per_cpu_s"] for x in rr), 3),
-                     "images_per_s_wall": round(statistics.median(x["images_per_s"] for x in rr), 3),
-                     "peak_rss_mib": round(max(x["peak_rss_mib"] for x in rr))})
+        row = {"trainer": label, "images_per_cpu_s": round(statistics.median(x["images_per_cpu_s"] for x in rr), 3),
+               "images_per_s_wall": round(statistics.median(x["images_per_s"] for x in rr), 3)}
+        if short:
+            row["steady_images_per_cpu_s"] = round(statistics.median(x["marginal_images_per_cpu_s"] for x in rr), 3)
+        row["peak_rss_mib"] = round(max(x["peak_rss_mib"] for x in rr))
+        rows.append(row)
     speed = rows[1]["images_per_cpu_s"] / rows[0]["images_per_cpu_s"]
     wall = rows[1]["images_per_s_wall"] / rows[0]["images_per_s_wall"]
+    steady = rows[1]["steady_images_per_cpu_s"] / rows[0]["steady_images_per_cpu_s"] if short else None
     import pandas as pd
 
     df = pd.DataFrame(rows)
@@ -140,11 +154,18 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str) -> None:
              "with other jobs; 1 torch thread per process.",
              f"Scale: `train_depth` on a rendered world (3 drives x 30 frames, {h}x{w}), ResNet18, batch {batch}, "
              f"{steps} steps per measurement including data loading and model construction; old and new alternate "
-             f"{rounds} times; medians.", "",
-             "| trainer | images / CPU-s | images / s (wall) | peak RSS MiB |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['trainer']} | {r['images_per_cpu_s']:.2f} | {r['images_per_s_wall']:.2f} | {r['peak_rss_mib']} |"
-              for r in rows]
-    lines += ["", f"Speed-up (new / old): **{speed:.2f}x** per CPU-second, {wall:.2f}x wall (target 1.5x)."]
+             f"{rounds} times; medians."]
+    if short:
+        lines += [f"Steady state: the marginal cost of steps {short + 1}-{steps}, from a second run of {short} steps "
+                  "(construction, first-use imports, the first step and the final save cancel out)."]
+    lines += ["", "| trainer | images / CPU-s (whole run) | images / s (wall) |"
+              + (" steady-state images / CPU-s |" if short else "") + " peak RSS MiB |",
+              "|---|---:|---:|" + ("---:|" if short else "") + "---:|"]
+    lines += [f"| {r['trainer']} | {r['images_per_cpu_s']:.2f} | {r['images_per_s_wall']:.2f} |"
+              + (f" {r['steady_images_per_cpu_s']:.2f} |" if short else "") + f" {r['peak_rss_mib']} |" for r in rows]
+    lines += ["", f"Speed-up (new / old), whole run: **{speed:.2f}x** per CPU-second, {wall:.2f}x wall (target 1.5x)."]
+    if steady is not None:
+        lines += [f"Speed-up (new / old), steady-state step: **{steady:.2f}x** per CPU-second (target 1.5x)."]
     write_text_atomic(RESULTS / "bench_train_compare.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -153,6 +174,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare", metavar="REF", help="compare the whole trainer of git revision REF with this checkout")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--short", type=int, default=0,
+                    help="with --compare: also run SHORT steps and report the steady-state (marginal) throughput")
     ap.add_argument("--size", default="64x192")
     ap.add_argument("--trainer-run", nargs=3, metavar=("DATA", "H", "W"), help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=2)
@@ -164,7 +187,9 @@ def main() -> None:
         print(json.dumps(trainer_run(a.trainer_run[0], int(a.trainer_run[1]), int(a.trainer_run[2]), a.batch, a.steps)))
         return
     if a.compare:
-        compare(a.compare, a.steps, a.rounds, a.batch, a.size)
+        if a.short and a.short >= a.steps:
+            raise SystemExit(f"--short {a.short} must be fewer than --steps {a.steps}")
+        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short)
         return
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), int(a.one[2]), a.batch, a.steps, a.threads)))

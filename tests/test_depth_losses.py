@@ -116,3 +116,22 @@ def test_total_loss_gradient_prefers_true_depth():
         assert abs(disp_to_depth(disps[0], 0.1, 100)[1].mean().item() - depth) < 1e-3
         losses.append(loss_fn(disps, images, K, inv_K, {1: T})[0].item())
     assert losses[1] < losses[0] and losses[1] < losses[2]
+
+
+def test_box3_matches_avg_pool_in_value_and_gradient():
+    """The hand-written backward of the 3x3 box mean is the adjoint of its forward."""
+    import torch.nn.functional as F
+
+    from donna_nas.tasks.depth.losses import box3
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 5, 9, 13, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(2, 5, 7, 11, generator=g, dtype=torch.float64)
+    (box3(x) * w).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    ref = F.avg_pool2d(x, 3, 1)
+    (ref * w).sum().backward()
+    assert torch.allclose(box3(x.detach()), ref.detach(), atol=1e-12)
+    assert torch.allclose(ours, x.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(box3, (x.detach().requires_grad_(),))

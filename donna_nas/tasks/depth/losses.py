@@ -24,10 +24,34 @@ __all__ = [
 ]
 
 
+def _box3_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over 3x3 windows without padding, by separable shifted slices: (…,H,W) -> (…,H-2,W-2)."""
+    r = t[..., :, :-2] + t[..., :, 1:-1] + t[..., :, 2:]
+    return r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]
+
+
+class _Box3(torch.autograd.Function):
+    """3x3 box mean with a hand-written backward.
+
+    Autograd's backward of the six shifted slices allocates a zero tensor per slice and copies the
+    gradient into it (about 7% of a 64x192 training step). A valid box filter's adjoint is the same
+    box filter over the gradient zero-padded by 2, which costs what the forward costs.
+    """
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _box3_sum(t) * (1.0 / 9.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _box3_sum(F.pad(grad * (1.0 / 9.0), (2, 2, 2, 2)))
+
+
 def box3(t: torch.Tensor) -> torch.Tensor:
     """Mean over 3x3 windows without padding (B,C,H,W) -> (B,C,H-2,W-2), as avg_pool2d(t, 3, 1)."""
-    r = t[..., :, :-2] + t[..., :, 1:-1] + t[..., :, 2:]
-    return (r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]) * (1.0 / 9.0)
+    if t.requires_grad and torch.is_grad_enabled():
+        return _Box3.apply(t)
+    return _box3_sum(t) * (1.0 / 9.0)
 
 
 class SSIM(nn.Module):
