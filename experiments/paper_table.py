@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from donna_nas.quickstart import QuickstartConfig, materialise_shipped_teacher, run_quickstart
+from donna_nas.runtime.io import write_bytes_atomic, write_text_atomic
 
 from _provenance import code_commit  # experiments/ is on sys.path when a script here runs
 
@@ -120,6 +122,8 @@ def main() -> None:
     ap.add_argument("--max-params-ratio", type=float, default=None,
                     help="extra constraint (off by default; params are reported, not used to select): "
                          "searched model params (decoder included) / ResNet50 model params")
+    ap.add_argument("--record", default="paper_table",
+                    help="write experiments/results/RECORD.{md,csv} and RECORD_*.png (default paper_table)")
     args = ap.parse_args()
     if args.speedup is None and args.max_latency_ms is None and args.target_fps is None:
         args.speedup = QuickstartConfig.speedup
@@ -154,18 +158,19 @@ def main() -> None:
     targets = ratio_rows(md2, xd, srch)
 
     RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "paper_table.csv").open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows + bases)
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    wr.writeheader()
+    wr.writerows(rows + bases)
+    write_text_atomic(RESULTS / f"{args.record}.csv", buf.getvalue())
     for name in ("pareto.png", "depth_searched.png", "depth_teacher.png"):
         src = out / "plots" / name
         if src.is_file():
-            (RESULTS / f"paper_table_{name}").write_bytes(src.read_bytes())
+            write_bytes_atomic(RESULTS / f"{args.record}_{name}", src.read_bytes())
     timings = json.loads((out / "timings.json").read_text())
     wall = sum(timings.values())  # stage times of the (possibly resumed) runs
     cmd = ("python experiments/paper_table.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None))
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "record"))
     h, w = cfg.size
     md = [
         "# Paper Table 1 on the synthetic world", "",
@@ -207,8 +212,8 @@ def main() -> None:
         fmt = (lambda v: f"{100 * v:+.1f}%") if "INT8 vs fp32" in name else (lambda v: f"{v:.2f}")
         md.append(f"| {name} | {fmt(val)} | {tgt} | {fmt(paper)} | {'met' if met else '**missed**'} |")
     md += ["", "Time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
-           "Figures: `paper_table_pareto.png`, `paper_table_depth_searched.png`, `paper_table_depth_teacher.png`."]
-    (RESULTS / "paper_table.md").write_text("\n".join(md) + "\n")
+           f"Figures: `{args.record}_pareto.png`, `{args.record}_depth_searched.png`, `{args.record}_depth_teacher.png`."]
+    write_text_atomic(RESULTS / f"{args.record}.md", "\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -124,6 +124,31 @@ def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):
     assert json.loads(cache.read_text())["paired_ms"][arch] == [pc, pt]
 
 
+def test_paired_ratio_outvotes_a_round_that_load_hit_on_one_side():
+    """Round-robin timings of a candidate (true 4 ms) and a teacher (true 8 ms) where load slowed
+    every candidate round but one, and the teacher's first round: the median round ratio is the
+    true 0.5; the ratio of the lowest round medians compares a quiet teacher with a loaded
+    candidate whenever their quiet rounds differ."""
+    from donna_nas.latency.ort import Timing, paired_ratio
+
+    load = [1.0, 1.4, 1.4, 1.0, 1.0]  # the machine's slowdown in each round, both sides alike
+    cand_r = tuple(4.0 * f for f in load)
+    teach_r = tuple(8.0 * f for f in load)
+    teach_r = (teach_r[0] * 1.5,) + teach_r[1:]  # a burst on the teacher's side of round 0 only
+    cand, teacher = Timing(min(cand_r), 0.0, 5, cand_r), Timing(min(teach_r), 0.0, 5, teach_r)
+    assert paired_ratio(cand, teacher) == pytest.approx(0.5)
+    # the machine is loaded in every round but round 3, and in round 3 a burst hits the candidate
+    # alone: the candidate never runs quiet, the teacher does once
+    load = [1.3, 1.3, 1.3, 1.0, 1.3]
+    cand_r = tuple(4.0 * f for f in load[:3]) + (4.0 * 1.3, 4.0 * 1.3)
+    teach_r = tuple(8.0 * f for f in load)
+    cand, teacher = Timing(min(cand_r), 0.0, 5, cand_r), Timing(min(teach_r), 0.0, 5, teach_r)
+    assert cand.median_ms / teacher.median_ms == pytest.approx(0.65)  # lowest medians: biased
+    assert paired_ratio(cand, teacher) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        paired_ratio(Timing(1.0, 0.0, 1), Timing(1.0, 0.0, 1))
+
+
 def test_side_by_side_fps_orders_a_small_and_a_large_model(tmp_path):
     from torch import nn
 

@@ -137,16 +137,25 @@ def measure_fps_side_by_side(paths: dict[str, str | Path], size: tuple[int, int]
                              repeats: int = 20, rounds: int = 5) -> dict[str, FpsResult]:
     """Batch-1 FPS of several exported models timed round-robin on one thread with the op
     measurer's interleaving (``OrtMeasurer.time_interleaved``: ``rounds`` rounds of ``repeats``
-    runs each, the lowest round median, the thread's CPU time). A burst of load from other
-    processes then slows every model alike, so their FPS *ratios* hold on a shared machine where
-    separately timed exports can differ by 1.5x."""
-    from donna_nas.latency.ort import OrtMeasurer
+    runs each, the thread's CPU time).
+
+    The first model is the reference: its latency is its lowest round median, and every other
+    model's is that times the median over rounds of its round median / the reference's
+    (``latency.ort.paired_ratio``). A burst of load from other processes then slows both sides of
+    a round's ratio alike, and a burst on one side is outvoted by the other rounds, so the FPS
+    *ratios* hold on a shared machine where separately timed exports can differ by 1.5x."""
+    from donna_nas.latency.ort import OrtMeasurer, paired_ratio
 
     measurer = OrtMeasurer(threads=1, warmup=warmup, repeats=repeats * rounds, rounds=rounds, input_name="image")
     sessions = [ort_session(p, 1) for p in paths.values()]
     x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
     timings = measurer.time_interleaved(sessions, [x] * len(sessions))
-    return {name: FpsResult(1000.0 / t.median_ms, t.median_ms, t.std_ms, 1) for name, t in zip(paths, timings)}
+    ref = timings[0]
+    out = {}
+    for name, t in zip(paths, timings):
+        ms = ref.median_ms * paired_ratio(t, ref)
+        out[name] = FpsResult(1000.0 / ms, ms, t.std_ms, 1)
+    return out
 
 
 def time_exports_side_by_side(runs: dict[str, str | Path], size: tuple[int, int], repeats: int,
@@ -158,8 +167,8 @@ def time_exports_side_by_side(runs: dict[str, str | Path], size: tuple[int, int]
     paths = {f"{name}/{prec}": Path(run) / "export" / ("model.onnx" if prec == "fp32" else "model_int8.onnx")
              for name, run in runs.items() for prec in ("fp32", "int8")}
     res = measure_fps_side_by_side(paths, tuple(size), repeats=max(3, repeats))
-    rec = {"how": "ONNX Runtime, this CPU, batch 1, 1 thread, round-robin, lowest round median of the "
-                  "thread's CPU time",
+    rec = {"how": "ONNX Runtime, this CPU, batch 1, 1 thread, round-robin, thread's CPU time: the first "
+                  "model's lowest round median, the others' by their median round ratio to it",
            **{k: {"fps": r.fps, "median_ms": r.median_ms} for k, r in res.items()}}
     write_json_atomic(path, rec)
     return rec

@@ -79,9 +79,26 @@ def quantize_int8(fp32: bytes, shape: Sequence[int], image: bool, calib_samples:
 
 @dataclass
 class Timing:
+    """One session's timing: ``median_ms`` is the lowest round median, ``std_ms`` the spread of
+    every timed run, ``round_medians`` the median of each round in the order they ran."""
+
     median_ms: float
     std_ms: float
     runs: int
+    round_medians: tuple[float, ...] = ()
+
+
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """Latency of ``a`` over ``b`` from two sessions timed round-robin (``time_interleaved``):
+    the median over rounds of a's round median / b's round median.
+
+    A round pair runs back to back, so load from other processes that slows one round slows both
+    sides of its ratio; the median then outvotes the rounds a burst hit on one side only. The
+    ratio of the two lowest round medians would not: when the quiet rounds of ``a`` and ``b``
+    differ, it compares a quiet ``b`` with a loaded ``a``."""
+    if not a.round_medians or len(a.round_medians) != len(b.round_medians):
+        raise ValueError("paired_ratio needs two timings of the same time_interleaved call")
+    return statistics.median(x / y for x, y in zip(a.round_medians, b.round_medians))
 
 
 class OrtMeasurer(LatencySource):
@@ -162,21 +179,24 @@ class OrtMeasurer(LatencySource):
     def _combine(rounds: list[list[float]]) -> Timing:
         flat = [t for r in rounds for t in r]
         std = statistics.pstdev(flat) if len(flat) > 1 else 0.0
-        return Timing(min(statistics.median(r) for r in rounds), std, len(flat))
+        medians = tuple(statistics.median(r) for r in rounds)
+        return Timing(min(medians), std, len(flat), medians)
 
     def time_interleaved(self, sessions: list, inputs: list[np.ndarray],
-                         repeats: int | None = None) -> list[Timing]:
+                         repeats: int | None = None, rounds: int | None = None) -> list[Timing]:
         """Time several sessions round-robin: each one's rounds are spread over the whole batch's
-        duration, so a load burst rarely hits all rounds of one op."""
-        n = self._per_round(repeats)
+        duration, so a load burst rarely hits all rounds of one op. ``rounds`` overrides the
+        measurer's (``repeats`` is the total per session, split over the rounds)."""
+        n_rounds = rounds or self.rounds
+        n = max(1, -(-(repeats or self.repeats) // n_rounds))
         for sess, x in zip(sessions, inputs):
             self._warm(sess, x)
-        rounds: list[list[list[float]]] = [[] for _ in sessions]
-        for _ in range(self.rounds):
+        rounds_ms: list[list[list[float]]] = [[] for _ in sessions]
+        for _ in range(n_rounds):
             for i, (sess, x) in enumerate(zip(sessions, inputs)):
                 sess.run(None, {self.input_name: x})  # re-warm caches after the other sessions ran
-                rounds[i].append(self._timed(sess, x, n))
-        return [self._combine(r) for r in rounds]
+                rounds_ms[i].append(self._timed(sess, x, n))
+        return [self._combine(r) for r in rounds_ms]
 
     def prepare(self, module: nn.Module, shape: Sequence[int], image: bool) -> bytes:
         """The ONNX bytes that get timed: fp32 export, or its INT8 QDQ quantisation."""

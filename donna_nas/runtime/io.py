@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic", "fsync_dir", "file_mode",
+__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "write_json_atomic", "fsync_dir", "file_mode",
            "remove_stale_temp", "kill_point", "as_os_error"]
 
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
@@ -130,6 +130,11 @@ def as_os_error(exc: BaseException, path: str | os.PathLike[str]) -> OSError | N
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -7,9 +7,11 @@ candidate's ``DepthNet`` (random weights: latency does not depend on them) expor
 quantised to INT8 QDQ when the precision asks for it, batch 1, with the op measurer's settings
 (``donna_nas.latency.ort.OrtMeasurer``: batch-norm statistics randomised first, so that no two
 folded biases are equal constants that the exporter would share and the quantiser then leave in
-float; warm-up, three rounds, the lowest round median, the thread's CPU time with one thread). The teacher's depth network is timed the same way, and for a
-speedup bound round-robin with each candidate (``paired_ms``), so that load from other processes
-slows both sides of the ratio alike. Timings
+float; warm-up, three rounds, the lowest round median, the thread's CPU time with one thread). The
+teacher's depth network is timed the same way, and for a speedup bound round-robin with each
+candidate (``paired_ms``): ten round pairs, and the median of their ratios
+(``donna_nas.latency.ort.paired_ratio``), so that load from other processes slows both sides of a
+ratio alike and a burst on one side is outvoted. Timings
 are cached in a JSON file keyed by device, precision and size, so a resumed run selects the
 same architecture.
 """
@@ -24,7 +26,12 @@ import torch
 from donna_nas.runtime.io import write_json_atomic
 from donna_nas.search.select import DeployedLatency
 
-__all__ = ["DepthDeployedLatency"]
+__all__ = ["DepthDeployedLatency", "PAIRED_ROUNDS", "PAIRED_RUNS"]
+
+PAIRED_ROUNDS = 10
+"""Rounds of a candidate-teacher pairing: the ratio is the median of this many round ratios."""
+PAIRED_RUNS = 50
+"""Timed runs of each side of a pairing, split evenly over the rounds."""
 
 
 class DepthDeployedLatency(DeployedLatency):
@@ -60,6 +67,7 @@ class DepthDeployedLatency(DeployedLatency):
 
     def _key(self) -> dict:
         return {"device": self.measurer.device, "runtime": self.measurer.runtime, "precision": self.precision,
+                "pairing": f"median round ratio of {PAIRED_ROUNDS} rounds x {PAIRED_RUNS // PAIRED_ROUNDS} runs",
                 "input_size": list(self.size), "act": self.act, "teacher_act": self.teacher_act, "space": self.space.fingerprint()}
 
     def _net(self, name: str):
@@ -91,13 +99,17 @@ class DepthDeployedLatency(DeployedLatency):
     def paired_ms(self, arch: str) -> tuple[float, float]:
         """The candidate and the teacher timed round-robin (``OrtMeasurer.time_interleaved``)."""
         if arch not in self._pairs:
-            from donna_nas.latency.ort import sample_input
+            from donna_nas.latency.ort import paired_ratio, sample_input
 
             if self._teacher_session is None:
                 self._teacher_session = self._session(self.teacher)
             x = sample_input((1, 3, *self.size), True, 0)
-            cand, teacher = self.measurer.time_interleaved([self._session(arch), self._teacher_session], [x, x])
-            self._pairs[arch] = (float(cand.median_ms), float(teacher.median_ms))
+            cand, teacher = self.measurer.time_interleaved([self._session(arch), self._teacher_session], [x, x],
+                                                           repeats=PAIRED_RUNS, rounds=PAIRED_ROUNDS)
+            # the candidate at the teacher's quiet latency: the teacher's lowest round median times
+            # the median per-round ratio (a bisection step that misjudges one candidate discards
+            # half the front, so one loaded round must not decide it)
+            self._pairs[arch] = (float(teacher.median_ms * paired_ratio(cand, teacher)), float(teacher.median_ms))
             self._save()
         return self._pairs[arch]
 
