@@ -11,7 +11,11 @@ loading, depth + pose nets, 4-scale loss, Adam) of git revision REF and of this 
 side, alternating old and new subprocesses ``--rounds`` times so that load changes hit both, in
 images per CPU-second (robust to other jobs sharing the cores) and wall images/s, with peak RSS:
 
-    python experiments/bench_train.py --compare 0182fcb --steps 30 --rounds 3
+    python experiments/bench_train.py --compare 0182fcb --steps 60 --short 15 --rounds 3 --batch 4 --precisions off bf16
+
+``--short N`` adds the steady-state throughput (the marginal cost of steps N+1..steps, so that
+construction, first-use imports and the final save cancel out); ``--precisions off bf16`` times
+this checkout's trainer in float32 and with ``--mixed-precision bf16`` (bfloat16 autocast).
 """
 
 from __future__ import annotations
@@ -64,8 +68,9 @@ def one(backbone: str, h: int, w: int, batch: int, steps: int, threads: int) -> 
             "images_per_s": round(steps * batch / dt, 3), "s_per_step": round(dt / steps, 3), "peak_rss_mib": round(rss)}
 
 
-def trainer_run(data: str, h: int, w: int, batch: int, steps: int) -> dict:
-    """One whole-trainer measurement in this process (whichever donna_nas is on the path)."""
+def trainer_run(data: str, h: int, w: int, batch: int, steps: int, mixed_precision: str | None = None) -> dict:
+    """One whole-trainer measurement in this process (whichever donna_nas is on the path);
+    ``mixed_precision`` is passed to DepthConfig only when given (older trainers lack it)."""
     import resource
     import tempfile
 
@@ -76,8 +81,9 @@ def trainer_run(data: str, h: int, w: int, batch: int, steps: int) -> dict:
     from donna_nas.tasks.depth.train import train_depth
 
     torch.set_num_threads(1)
+    extra = {"mixed_precision": mixed_precision} if mixed_precision else {}
     cfg = DepthConfig(data=data, backbone="resnet18", height=h, width=w, batch=batch, epochs=1000,
-                      max_steps=steps, checkpoint_every=10**6, seed=0)
+                      max_steps=steps, checkpoint_every=10**6, seed=0, **extra)
     with tempfile.TemporaryDirectory() as tmp:
         c0, t0 = time.process_time(), time.perf_counter()
         train_depth(cfg, Path(tmp) / "run", progress=False, log=None)
@@ -87,7 +93,8 @@ def trainer_run(data: str, h: int, w: int, batch: int, steps: int) -> dict:
             "images_per_s": steps * batch / wall, "peak_rss_mib": rss}
 
 
-def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int = 0) -> None:
+def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int = 0,
+            precisions: tuple[str, ...] = ("off",)) -> None:
     import os
     import statistics
     import tarfile
@@ -112,16 +119,22 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
     data = synthesize(work / "world", drives=3, frames=30, size=(h, w), seed=0, progress=False)
     def measure(name: str, path: Path, n: int) -> dict:
         env = dict(os.environ, PYTHONPATH=str(path), OMP_NUM_THREADS="1")
+        prec = ["--mixed-precision", variants[name][1]] if variants[name][1] else []
         out = subprocess.run([sys.executable, __file__, "--trainer-run", str(data), str(h), str(w),
-                              "--batch", str(batch), "--steps", str(n)],
+                              "--batch", str(batch), "--steps", str(n), *prec],
                              capture_output=True, text=True, env=env, cwd=str(work))
         if out.returncode:
             raise SystemExit(f"{name} trainer failed: {out.stderr.strip().splitlines()[-1:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    res: dict[str, list[dict]] = {"old": [], "new": []}
+    # name -> (package, mixed_precision passed to the trainer, row label)
+    variants = {"old": (old_pkg, None, f"{rev} (before)")}
+    for p in precisions:
+        variants["new" if p == "off" else f"new-{p}"] = (
+            repo, None if p == "off" else p, f"{head} (this checkout)" + ("" if p == "off" else f", --mixed-precision {p}"))
+    res: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(rounds):
-        for name, path in (("old", old_pkg), ("new", repo)):
+        for name, (path, _, _) in variants.items():
             long_run = measure(name, path, steps)
             entry = dict(long_run)
             if short:
@@ -132,7 +145,7 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
             res[name].append(entry)
             print(name, r, entry, flush=True)
     rows = []
-    for name, label in (("old", f"{rev} (before)"), ("new", f"{head} (this checkout)")):
+    for name, (_, _, label) in variants.items():
         rr = res[name]
         row = {"trainer": label, "images_per_cpu_s": round(statistics.median(x["images_per_cpu_s"] for x in rr), 3),
                "images_per_s_wall": round(statistics.median(x["images_per_s"] for x in rr), 3)}
@@ -140,9 +153,6 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
             row["steady_images_per_cpu_s"] = round(statistics.median(x["marginal_images_per_cpu_s"] for x in rr), 3)
         row["peak_rss_mib"] = round(max(x["peak_rss_mib"] for x in rr))
         rows.append(row)
-    speed = rows[1]["images_per_cpu_s"] / rows[0]["images_per_cpu_s"]
-    wall = rows[1]["images_per_s_wall"] / rows[0]["images_per_s_wall"]
-    steady = rows[1]["steady_images_per_cpu_s"] / rows[0]["steady_images_per_cpu_s"] if short else None
     import pandas as pd
 
     df = pd.DataFrame(rows)
@@ -153,7 +163,7 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
              f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {platform.machine()} CPU shared "
              "with other jobs; 1 torch thread per process.",
              f"Scale: `train_depth` on a rendered world (3 drives x 30 frames, {h}x{w}), ResNet18, batch {batch}, "
-             f"{steps} steps per measurement including data loading and model construction; old and new alternate "
+             f"{steps} steps per measurement including data loading and model construction; the trainers alternate "
              f"{rounds} times; medians."]
     if short:
         lines += [f"Steady state: the marginal cost of steps {short + 1}-{steps}, from a second run of {short} steps "
@@ -163,9 +173,14 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
               "|---|---:|---:|" + ("---:|" if short else "") + "---:|"]
     lines += [f"| {r['trainer']} | {r['images_per_cpu_s']:.2f} | {r['images_per_s_wall']:.2f} |"
               + (f" {r['steady_images_per_cpu_s']:.2f} |" if short else "") + f" {r['peak_rss_mib']} |" for r in rows]
-    lines += ["", f"Speed-up (new / old), whole run: **{speed:.2f}x** per CPU-second, {wall:.2f}x wall (target 1.5x)."]
-    if steady is not None:
-        lines += [f"Speed-up (new / old), steady-state step: **{steady:.2f}x** per CPU-second (target 1.5x)."]
+    lines.append("")
+    for r in rows[1:]:  # each configuration of this checkout against the old trainer
+        speed = r["images_per_cpu_s"] / rows[0]["images_per_cpu_s"]
+        wall = r["images_per_s_wall"] / rows[0]["images_per_s_wall"]
+        line = f"Speed-up of {r['trainer']} over {rows[0]['trainer']}: whole run **{speed:.2f}x** per CPU-second, {wall:.2f}x wall"
+        if short:
+            line += f"; steady-state step **{r['steady_images_per_cpu_s'] / rows[0]['steady_images_per_cpu_s']:.2f}x**"
+        lines.append(line + " (target 1.5x).  ")
     write_text_atomic(RESULTS / "bench_train_compare.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -174,6 +189,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare", metavar="REF", help="compare the whole trainer of git revision REF with this checkout")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--precisions", nargs="+", default=["off"], choices=("off", "bf16"),
+                    help="with --compare: this checkout's trainer in each --mixed-precision setting")
+    ap.add_argument("--mixed-precision", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--short", type=int, default=0,
                     help="with --compare: also run SHORT steps and report the steady-state (marginal) throughput")
     ap.add_argument("--size", default="64x192")
@@ -184,12 +202,13 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, metavar=("BACKBONE", "H", "W"))
     a = ap.parse_args()
     if a.trainer_run:
-        print(json.dumps(trainer_run(a.trainer_run[0], int(a.trainer_run[1]), int(a.trainer_run[2]), a.batch, a.steps)))
+        print(json.dumps(trainer_run(a.trainer_run[0], int(a.trainer_run[1]), int(a.trainer_run[2]), a.batch, a.steps,
+                                     a.mixed_precision)))
         return
     if a.compare:
         if a.short and a.short >= a.steps:
             raise SystemExit(f"--short {a.short} must be fewer than --steps {a.steps}")
-        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short)
+        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions))
         return
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), int(a.one[2]), a.batch, a.steps, a.threads)))

@@ -58,13 +58,16 @@ def test_epoch_batches_partition_over_ranks():
     assert epoch_batches(10, 2, 0, 1) == epoch_batches(10, 2, 0, 1)
 
 
-def test_resume_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("precision", ["off", "bf16"])
+def test_resume_gives_identical_weights(tmp_path, precision):
     ds = FakeFrames()
-    train_depth(_cfg(max_steps=4), tmp_path / "a", dataset=ds, progress=False, log=None)
-    train_depth(_cfg(max_steps=2), tmp_path / "b", dataset=ds, progress=False, log=None)
+    train_depth(_cfg(max_steps=4, mixed_precision=precision), tmp_path / "a", dataset=ds, progress=False, log=None)
+    train_depth(_cfg(max_steps=2, mixed_precision=precision), tmp_path / "b", dataset=ds, progress=False, log=None)
     st = json.loads((tmp_path / "b/checkpoints/last.json").read_text())
     assert st["step"] == 2
     train_depth(_cfg(max_steps=4), tmp_path / "b", resume=True, dataset=ds, progress=False, log=None)
+    if precision == "bf16":  # the stored config keeps the precision of the run
+        assert "mixed_precision: bf16" in (tmp_path / "b/config.yaml").read_text()
     a = load_file(str(tmp_path / "a/checkpoints/last.safetensors"))
     b = load_file(str(tmp_path / "b/checkpoints/last.safetensors"))
     assert a.keys() == b.keys()
@@ -73,6 +76,30 @@ def test_resume_gives_identical_weights(tmp_path):
     # training actually moved the weights
     c = train_depth(_cfg(max_steps=1), tmp_path / "c", dataset=ds, progress=False, log=None)
     assert not torch.equal(a["model.depth.decoder.dispconv.0.conv.weight"], c["model"].state_dict()["depth.decoder.dispconv.0.conv.weight"])
+
+
+def test_bf16_nets_feed_a_float32_loss_close_to_the_float32_one():
+    """bfloat16 autocast changes the networks' arithmetic, not the geometry or the loss: the poses
+    and disparities reach the loss in float32, the loss stays within a few percent of the float32
+    step's, and the parameters and their gradients stay float32."""
+    from donna_nas.tasks.depth.train import DepthTrainer
+
+    b = {k: torch.stack([FakeFrames()[i][k] for i in range(2)]) for k in ("images", "images_aug", "K", "inv_K")}
+    losses = {}
+    for precision in ("off", "bf16"):
+        torch.manual_seed(0)
+        m = DepthTrainer(_cfg(mixed_precision=precision)).train()
+        poses = m.poses(b["images_aug"])
+        assert all(p.dtype == torch.float32 for p in poses.values())
+        loss, _ = m(b)
+        loss.backward()
+        assert loss.dtype == torch.float32
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in m.parameters() if p.grad is not None)
+        losses[precision] = loss.item()
+    assert losses["bf16"] != losses["off"]  # autocast took effect
+    assert abs(losses["bf16"] - losses["off"]) < 0.05 * losses["off"]
+    with pytest.raises(UserError, match="mixed-precision"):
+        _cfg(mixed_precision="fp16").validate()
 
 
 def test_existing_run_needs_resume(tmp_path):

@@ -88,23 +88,28 @@ class DepthTrainer(nn.Module):
                 raise ValueError("X-Distill needs a teacher")
             self.transfer = TransferNet(teacher.num_groups)
 
+    def networks_autocast(self) -> torch.autocast:
+        """The precision the depth and pose nets run in (``DepthConfig.mixed_precision``). Their
+        outputs are cast back to float32 before the geometry and the loss: a rotation built in
+        bfloat16 (3 significant digits) would misplace every warped pixel."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.mixed_precision == "bf16")
+
     def poses(self, images_aug: torch.Tensor) -> dict[int, torch.Tensor]:
         """Target→source transforms; the pose net always sees a pair in temporal order."""
         out = {}
         i0 = images_aug[:, 0]
         for j, f in enumerate(self.cfg.frame_ids[1:], start=1):
             fj = images_aug[:, j]
-            if f < 0:
-                aa, t = self.pose(fj, i0)
-                out[f] = transformation_from_parameters(aa, t, invert=True)
-            else:
-                aa, t = self.pose(i0, fj)
-                out[f] = transformation_from_parameters(aa, t, invert=False)
+            with self.networks_autocast():
+                aa, t = self.pose(fj, i0) if f < 0 else self.pose(i0, fj)
+            out[f] = transformation_from_parameters(aa.float(), t.float(), invert=f < 0)
         return out
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, aug = batch["images"], batch["images_aug"]
-        disps = self.depth.multiscale(aug[:, 0])
+        with self.networks_autocast():
+            disps = self.depth.multiscale(aug[:, 0])
+        disps = [d if d is None else d.float() for d in disps]  # no copy in float32
         poses = self.poses(aug)
         loss, info = self.loss_fn(disps, images, batch["K"], batch["inv_K"], poses)
         info["photometric"] = loss.detach()
