@@ -88,6 +88,9 @@ class QuickstartConfig:
     # the whole depth network timed end to end (the teacher's too), for at most this many front
     # candidates found by bisection (donna_nas.search.select.check_deployed); 0 = off
     deployed_checks: int = 16
+    # the deployed latency must beat the bound by this fraction (search.run.DEPLOYED_GUARD: the
+    # selection sits at the bound, and a re-measurement differs by a few percent)
+    deployed_guard: float = 0.05
     # an extra params constraint, off by default (params are reported, they do not select): the
     # selected model's params, decoder included, stay under this share of the teacher's (the
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
@@ -400,7 +403,8 @@ def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str 
                      constraints=Constraints(max_params=cap), method="auto", seed=cfg.seed,
                      measure_archs=cfg.latency_archs, fill_missing=True,
                      measure_progress=progress, log=_log, target=cfg.latency_target(),
-                     teacher=str(teacher), deployed=deployed, deployed_checks=cfg.deployed_checks)
+                     teacher=str(teacher), deployed=deployed, deployed_checks=cfg.deployed_checks,
+                     deployed_guard=cfg.deployed_guard)
     if out.quality is not None and out.quality.warning():
         _log(f"[bold red]{out.quality.warning()}[/]")
     out.require_selection()

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _provenance import code_commit  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
@@ -164,13 +167,14 @@ def curve(a) -> None:
     h, w = (int(v) for v in a.size.split("x"))
     work = Path(a.work)
     data = world(work, a.world, (h, w), a.drives, a.frames, a.seed)
-    name = f"{a.world}_{a.mode}_s{a.seed}"
+    name = f"{a.world}_{a.mode}_s{a.seed}" + ("" if a.mixed_precision == "off" else f"_{a.mixed_precision}")
     run = work / "runs" / name
     log_path = work / f"{name}.json"
     done = json.loads(log_path.read_text()) if log_path.exists() else {"rows": [], "seconds": 0.0}
     have = {r["step"] for r in done["rows"]}
     cfg = DepthConfig(data=str(data), backbone="resnet18", height=h, width=w, batch=a.batch, lr=a.lr,
-                      epochs=100000, lr_step=100000, seed=a.seed, checkpoint_every=50)
+                      epochs=100000, lr_step=100000, seed=a.seed, checkpoint_every=50,
+                      mixed_precision=a.mixed_precision)
     for m in a.milestones:
         if m in have:
             continue
@@ -190,7 +194,7 @@ def curve(a) -> None:
         row = {"step": m, **{k: res["metrics"][k] for k in METRICS}}
         done["rows"].append(row)
         done["baselines"] = res["baselines"]
-        done.update(world=a.world, mode=a.mode, seed=a.seed, size=[h, w], drives=a.drives, frames=a.frames,
+        done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, size=[h, w], drives=a.drives, frames=a.frames,
                     batch=a.batch, lr=a.lr, train_samples=len((data / "splits" / "train_files.txt").read_text().split("\n")) - 1,
                     test_frames=res["frames"], machine=f"{platform.machine()} {os.cpu_count()} cores, {a.threads} torch thread")
         log_path.write_text(json.dumps(done, indent=1))
@@ -213,7 +217,8 @@ def report(a) -> None:
     rows = []
     for c in curves:
         for r in c["rows"]:
-            rows.append({"world": c["world"], "model": f"{c['mode']} ResNet18", "step": r["step"],
+            bf = "" if c.get("mixed_precision", "off") == "off" else f" ({c['mixed_precision']} autocast)"
+            rows.append({"world": c["world"], "model": f"{c['mode']} ResNet18{bf}", "step": r["step"],
                          **{k: r[k] for k in METRICS}, "train_s": round(c["seconds"], 0)})
         for b, m in c["baselines"].items():
             key = (c["world"], b)
@@ -221,7 +226,7 @@ def report(a) -> None:
                 rows.append({"world": c["world"], "model": b, "step": 0, **{k: m[k] for k in METRICS}, "train_s": 0})
     df = pd.DataFrame(rows).sort_values(["world", "model", "step"])
     RESULTS.mkdir(exist_ok=True)
-    df.to_csv(RESULTS / "depth_curve.csv", index=False)
+    write_text_atomic(RESULTS / f"{a.record}.csv", df.to_csv(index=False))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("abs_rel", "sq_rel")):
         for (wname, model), g in df.groupby(["world", "model"]):
@@ -237,11 +242,13 @@ def report(a) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "depth_curve.png", dpi=110)
+    fig.savefig(RESULTS / f"{a.record}.png", dpi=110)
     c0 = curves[0] if curves else {}
     lines = ["# Learning curve: Monodepth2 ResNet18 from scratch, with baselines", "",
-             f"Command: `python experiments/depth_curve.py --world new|old --mode selfsup|supervised --milestones ...` "
-             f"then `python experiments/depth_curve.py --report`. Date {datetime.date.today()}.",
+             "Command: `python experiments/depth_curve.py --world new|old --mode selfsup|supervised "
+             "[--mixed-precision bf16] --milestones ...` then `python experiments/depth_curve.py --report"
+             + ("" if a.record == "depth_curve" else f" --record {a.record}") + f"` (one --work folder). "
+             f"Date {datetime.date.today()}; code {code_commit()} (of the report; each curve ran with the code of its time).",
              f"Scale: {c0.get('drives')} drives x {c0.get('frames')} frames at {c0.get('size')}, batch {c0.get('batch')}, "
              f"lr {c0.get('lr')} (constant), {c0.get('train_samples')} training samples, {c0.get('test_frames')} test frames "
              f"(held-out drives). Machine: {c0.get('machine')}, shared with other jobs. "
@@ -251,8 +258,8 @@ def report(a) -> None:
     for r in df.itertuples(index=False):
         lines.append(f"| {r.world} | {r.model} | {r.step or '–'} | " + " | ".join(f"{getattr(r, k):.3f}" for k in METRICS)
                      + f" | {int(r.train_s) or '–'} |")
-    lines += ["", "![learning curves](depth_curve.png)", ""]
-    write_text_atomic(RESULTS / "depth_curve.md", "\n".join(lines) + "\n")
+    lines += ["", f"![learning curves]({a.record}.png)", ""]
+    write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -269,7 +276,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default=str(Path.home() / "dn" / "curve"))
+    ap.add_argument("--mixed-precision", choices=("off", "bf16"), default="off",
+                    help="selfsup: train with DepthConfig.mixed_precision (bf16: bfloat16 autocast of the nets)")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--record", default="depth_curve",
+                    help="--report writes experiments/results/RECORD.{md,csv,png} (default depth_curve)")
     a = ap.parse_args()
     report(a) if a.report else curve(a)
 

@@ -10,7 +10,7 @@ import pytest
 from donna_nas.latency.source import all_ops
 from donna_nas.search import Constraints, search, synthetic_predictor
 from donna_nas.search.objectives import MappingLatency
-from donna_nas.search.run import run_search
+from donna_nas.search.run import DEPLOYED_GUARD, run_search
 from donna_nas.search.select import DeployedLatency, LatencyBound, LatencyTarget, check_deployed
 from donna_nas.space import load_space
 from tests.test_search_cli import make_run, write_table
@@ -77,6 +77,16 @@ def test_speedup_bound_comes_from_the_teachers_deployed_latency(tiny):
     assert chk.bound_ms == pytest.approx(teacher / 1.5) and chk.teacher_ms == teacher
     ok = [e for e in front if dep.ms[e.arch] <= teacher / 1.5]
     assert chk.selected.arch == min(ok, key=lambda e: (e.metric, e.latency_ms)).arch
+    # a guard band: the selection must beat teacher / 1.5 by 60%, and is the brute-force best of those
+    guarded = check_deployed(front, "minimize", bound, FakeDeployed(front, 1.0, 0.3, teacher=teacher), max_checks=64,
+                             guard=0.6)
+    assert guarded.bound_ms == pytest.approx(teacher / 1.5 / 1.6) and "60% guard band" in guarded.describe()
+    ok_guarded = [e for e in front if dep.ms[e.arch] <= teacher / 1.5 / 1.6]
+    assert guarded.selected.arch == min(ok_guarded, key=lambda e: (e.metric, e.latency_ms)).arch
+    assert 0 < len(ok_guarded) < len(ok)  # the band excluded candidates that meet the bare bound
+    assert guarded.selected.metric > chk.selected.metric
+    with pytest.raises(ValueError, match="guard"):
+        check_deployed(front, "minimize", bound, dep, guard=-0.1)
     # nothing fast enough: no selection, and a one-line message with the fastest one timed
     slow = FakeDeployed(front, 1.0, 1e3, teacher=teacher)
     chk = check_deployed(front, "minimize", bound, slow, max_checks=64)
@@ -97,10 +107,12 @@ def test_search_run_records_the_deployed_check(tmp_path, tiny):
     sel = json.loads((run / "selected.json").read_text())
     # the front is not cut by the source bound (it is the check's candidate list)
     assert len(out.result.front) == len(front)
-    ok = [e for e in out.result.front if dep.ms[e.arch] <= bound]
+    guarded = bound / (1 + DEPLOYED_GUARD)  # the library's default guard band
+    ok = [e for e in out.result.front if dep.ms[e.arch] <= guarded]
     assert sel["arch"] == min(ok, key=lambda e: (e.metric, e.latency_ms)).arch
-    assert sel["deployed_latency_ms"] == pytest.approx(dep.ms[sel["arch"]]) and sel["deployed_latency_ms"] <= bound
+    assert sel["deployed_latency_ms"] == pytest.approx(dep.ms[sel["arch"]]) and sel["deployed_latency_ms"] <= guarded
     assert sel["deployed_check"]["checked"] and sel["deployed_check"]["how"] == "fake"
+    assert sel["deployed_check"]["guard"] == DEPLOYED_GUARD > 0
 
 
 def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):

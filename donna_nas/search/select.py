@@ -239,17 +239,20 @@ class DeployedCheck:
     checked: list[dict[str, Any]] = field(default_factory=list)
     selected: Evaluation | None = None
     candidates: int = 0
+    guard: float = 0.0  # the bound_ms is the requested bound / (1 + guard)
 
     def describe(self) -> str:
         head = f"deployed latency ≤ {self.bound_ms:.4g} ms"
         if self.origin == "speedup" and self.teacher_ms is not None:
             head = (f"deployed latency ≤ the teacher's / speedup, timed side by side (teacher {self.teacher_ms:.4g} ms, "
                     f"median of the pairings: ≤ {self.bound_ms:.4g} ms)")
+        if self.guard:
+            head += f", with a {100 * self.guard:.0f}% guard band for timing noise"
         return f"{head}; {self.how}; {len(self.checked)} of {self.candidates} candidates timed"
 
     def to_json(self) -> dict[str, Any]:
         return {"bound_ms": self.bound_ms, "origin": self.origin, "how": self.how,
-                "teacher_ms": self.teacher_ms, "candidates": self.candidates, "checked": self.checked,
+                "teacher_ms": self.teacher_ms, "candidates": self.candidates, "checked": self.checked, "guard": self.guard,
                 "selected": self.selected.arch if self.selected else None, "description": self.describe()}
 
     def no_selection_message(self) -> str:
@@ -260,7 +263,7 @@ class DeployedCheck:
 
 def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBound,
                    deployed: DeployedLatency, max_params: int | None = None,
-                   max_checks: int = 16) -> DeployedCheck:
+                   max_checks: int = 16, guard: float = 0.0) -> DeployedCheck:
     """The best predicted member of ``front`` (params ≤ ``max_params``) whose *deployed* latency
     meets the bound on the deployed model.
 
@@ -270,15 +273,23 @@ def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBo
     the deployed timing is the criterion. Candidates are ordered best predicted first; a bisection
     over that order times about log2(n) of them, assuming deployed latency falls along it (true of
     a Pareto front up to timing noise); at most ``max_checks`` are timed. The result's
-    ``selected`` is the best predicted candidate timed within the bound (``None`` when none was)."""
+    ``selected`` is the best predicted candidate timed within the bound (``None`` when none was).
+
+    ``guard``: a candidate must beat the bound by this fraction (its latency ≤ bound / (1 + guard)).
+    The selection sits at the bound by construction, so without a guard band a re-measurement of
+    the selected model misses the bound about half the time, by the timing noise (a few percent on
+    a shared CPU)."""
     if bound.max_latency_ms is None:
         raise ValueError("check_deployed needs a latency bound")
+    if guard < 0:
+        raise ValueError(f"guard must be >= 0, got {guard}")
+    shrink = 1.0 / (1.0 + guard)
     speedup = float(bound.requested) if bound.origin == "speedup" else None
     s = -1.0 if direction == "maximize" else 1.0
     cands = sorted((e for e in front if max_params is None or e.params <= max_params),
                    key=lambda e: (s * e.metric, e.latency_ms))
-    out = DeployedCheck(float(bound.max_latency_ms), bound.origin, deployed.describe(), None,
-                        candidates=len(cands))
+    out = DeployedCheck(float(bound.max_latency_ms) * shrink, bound.origin, deployed.describe(), None,
+                        candidates=len(cands), guard=guard)
     timed: dict[int, bool] = {}
     teachers: list[float] = []
 
@@ -288,9 +299,9 @@ def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBo
             if speedup is not None:
                 ms, teacher = (float(v) for v in deployed.paired_ms(e.arch))
                 teachers.append(teacher)
-                limit = teacher / speedup
+                limit = teacher / speedup * shrink
             else:
-                ms, teacher, limit = float(deployed.candidate_ms(e.arch)), None, float(bound.max_latency_ms)
+                ms, teacher, limit = float(deployed.candidate_ms(e.arch)), None, float(bound.max_latency_ms) * shrink
             timed[i] = ms <= limit
             out.checked.append({"arch": e.arch, "predicted_metric": e.metric, "source_latency_ms": e.latency_ms,
                                 "deployed_ms": ms, "teacher_ms": teacher, "bound_ms": limit, "meets": timed[i]})
@@ -305,7 +316,7 @@ def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBo
             lo = mid + 1
     if teachers:  # the teacher's latency as timed beside the candidates (median of the pairings)
         out.teacher_ms = sorted(teachers)[len(teachers) // 2]
-        out.bound_ms = out.teacher_ms / speedup
+        out.bound_ms = out.teacher_ms / speedup * shrink
     ok = sorted(i for i, m in timed.items() if m)
     out.selected = cands[ok[0]] if ok else None
     return out
