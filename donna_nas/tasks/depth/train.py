@@ -94,23 +94,33 @@ class DepthTrainer(nn.Module):
         bfloat16 (3 significant digits) would misplace every warped pixel."""
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.mixed_precision == "bf16")
 
-    def poses(self, images_aug: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Target→source transforms; the pose net always sees a pair in temporal order."""
-        out = {}
+    def pose_parameters(self, images_aug: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """The pose net's (axis-angle, translation) per source frame, in the caller's precision;
+        the pose net always sees a pair in temporal order."""
         i0 = images_aug[:, 0]
-        for j, f in enumerate(self.cfg.frame_ids[1:], start=1):
-            fj = images_aug[:, j]
-            with self.networks_autocast():
-                aa, t = self.pose(fj, i0) if f < 0 else self.pose(i0, fj)
-            out[f] = transformation_from_parameters(aa.float(), t.float(), invert=f < 0)
-        return out
+        return {f: self.pose(images_aug[:, j], i0) if f < 0 else self.pose(i0, images_aug[:, j])
+                for j, f in enumerate(self.cfg.frame_ids[1:], start=1)}
+
+    @staticmethod
+    def transforms(params: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        """Target→source 4x4 transforms from ``pose_parameters``, built in float32."""
+        return {f: transformation_from_parameters(aa.float(), t.float(), invert=f < 0) for f, (aa, t) in params.items()}
+
+    def poses(self, images_aug: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Target→source transforms."""
+        with self.networks_autocast():
+            params = self.pose_parameters(images_aug)
+        return self.transforms(params)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, aug = batch["images"], batch["images_aug"]
+        # one autocast region for both nets: autocast casts each weight once per region, and the
+        # pose net runs twice
         with self.networks_autocast():
             disps = self.depth.multiscale(aug[:, 0])
+            params = self.pose_parameters(aug)
         disps = [d if d is None else d.float() for d in disps]  # no copy in float32
-        poses = self.poses(aug)
+        poses = self.transforms(params)
         loss, info = self.loss_fn(disps, images, batch["K"], batch["inv_K"], poses)
         info["photometric"] = loss.detach()
         if self._kd_teacher:
