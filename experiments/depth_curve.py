@@ -167,14 +167,15 @@ def curve(a) -> None:
     h, w = (int(v) for v in a.size.split("x"))
     work = Path(a.work)
     data = world(work, a.world, (h, w), a.drives, a.frames, a.seed)
-    name = f"{a.world}_{a.mode}_s{a.seed}" + ("" if a.mixed_precision == "off" else f"_{a.mixed_precision}")
+    name = (f"{a.world}_{a.mode}_s{a.seed}" + ("" if a.mixed_precision == "off" else f"_{a.mixed_precision}")
+            + ("" if a.warp == "exact" else f"_warp-{a.warp}"))
     run = work / "runs" / name
     log_path = work / f"{name}.json"
     done = json.loads(log_path.read_text()) if log_path.exists() else {"rows": [], "seconds": 0.0}
     have = {r["step"] for r in done["rows"]}
     cfg = DepthConfig(data=str(data), backbone="resnet18", height=h, width=w, batch=a.batch, lr=a.lr,
                       epochs=100000, lr_step=100000, seed=a.seed, checkpoint_every=50,
-                      mixed_precision=a.mixed_precision)
+                      mixed_precision=a.mixed_precision, warp=a.warp)
     for m in a.milestones:
         if m in have:
             continue
@@ -194,7 +195,7 @@ def curve(a) -> None:
         row = {"step": m, **{k: res["metrics"][k] for k in METRICS}}
         done["rows"].append(row)
         done["baselines"] = res["baselines"]
-        done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, size=[h, w], drives=a.drives, frames=a.frames,
+        done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, warp=a.warp, size=[h, w], drives=a.drives, frames=a.frames,
                     batch=a.batch, lr=a.lr, train_samples=len((data / "splits" / "train_files.txt").read_text().split("\n")) - 1,
                     test_frames=res["frames"], machine=f"{platform.machine()} {os.cpu_count()} cores, {a.threads} torch thread")
         log_path.write_text(json.dumps(done, indent=1))
@@ -218,6 +219,7 @@ def report(a) -> None:
     for c in curves:
         for r in c["rows"]:
             bf = "" if c.get("mixed_precision", "off") == "off" else f" ({c['mixed_precision']} autocast)"
+            bf += "" if c.get("warp", "exact") == "exact" else f" (--warp {c['warp']})"
             rows.append({"world": c["world"], "model": f"{c['mode']} ResNet18{bf}", "step": r["step"],
                          **{k: r[k] for k in METRICS}, "train_s": round(c["seconds"], 0)})
         for b, m in c["baselines"].items():
@@ -278,6 +280,8 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path.home() / "dn" / "curve"))
     ap.add_argument("--mixed-precision", choices=("off", "bf16"), default="off",
                     help="selfsup: train with DepthConfig.mixed_precision (bf16: bfloat16 autocast of the nets)")
+    ap.add_argument("--warp", choices=("exact", "monodepth2"), default="exact",
+                    help="selfsup: DepthConfig.warp (monodepth2: the half-pixel magnification of its code on PyTorch >= 1.3)")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--record", default="depth_curve",
                     help="--report writes experiments/results/RECORD.{md,csv,png} (default depth_curve)")

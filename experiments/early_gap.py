@@ -6,8 +6,8 @@ trainer reached 2.0. This experiment trains the same setting with one implementa
 changed at a time, two seeds each, and evaluates every run on the test drives:
 
 - ``baseline``: this project's trainer as it is;
-- ``align-false``: the warp samples with ``grid_sample(align_corners=False)`` while the pixel
-  coordinates are normalised for ``align_corners=True``. That is what Monodepth2's code does on
+- ``align-false`` (``--warp monodepth2``): the warp samples with ``grid_sample(align_corners=False)``
+  while the pixel coordinates are normalised for ``align_corners=True``. That is what Monodepth2's code does on
   PyTorch >= 1.3: the warped source is magnified by W/(W-1) about the image centre (a shift of
   -0.5 px at the left edge to +0.5 px at the right), whatever the depth;
 - ``no-jitter``: the networks see the un-jittered frames (horizontal flips stay).
@@ -42,25 +42,13 @@ METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
 @contextlib.contextmanager
 def variant_patch(variant: str):
     """Apply one implementation change for the duration of a run (and undo it afterwards)."""
-    import torch.nn.functional as F
-
     from donna_nas.data import kitti
-    from donna_nas.tasks.depth import geometry
 
     if variant == "baseline":
         yield
         return
-    if variant == "align-false":
-        original = geometry.warp
-
-        def warp_align_false(source, grid):
-            return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-        geometry.warp = warp_align_false
-        try:
-            yield
-        finally:
-            geometry.warp = original
+    if variant == "align-false":  # the trainer's own option: DepthConfig.warp = "monodepth2" (run_one)
+        yield
         return
     if variant == "no-jitter":
         original_getitem = kitti.KittiRawDataset.__getitem__
@@ -87,7 +75,8 @@ def run_one(work: Path, data: Path, variant: str, seed: int, steps: int, size: t
     run = work / "runs" / f"{variant}_s{seed}"
     h, w = size
     cfg = DepthConfig(data=str(data), backbone="resnet18", height=h, width=w, batch=4, lr=1e-4, epochs=100000,
-                      lr_step=100000, seed=seed, checkpoint_every=50, max_steps=steps)
+                      lr_step=100000, seed=seed, checkpoint_every=50, max_steps=steps,
+                      warp="monodepth2" if variant == "align-false" else "exact")
     t0 = time.time()
     with variant_patch(variant):
         resume = checkpoint_path(run).exists()

@@ -55,6 +55,27 @@ def test_identity_pose_reconstructs_image_for_any_depth():
     assert (warp(img, grid) - img).abs().max() < 1e-4
 
 
+def test_monodepth2_sampling_magnifies_the_source_by_half_a_pixel_at_the_borders():
+    """``warp(..., "monodepth2")`` reads the align_corners=True grid with align_corners=False (as
+    Monodepth2's code on PyTorch >= 1.3): with the identity pose, column x is sampled at
+    x·W/(W−1) − 0.5, whatever the depth."""
+    import pytest
+
+    h, w = 8, 21
+    K, inv_K = _K(h, w)
+    ramp = torch.arange(w, dtype=torch.float32).expand(1, 1, h, w).contiguous()
+    pts = BackprojectDepth(h, w)(torch.full((1, 1, h, w), 7.0), inv_K)
+    grid = Project3D(h, w)(pts, K, torch.eye(4)[None])
+    assert torch.allclose(warp(ramp, grid), ramp, atol=1e-4)
+    x = torch.arange(w, dtype=torch.float32)
+    expect = (x * w / (w - 1) - 0.5).clamp(0, w - 1)  # border padding holds the edge columns
+    got = warp(ramp, grid, "monodepth2")[0, 0, h // 2]
+    assert torch.allclose(got, expect, atol=1e-4)
+    assert got[w // 2] == pytest.approx(w // 2, abs=1e-4) and got[1] < 1 and got[-2] > w - 2  # centre fixed, borders move out
+    with pytest.raises(ValueError, match="sampling"):
+        warp(ramp, grid, "nearest")
+
+
 def test_pure_translation_moves_pixels_by_fx_t_over_depth():
     h, w = 24, 40
     K, inv_K = _K(h, w)

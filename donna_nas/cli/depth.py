@@ -55,6 +55,7 @@ def finetune(
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help=_help("checkpoint_every", "Steps between checkpoints.")),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help=_help("mixed_precision", "depth: 'bf16' runs the depth and pose nets under bfloat16 autocast (weights, Adam and loss stay float32): faster on CPUs with AMX/AVX512-BF16, slower elsewhere.")),
+    warp: Optional[str] = typer.Option(None, "--warp", help=_help("warp", "depth: how the photometric loss samples the warped frame: 'exact', or 'monodepth2' (Monodepth2's code on PyTorch >= 1.3: align_corners=False on an align_corners=True grid, a half-pixel magnification).")),
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the Eigen test split at the end."),
@@ -67,8 +68,9 @@ def finetune(
     set_threads(threads)
     check_out_dir(out)
     if task == "classify":  # the options given; ClassifyConfig supplies the rest
-        if mixed_precision is not None:
-            raise UserError("--mixed-precision: depth training only; drop it with --task classify")
+        for flag, value in (("--mixed-precision", mixed_precision), ("--warp", warp)):
+            if value is not None:
+                raise UserError(f"{flag}: depth training only; drop it with --task classify")
         from donna_nas.cli.classify import run_classify
 
         run_classify(data=data, out=out, resume=resume, evaluate=evaluate, export=export,
@@ -103,7 +105,7 @@ def finetune(
                  pose_weights=str(pose_weights) if pose_weights else None, epochs=epochs, batch=batch, lr=lr,
                  lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
                  xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,
-                 checkpoint_every=checkpoint_every, max_steps=max_steps, mixed_precision=mixed_precision)
+                 checkpoint_every=checkpoint_every, max_steps=max_steps, mixed_precision=mixed_precision, warp=warp)
     if size is not None:
         opts["height"], opts["width"] = parse_size(size)
     cfg = DepthConfig(data=str(data), **opts)  # the options given; DepthConfig supplies the rest

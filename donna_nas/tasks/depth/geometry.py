@@ -116,6 +116,15 @@ class Project3D(nn.Module):
         return (xy / scale - 0.5) * 2
 
 
-def warp(source: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bilinearly sample ``source`` at ``grid`` (border padding, align_corners=True; see module doc)."""
-    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)
+WARP_SAMPLING = ("exact", "monodepth2")
+"""How ``warp`` reads the ``Project3D`` grid: ``exact`` samples where the pixel projects;
+``monodepth2`` reads the same (align_corners=True normalised) grid with align_corners=False, as
+Monodepth2's code does on PyTorch >= 1.3, which magnifies the sampled source by W/(W-1) and
+H/(H-1) about the image centre (half a pixel at the borders), whatever the depth and pose."""
+
+
+def warp(source: torch.Tensor, grid: torch.Tensor, sampling: str = "exact") -> torch.Tensor:
+    """Bilinearly sample ``source`` at ``grid`` (border padding; ``sampling``: ``WARP_SAMPLING``)."""
+    if sampling not in WARP_SAMPLING:
+        raise ValueError(f"warp sampling must be one of {WARP_SAMPLING}, not {sampling!r}")
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=sampling == "exact")

@@ -179,6 +179,7 @@ class Monodepth2Loss(nn.Module):
         max_depth: float = 100.0,
         smoothness_weight: float = 1e-3,
         automask: bool = True,
+        warp_sampling: str = "exact",
     ):
         super().__init__()
         from donna_nas.tasks.depth.geometry import BackprojectDepth, Project3D
@@ -189,6 +190,7 @@ class Monodepth2Loss(nn.Module):
         self.frame_ids, self.scales = tuple(frame_ids), tuple(scales)
         self.min_depth, self.max_depth = min_depth, max_depth
         self.smoothness_weight, self.automask = smoothness_weight, automask
+        self.warp_sampling = warp_sampling  # geometry.WARP_SAMPLING
         self.backproject = BackprojectDepth(height, width)
         self.project = Project3D(height, width)
 
@@ -214,7 +216,8 @@ class Monodepth2Loss(nn.Module):
             _, depth = disp_to_depth(up, self.min_depth, self.max_depth)
             pts = self.backproject(depth, inv_K)
             warped = [
-                warp(src, self.project(pts, K, poses[f])) for f, src in zip(self.frame_ids[1:], sources)
+                warp(src, self.project(pts, K, poses[f]), self.warp_sampling)
+                for f, src in zip(self.frame_ids[1:], sources)
             ]
             rep = min_reprojection(warped, target, automask=self.automask, identity=ident)
             sm = smoothness(disp, downsample(target, s))

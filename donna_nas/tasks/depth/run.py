@@ -82,6 +82,9 @@ class DepthConfig:
     # "bf16": the depth and pose nets run under bfloat16 autocast (weights, Adam and the loss stay
     # float32). About 3x faster convolutions on CPUs with AMX / AVX512-BF16, slower elsewhere.
     mixed_precision: str = "off"
+    # how the photometric loss samples the warped source (geometry.WARP_SAMPLING): "exact", or
+    # "monodepth2", the half-pixel magnification of Monodepth2's code on PyTorch >= 1.3
+    warp: str = "exact"
 
     def validate(self) -> None:
         if self.height % 32 or self.width % 32:
@@ -92,6 +95,8 @@ class DepthConfig:
             raise UserError(f"frame_ids {self.frame_ids}: must start with 0 and name at least one source frame")
         if self.xdistill and not self.seg_teacher:
             raise UserError("--xdistill needs --seg-teacher (a teacher file, an ONNX/TorchScript model, a label folder or 'labels')")
+        if self.warp not in ("exact", "monodepth2"):
+            raise UserError(f"--warp {self.warp}: use exact or monodepth2")
         if self.mixed_precision not in ("off", "bf16"):
             raise UserError(f"--mixed-precision {self.mixed_precision}: use off or bf16")
         if self.distill_weight < 0:

@@ -68,7 +68,7 @@ class DepthTrainer(nn.Module):
         self.pose = PoseNet(pose_enc)
         self.loss_fn = Monodepth2Loss(
             cfg.height, cfg.width, tuple(cfg.frame_ids), tuple(cfg.scales),
-            cfg.min_depth, cfg.max_depth, cfg.smoothness, cfg.automask,
+            cfg.min_depth, cfg.max_depth, cfg.smoothness, cfg.automask, cfg.warp,
         )
         # the distillation teacher is held outside the module tree: it is frozen, and neither its
         # weights nor optimizer state belong in this run's checkpoints
