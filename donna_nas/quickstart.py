@@ -248,8 +248,14 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     settings = dataclasses.asdict(cfg) | {"latency_table": latency_table}
     if saved.is_file():
         old = json.loads(saved.read_text())
-        if old != json.loads(json.dumps(settings)):
-            raise UserError(f"{saved}: this folder holds a quickstart with other settings; "
+        now = json.loads(json.dumps(settings))
+        if old != now:
+            missing = object()
+            diff = [f"{k}: {'absent' if old.get(k, missing) is missing else old[k]!r} there, "
+                    f"{'absent' if now.get(k, missing) is missing else now[k]!r} here"
+                    for k in sorted(set(old) | set(now)) if old.get(k, missing) != now.get(k, missing)]
+            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+            raise UserError(f"{saved}: this folder holds a quickstart with other settings ({shown}); "
                             f"use another --out or delete {out}")
     else:
         write_json_atomic(saved, settings)
