@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
+from donna_nas.search.run import DEPLOYED_GUARD
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
 TRAINABLE_TEACHERS = ("resnet18", "resnet50")
@@ -88,9 +89,9 @@ class QuickstartConfig:
     # the whole depth network timed end to end (the teacher's too), for at most this many front
     # candidates found by bisection (donna_nas.search.select.check_deployed); 0 = off
     deployed_checks: int = 16
-    # the deployed latency must beat the bound by this fraction (search.run.DEPLOYED_GUARD: the
-    # selection sits at the bound, and a re-measurement differs by a few percent)
-    deployed_guard: float = 0.05
+    # the deployed latency must beat the bound by this fraction (the selection sits at the bound,
+    # and a re-measurement differs by a few percent)
+    deployed_guard: float = DEPLOYED_GUARD
     # an extra params constraint, off by default (params are reported, they do not select): the
     # selected model's params, decoder included, stay under this share of the teacher's (the
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the

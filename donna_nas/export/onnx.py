@@ -161,4 +161,3 @@ def measure_fps(onnx_path: str | Path, size: tuple[int, int], threads: int = 1, 
         times.append((time.perf_counter() - t0) * 1e3)
     med = statistics.median(times)
     return FpsResult(1000.0 / med, med, statistics.pstdev(times), threads)
-

@@ -155,8 +155,8 @@ class OrtMeasurer(LatencySource):
             rounds[r] = self._timed(sess, x, self._per_round(repeats))
         return self._combine(rounds)
 
-    def _per_round(self, repeats: int | None) -> int:
-        return max(1, -(-(repeats or self.repeats) // self.rounds))
+    def _per_round(self, repeats: int | None, rounds: int | None = None) -> int:
+        return max(1, -(-(repeats or self.repeats) // (rounds or self.rounds)))
 
     def _warm(self, sess, x: np.ndarray) -> None:
         for _ in range(self.warmup):
@@ -188,7 +188,7 @@ class OrtMeasurer(LatencySource):
         duration, so a load burst rarely hits all rounds of one op. ``rounds`` overrides the
         measurer's (``repeats`` is the total per session, split over the rounds)."""
         n_rounds = rounds or self.rounds
-        n = max(1, -(-(repeats or self.repeats) // n_rounds))
+        n = self._per_round(repeats, n_rounds)
         for sess, x in zip(sessions, inputs):
             self._warm(sess, x)
         rounds_ms: list[list[list[float]]] = [[] for _ in sessions]

@@ -285,10 +285,11 @@ def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBo
         raise ValueError(f"guard must be >= 0, got {guard}")
     shrink = 1.0 / (1.0 + guard)
     speedup = float(bound.requested) if bound.origin == "speedup" else None
+    fixed_limit = float(bound.max_latency_ms) * shrink  # the bound itself, when not a speedup
     s = -1.0 if direction == "maximize" else 1.0
     cands = sorted((e for e in front if max_params is None or e.params <= max_params),
                    key=lambda e: (s * e.metric, e.latency_ms))
-    out = DeployedCheck(float(bound.max_latency_ms) * shrink, bound.origin, deployed.describe(), None,
+    out = DeployedCheck(fixed_limit, bound.origin, deployed.describe(), None,
                         candidates=len(cands), guard=guard)
     timed: dict[int, bool] = {}
     teachers: list[float] = []
@@ -301,7 +302,7 @@ def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBo
                 teachers.append(teacher)
                 limit = teacher / speedup * shrink
             else:
-                ms, teacher, limit = float(deployed.candidate_ms(e.arch)), None, float(bound.max_latency_ms) * shrink
+                ms, teacher, limit = float(deployed.candidate_ms(e.arch)), None, fixed_limit
             timed[i] = ms <= limit
             out.checked.append({"arch": e.arch, "predicted_metric": e.metric, "source_latency_ms": e.latency_ms,
                                 "deployed_ms": ms, "teacher_ms": teacher, "bound_ms": limit, "meets": timed[i]})

@@ -95,8 +95,10 @@ class DepthConfig:
             raise UserError(f"frame_ids {self.frame_ids}: must start with 0 and name at least one source frame")
         if self.xdistill and not self.seg_teacher:
             raise UserError("--xdistill needs --seg-teacher (a teacher file, an ONNX/TorchScript model, a label folder or 'labels')")
-        if self.warp not in ("exact", "monodepth2"):
-            raise UserError(f"--warp {self.warp}: use exact or monodepth2")
+        from donna_nas.tasks.depth.geometry import WARP_SAMPLING
+
+        if self.warp not in WARP_SAMPLING:
+            raise UserError(f"--warp {self.warp}: use {' or '.join(WARP_SAMPLING)}")
         if self.mixed_precision not in ("off", "bf16"):
             raise UserError(f"--mixed-precision {self.mixed_precision}: use off or bf16")
         if self.distill_weight < 0:
