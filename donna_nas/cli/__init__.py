@@ -121,12 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     from rich.markup import escape
 
     from donna_nas.runtime.progress import install
-    from donna_nas.runtime.threads import set_threads
+    from donna_nas.runtime.threads import set_threads_on_import
 
     _register()
     if not sys.stdout.isatty():
         install()  # progress bars become periodic plain lines in logs
-    set_threads(None)  # one torch thread unless OMP_NUM_THREADS or a command's --threads says otherwise
+    set_threads_on_import()  # one torch thread unless OMP_NUM_THREADS or a command's --threads says otherwise
     command = typer.main.get_command(app)
     _hide_flag_types(command)
     try:

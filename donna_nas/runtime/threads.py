@@ -15,7 +15,7 @@ import os
 
 import typer
 
-__all__ = ["default_threads", "set_threads", "THREADS_HELP", "threads_option"]
+__all__ = ["default_threads", "set_threads", "set_threads_on_import", "THREADS_HELP", "threads_option"]
 
 THREADS_HELP = ("Torch threads of this process (default: $OMP_NUM_THREADS, else 1, which stays fast "
                 "when other jobs share the cores; 0: one per core, fastest on an idle machine).")
@@ -45,6 +45,22 @@ def set_threads(threads: int | None = None) -> int:
     except RuntimeError:  # only settable before the first parallel work; keep what is set
         pass
     return torch.get_num_threads()
+
+
+def set_threads_on_import() -> None:
+    """The default thread count (``default_threads()``) for a process that may never need torch.
+
+    Importing torch costs about 1.5 s, more than ``--help``, ``space show`` or a refused argument
+    take in all. So when torch is not imported yet, this exports ``OMP_NUM_THREADS`` (which torch
+    reads when it is first imported) instead of importing it; when it is, it calls ``set_threads``.
+    Commands with ``--threads`` call ``set_threads`` themselves."""
+    import sys
+
+    if "torch" in sys.modules:
+        set_threads(None)
+        return
+    n = default_threads()
+    os.environ["OMP_NUM_THREADS"] = str(n if n > 0 else os.cpu_count() or 1)
 
 
 def threads_option():
