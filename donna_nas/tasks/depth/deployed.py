@@ -55,7 +55,7 @@ class DepthDeployedLatency(DeployedLatency):
         self.cache = Path(cache) if cache else None
         self._times: dict[str, float] = {}
         self._pairs: dict[str, tuple[float, float]] = {}
-        self._teacher_session = None
+        self._sessions: dict = {}  # name -> ORT session: export and int8 calibration once per network
         if self.cache is not None and self.cache.is_file():
             try:
                 rec = json.loads(self.cache.read_text())
@@ -87,11 +87,16 @@ class DepthDeployedLatency(DeployedLatency):
                                            "paired_ms": {k: list(v) for k, v in self._pairs.items()}})
 
     def _session(self, name: str):
-        return self.measurer.session(self.measurer.prepare(self._net(name), (1, 3, *self.size), image=True))
+        if name not in self._sessions:
+            prepared = self.measurer.prepare(self._net(name), (1, 3, *self.size), image=True)
+            self._sessions[name] = self.measurer.session(prepared)
+        return self._sessions[name]
 
     def _time(self, name: str) -> float:
         if name not in self._times:
-            timing = self.measurer.measure_module(self._net(name), (1, 3, *self.size), image=True)
+            from donna_nas.latency.ort import sample_input
+
+            timing = self.measurer.time_session(self._session(name), sample_input((1, 3, *self.size), True, 0))
             self._times[name] = float(timing.median_ms)
             self._save()
         return self._times[name]
@@ -101,10 +106,8 @@ class DepthDeployedLatency(DeployedLatency):
         if arch not in self._pairs:
             from donna_nas.latency.ort import paired_ratio, sample_input
 
-            if self._teacher_session is None:
-                self._teacher_session = self._session(self.teacher)
             x = sample_input((1, 3, *self.size), True, 0)
-            cand, teacher = self.measurer.time_interleaved([self._session(arch), self._teacher_session], [x, x],
+            cand, teacher = self.measurer.time_interleaved([self._session(arch), self._session(self.teacher)], [x, x],
                                                            repeats=PAIRED_RUNS, rounds=PAIRED_ROUNDS)
             # the candidate at the teacher's quiet latency: the teacher's lowest round median times
             # the median per-round ratio (a bisection step that misjudges one candidate discards
