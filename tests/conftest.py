@@ -1,6 +1,20 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and one torch thread per test process.
+
+The README runs the suite on two workers (``-n 2``, pytest-xdist): one thread each keeps the two
+from spin-waiting on each other's cores, as donna-nas's own processes do (``runtime.threads``).
+Subprocesses started by the tests inherit ``OMP_NUM_THREADS``. A value set by the caller wins."""
+
+import os
 
 import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]) or os.cpu_count() or 1)
 
 SYNTH_WORLD = dict(drives=3, frames=8, size=(64, 192), seed=0)
 """The shared synthetic world: 3 drives × 8 frames at 64×192 (train/val/test splits, velodyne,
@@ -14,3 +28,12 @@ def synth_world(tmp_path_factory):
     from donna_nas.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("synth_world") / "world", progress=False, **SYNTH_WORLD)
+
+
+def quick_pairing(mp: pytest.MonkeyPatch) -> None:
+    """Time deployed candidates against their teacher in 2 rounds of 3 runs instead of the
+    product's 10 x 5: tests check what the pairing decides, not its precision."""
+    from donna_nas.tasks.depth import deployed
+
+    mp.setattr(deployed, "PAIRED_ROUNDS", 2)
+    mp.setattr(deployed, "PAIRED_RUNS", 6)

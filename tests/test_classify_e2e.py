@@ -31,12 +31,12 @@ def pipeline(tmp_path_factory):
         write_digits_imagefolder(data, size=32, seed=0)
         train = load_split(data, "train", (32, 32))
         teacher = tmp / "teacher"
-        train_classifier(ClassifyConfig(data=str(data), backbone="resnet18", batch=32, max_steps=40,
+        train_classifier(ClassifyConfig(data=str(data), backbone="resnet18", batch=32, max_steps=20,
                                         kd_weight=0.0), teacher, progress=False, data=train)
         run = tmp / "supernet"
         cfg = SupernetConfig(teacher=str(teacher), data=str(data), task="classify", height=32, width=32,
-                             train_frames=256, val_frames=64, bkd_steps=40, bkd_batch=16,
-                             predictor_archs=4, predictor_test=2, ft_steps=25, ft_val_frames=0, arch_pool=200)
+                             train_frames=256, val_frames=64, bkd_steps=25, bkd_batch=16,
+                             predictor_archs=4, predictor_test=2, ft_steps=15, ft_val_frames=0, arch_pool=200)
         res = build_supernet(SPACE, run, cfg, progress=False)
         pred = LinearBlockPredictor.from_json(run / "predictor.json")
         found = search(SPACE, pred, SyntheticLatency(), method="exact")
@@ -57,7 +57,7 @@ def test_predictor_maximises_top1(pipeline):
     assert pipeline["found"].direction == "maximize"
     df = pd.read_csv(pipeline["run"] / "tables" / "predictor_train.csv")
     assert len(df) == 6 and df["top1"].between(0, 1).all() and df["top5"].ge(df["top1"]).all()
-    assert df["top1"].mean() > 0.2  # 25 steps from distilled blocks: well above chance (0.1)
+    assert df["top1"].mean() > 0.2  # 15 steps from distilled blocks: well above chance (0.1)
     # the selected architecture has the best predicted top-1 on the front
     front = pipeline["found"].front
     assert pipeline["found"].selected.metric == max(e.metric for e in front)

@@ -115,8 +115,11 @@ def test_search_run_records_the_deployed_check(tmp_path, tiny):
     assert sel["deployed_check"]["guard"] == DEPLOYED_GUARD > 0
 
 
-def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny):
+def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny, monkeypatch):
     from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+    from tests.conftest import quick_pairing
+
+    quick_pairing(monkeypatch)
 
     cache = tmp_path / "deployed.json"
     arch = tiny.sample(0).encode()
@@ -179,8 +182,11 @@ def test_side_by_side_fps_orders_a_small_and_a_large_model(tmp_path):
     assert all(r.median_ms == pytest.approx(1000.0 / r.fps) for r in res.values())
 
 
-def test_cli_search_deployed_checks(tmp_path, tiny, capsys):
+def test_cli_search_deployed_checks(tmp_path, tiny, capsys, monkeypatch):
+    from tests.conftest import quick_pairing
     from tests.test_cli_failures import assert_one_line, run_cli
+
+    quick_pairing(monkeypatch)
 
     run = make_run(tmp_path, tiny)
     (run / "config.yaml").write_text("task: depth\n")

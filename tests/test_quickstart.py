@@ -56,8 +56,12 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quickstart(models, tmp_path_factory):
+    from tests.conftest import quick_pairing
+
     out = tmp_path_factory.mktemp("qs")
-    result = run_quickstart(out, QuickstartConfig.tiny(), progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        quick_pairing(mp)
+        result = run_quickstart(out, QuickstartConfig.tiny(), progress=False)
     return out, result
 
 

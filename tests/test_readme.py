@@ -23,6 +23,6 @@ def test_readme_custom_space_example(tmp_path, monkeypatch):
 
 def test_readme_test_command_matches_ci():
     ci = (README.parent / ".ci" / "run").read_text()
-    cmd = 'python -m pytest -m "not slow"'
+    cmd = 'python -m pytest -m "not slow" -n 2 --dist loadfile'
     assert cmd in README.read_text()
     assert cmd.replace("python ", "python3 ") in ci
