@@ -213,3 +213,22 @@ def test_top_level_exports_are_lazy():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and "lazy ok" in r.stdout, r.stdout + r.stderr
+
+
+def test_cli_help_and_space_commands_run_without_torch():
+    """`donna-nas --help` and `space show` need no tensor: they run with torch unimportable, and the
+    default thread count waits in OMP_NUM_THREADS for a command that does import torch."""
+    code = TORCH_FREE.split("import donna_nas, ")[0] + textwrap.dedent("""
+        import os
+        os.environ.pop("OMP_NUM_THREADS", None)
+        from donna_nas.cli import main
+        for argv in (["--help"], ["space", "show", "tiny"]):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                assert not exc.code, (argv, exc.code)
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        print("cli torch-free ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "cli torch-free ok" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
