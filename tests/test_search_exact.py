@@ -136,11 +136,11 @@ def test_table_missing_keys_are_listed(tiny):
 
 
 def test_non_additive_predictor_falls_back_to_nsga2(tiny):
-    class Quadratic:
-        direction = "minimize"
+    from donna_nas.search import Predictor
 
+    class Quadratic(Predictor):
         def predict(self, space, arch):
-            return sum(c.kernel * c.depth for c in arch.choices) ** 0.5
+            return sum(c.kernel * c.depth for c in arch.block_choices) ** 0.5
 
     lat = random_table_latency(tiny, 0)
     with pytest.raises(UserError, match="not additive"):
@@ -149,17 +149,41 @@ def test_non_additive_predictor_falls_back_to_nsga2(tiny):
     assert res.method == "nsga2" and res.exact is None and res.hv_ratio is None
 
 
+def test_a_predictor_is_a_predictor_subclass(tiny):
+    """The search reads predictors through one interface: an object that merely has a
+    ``predict`` method is refused with what to subclass, and a bad direction is named."""
+    from donna_nas.search import Predictor
+
+    class DuckTyped:
+        direction = "minimize"
+
+        def predict(self, space, arch):
+            return 0.0
+
+    class Sideways(Predictor):
+        direction = "sideways"
+
+        def predict(self, space, arch):
+            return 0.0
+
+    lat = random_table_latency(tiny, 0)
+    with pytest.raises(UserError, match="predictor DuckTyped: not a donna_nas.search.Predictor; subclass"):
+        search(tiny, DuckTyped(), lat, method="auto", trials=10, population=5)
+    with pytest.raises(UserError, match="direction 'sideways'"):
+        search(tiny, Sideways(), lat, method="auto", trials=10, population=5)
+
+
 def test_linear_predictor_json_round_trip_and_errors(tmp_path, tiny):
     arch = tiny.sample(0)
-    tok = arch.choices[0].token()
+    tok = arch.block_choices[0].token()
     pred = LinearBlockPredictor(0.5, {"b1": {tok: 0.25, "kernel=3": 0.5, "kernel=5": 0.75},
                                       "b2": {"op=ir": 0.1, "op=fused_ir": 0.2}}, strict=False)
     path = tmp_path / "predictor.json"
     pred.save(path)
     back = LinearBlockPredictor.from_json(path)
     assert back.predict(tiny, arch) == pytest.approx(pred.predict(tiny, arch))
-    k = arch.choices[0].kernel
-    expect = 0.5 + 0.25 + {3: 0.5, 5: 0.75}[k] + {"ir": 0.1, "fused_ir": 0.2}[arch.choices[1].op]
+    k = arch.block_choices[0].kernel
+    expect = 0.5 + 0.25 + {3: 0.5, 5: 0.75}[k] + {"ir": 0.1, "fused_ir": 0.2}[arch.block_choices[1].op]
     assert pred.predict(tiny, arch) == pytest.approx(expect)
     strict = LinearBlockPredictor(0.0, {"b1": {"op=gconv": 1.0}})
     with pytest.raises(UserError, match="no term for block b1"):

@@ -23,7 +23,7 @@ def test_distributions_only_for_multi_valued_options(space):
     assert len(d) == expect
     assert "b1.op" in d and "b1.expand" not in d  # tiny's b1 has one expansion
     arch = space.sample(3)
-    params = {k: getattr(arch.choices[space.block_names.index(k.split(".")[0])], k.split(".")[1])
+    params = {k: getattr(arch.block_choices[space.block_names.index(k.split(".")[0])], k.split(".")[1])
               for k in d}
     assert arch_from_params(space, params) == arch
 
@@ -200,7 +200,7 @@ def test_journal_lines_are_what_optuna_writes(tmp_path, space):
 
     dists = distributions(space)
     arch = space.sample(1)
-    params = {k: getattr(arch.choices[space.block_names.index(k.split(".")[0])], k.split(".")[1])
+    params = {k: getattr(arch.block_choices[space.block_names.index(k.split(".")[0])], k.split(".")[1])
               for k in dists}
     trials = [optuna.trial.create_trial(params=params, distributions=dists, values=[0.5 + i, 2.0],
                                         user_attrs={"arch": arch.encode(), "params": 7},

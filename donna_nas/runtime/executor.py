@@ -8,6 +8,7 @@ submits jobs whose result file is missing.
 
 from __future__ import annotations
 
+import abc
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
@@ -17,14 +18,17 @@ from donna_nas.errors import UserError
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "make_executor"]
 
 
-class Executor:
-    """``map(fn, jobs)`` → list of results in job order; ``on_done(i, result)`` after each job."""
+class Executor(abc.ABC):
+    """Where independent jobs run (blockwise distillation, predictor finetunes, op timings): the
+    one interface the pipeline hands its jobs to. ``map(fn, jobs)`` returns the results in job
+    order and calls ``on_done(i, result)`` after each job, so that a caller can save progress."""
 
     name = "base"
 
+    @abc.abstractmethod
     def map(self, fn: Callable[[Any], Any], jobs: Sequence[Any],
             on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
-        raise NotImplementedError
+        """Run ``fn(job)`` for every job; results in job order."""
 
 
 class LocalExecutor(Executor):

@@ -10,6 +10,7 @@ import types as _types
 
 from donna_nas.search.api import METHODS, SearchResult, search
 from donna_nas.search.objectives import (
+    AdditivePredictor,
     Constraints,
     Evaluation,
     Evaluator,
@@ -20,7 +21,7 @@ from donna_nas.search.objectives import (
     synthetic_predictor,
 )
 
-__all__ = ["METHODS", "Constraints", "Evaluation", "Evaluator", "LinearBlockPredictor", "Predictor",
+__all__ = ["METHODS", "AdditivePredictor", "Constraints", "Evaluation", "Evaluator", "LinearBlockPredictor", "Predictor",
            "SearchResult", "SyntheticLatency", "TableLatency", "search", "synthetic_predictor"]
 
 

@@ -24,6 +24,7 @@ from donna_nas.search.objectives import (
     Evaluator,
     Predictor,
     as_latency_source,
+    check_predictor,
 )
 from donna_nas.search.pareto import hypervolume_2d, pareto_front, reference_point
 from donna_nas.space.space import SearchSpace
@@ -137,10 +138,9 @@ def search(space: SearchSpace, predictor: Predictor, latency: Any,
         raise UserError(f"--objective {extra_objective!r} unknown; allowed: {', '.join(EXTRA_OBJECTIVES)}")
     if storage_mode not in STORAGE_MODES:
         raise UserError(f"storage mode {storage_mode!r} unknown; allowed: {', '.join(STORAGE_MODES)}")
-    direction = getattr(predictor, "direction", "minimize")
-    metric_name = getattr(predictor, "metric", "metric")
-    if hasattr(predictor, "check_space"):
-        predictor.check_space(space)
+    predictor = check_predictor(predictor)
+    direction, metric_name = predictor.direction, predictor.metric
+    predictor.check_space(space)
     latency = as_latency_source(latency)
     evaluator = Evaluator(space, predictor, latency, input_size)
     why_not_exact = exact_supported(predictor, latency)

@@ -321,7 +321,7 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, constraints: Constraints
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     directions = [evaluator.predictor.direction, "minimize"] + (["minimize"] if extra_objective else [])
-    metric_names = [metric_name or getattr(evaluator.predictor, "metric", "metric"), "latency_ms"]
+    metric_names = [metric_name or evaluator.predictor.metric, "latency_ms"]
     if extra_objective:
         metric_names.append(extra_objective)
     journal = None
@@ -370,10 +370,10 @@ def _run(space, evaluator, constraints, journal, *, trials, population, seed, st
             notes.append(f"marked {stale} RUNNING trial(s) of stopped workers as FAIL")
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     sampler = study.sampler
-    observe = getattr(sampler, "observe", None)
-    if observe is not None:
+    incremental = isinstance(sampler, IncrementalNSGAIISampler)
+    if incremental:
         for ft in completed:
-            observe(ft)
+            sampler.observe(ft)
     todo = max(0, trials - (_live_before(study) if shared else len(completed)))
     pending: list[FrozenTrial] = []
     me = worker_id()
@@ -411,8 +411,8 @@ def _run(space, evaluator, constraints, journal, *, trials, population, seed, st
             values.append(float(ev.params if extra_objective == "params" else ev.macs))
         frozen = study.tell(trial, values)
         done += 1
-        if observe is not None:
-            observe(frozen)
+        if incremental:
+            sampler.observe(frozen)
         if journal is not None:
             pending.append(frozen)
             if len(pending) >= population:

@@ -5,21 +5,22 @@ width (the previous block's ``out_channels``; the stem's width for block 1), so 
 quantity here is keyed by ``(block index, choice, cin)`` and cached: evaluating an architecture is
 then a handful of dictionary look-ups, and the exact solver can reuse the same terms.
 
-Predictors follow the ``Predictor`` protocol (``predict``); additive ones also expose
-``intercept`` + ``block_term`` and set ``is_additive``. ``LinearBlockPredictor`` is the additive
-form the supernet stage writes to ``RUN/predictor.json``. Latency comes from any
+Predictors subclass ``Predictor`` (``predict``); additive ones subclass ``AdditivePredictor``
+(``intercept`` + ``block_term``), which the exact solver needs. ``LinearBlockPredictor`` is the
+additive form the supernet stage writes to ``RUN/predictor.json``. Latency comes from any
 ``donna_nas.latency.LatencySource`` (or a mapping ``op key -> ms``, as ``MappingLatency``).
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from donna_nas.errors import UserError
 from donna_nas.latency.base import LatencySource, MappingLatency, as_latency_source
@@ -29,31 +30,53 @@ from donna_nas.space.space import Architecture, BlockChoice, SearchSpace
 
 __all__ = ["AdditivePredictor", "Constraints", "Evaluation", "Evaluator", "LatencySource",
            "LinearBlockPredictor", "MappingLatency", "Predictor", "SyntheticLatency",
-           "TableLatency", "as_latency_source", "check_coverage", "incoming_widths",
+           "TableLatency", "as_latency_source", "check_coverage", "check_predictor", "incoming_widths",
            "is_additive_predictor", "latency_is_additive", "synthetic_predictor"]
 
 DIRECTIONS = ("minimize", "maximize")
 
 
 # --------------------------------------------------------------------------- predictors
-@runtime_checkable
-class Predictor(Protocol):
-    """Predicts the task metric of an architecture. ``direction`` says whether lower is better
-    (``minimize``, e.g. Sq Rel) or higher (``maximize``, e.g. top-1)."""
+class Predictor(abc.ABC):
+    """Predicts the task metric of an architecture: the one interface the search reads a
+    predictor through (as optuna's samplers subclass ``BaseSampler``).
 
-    direction: str
+    ``direction`` says whether lower is better (``minimize``, e.g. Sq Rel) or higher
+    (``maximize``, e.g. top-1); ``metric`` names the metric in reports. A subclass that knows
+    which space it was fitted on overrides ``check_space``, so that a predictor from another
+    space fails before the search instead of predicting nonsense."""
 
-    def predict(self, space: SearchSpace, arch: Architecture) -> float: ...
+    direction: str = "minimize"
+    metric: str = "metric"
+    is_additive: bool = False
+
+    @abc.abstractmethod
+    def predict(self, space: SearchSpace, arch: Architecture) -> float:
+        """The predicted metric of ``arch`` (an architecture of ``space``)."""
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Raise ``UserError`` when this predictor cannot score architectures of ``space``; the
+        default accepts every space."""
 
 
-@runtime_checkable
-class AdditivePredictor(Predictor, Protocol):
-    """A predictor that is a constant plus one term per block: the exact solver needs this."""
+class AdditivePredictor(Predictor):
+    """A constant plus one term per block, the term depending on the block's choice and its
+    incoming width only: the exact solver needs this form."""
 
-    is_additive: bool
-    intercept: float
+    is_additive: bool = True
+    intercept: float  # set by the subclass (no class default: dataclass subclasses would inherit it)
 
-    def block_term(self, space: SearchSpace, index: int, choice: BlockChoice, cin: int) -> float: ...
+    @abc.abstractmethod
+    def block_term(self, space: SearchSpace, index: int, choice: BlockChoice, cin: int) -> float:
+        """Block ``index``'s contribution with ``choice`` after a block of ``cin`` output channels."""
+
+    def predict(self, space: SearchSpace, arch: Architecture) -> float:
+        cin = space.stem.channels
+        total = self.intercept
+        for i, bc in enumerate(arch.block_choices):
+            total += self.block_term(space, i, bc, cin)
+            cin = bc.out_channels
+        return total
 
 
 def is_additive_predictor(p: Predictor) -> bool:
@@ -61,8 +84,20 @@ def is_additive_predictor(p: Predictor) -> bool:
     return isinstance(p, AdditivePredictor) and bool(p.is_additive)
 
 
+def check_predictor(predictor: Any) -> Predictor:
+    """``predictor`` itself, or a ``UserError`` saying what a predictor must be."""
+    if not isinstance(predictor, Predictor):
+        raise UserError(f"predictor {type(predictor).__name__}: not a donna_nas.search.Predictor; "
+                        "subclass Predictor (predict) or AdditivePredictor (intercept, block_term), "
+                        "or load RUN/predictor.json with LinearBlockPredictor.from_json")
+    if predictor.direction not in DIRECTIONS:
+        raise UserError(f"predictor {type(predictor).__name__}: direction {predictor.direction!r}; "
+                        f"allowed: {', '.join(DIRECTIONS)}")
+    return predictor
+
+
 @dataclass
-class LinearBlockPredictor:
+class LinearBlockPredictor(AdditivePredictor):
     """intercept + Σ_blocks term(block, choice).
 
     ``terms[block_name]`` maps keys to coefficients; a key matches a block choice either as its
@@ -109,14 +144,6 @@ class LinearBlockPredictor:
             raise UserError(f"{self.source}: predictor has no term for block {name} choice "
                             f"{token!r}; add it to terms.{name} (or an option=value feature)")
         self._cache[key] = total
-        return total
-
-    def predict(self, space: SearchSpace, arch: Architecture) -> float:
-        cin = space.stem.channels
-        total = self.intercept
-        for i, bc in enumerate(arch.block_choices):
-            total += self.block_term(space, i, bc, cin)
-            cin = bc.out_channels
         return total
 
     # ------------------------------------------------------------------ serialisation

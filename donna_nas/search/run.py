@@ -361,7 +361,7 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
                              float(constraints.max_latency_ms))
     else:
         bound = LatencyBound(None, "none")
-    say(f"selection: best predicted {getattr(pred, 'metric', 'metric')} with {bound.describe()}")
+    say(f"selection: best predicted {pred.metric} with {bound.describe()}")
     quality = PredictorQuality.from_file(pred_path)
     # with a deployed check the whole front is its candidate list: op sums mis-price whole
     # networks, so the source bound is reported but does not cut the front
