@@ -36,11 +36,8 @@ def assert_one_line(code, out, err, *needles):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from donna_nas.data.synth import synthesize
-
-    return synthesize(tmp_path_factory.mktemp("w") / "world", drives=3, frames=8, size=(64, 192), seed=0,
-                      progress=False)
+def world(synth_world):
+    return synth_world  # conftest: 3 drives x 8 frames at 64x192, seed 0
 
 
 def finetune_args(world, out, *extra):
