@@ -192,6 +192,19 @@ def test_version_and_help_rendering(capsys, monkeypatch):
     assert "evaluate [OPTIONS] [RUN]" in ev and "`evaluate RUN`" in ev
 
 
+def test_main_registers_each_command_once(capsys, monkeypatch):
+    """In-process callers run ``main`` many times: the commands are registered once, so help and
+    parsing do not slow down with every call (they did, linearly, when each call re-registered)."""
+    from donna_nas.cli import app
+
+    for _ in range(3):
+        _help(["--help"], capsys, monkeypatch)
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    groups = [g.name for g in app.registered_groups]
+    assert commands and len(commands) == len(set(commands)), commands
+    assert groups and len(groups) == len(set(groups)), groups
+
+
 def test_predictor_from_another_space_or_with_an_empty_block_is_refused():
     from donna_nas.predictor.check import check_predictor_space
     from donna_nas.space import load_space

@@ -28,7 +28,16 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
+_registered = False
+
+
 def _register() -> None:
+    """Add every command group to ``app``, once per process: ``main`` may be called many times
+    in one process (tests, scripts), and each registration appends its commands again."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from donna_nas.cli import space as space_cli
 
     app.add_typer(space_cli.app, name="space")
