@@ -220,20 +220,21 @@ def report(a) -> None:
         for r in c["rows"]:
             bf = "" if c.get("mixed_precision", "off") == "off" else f" ({c['mixed_precision']} autocast)"
             bf += "" if c.get("warp", "exact") == "exact" else f" (--warp {c['warp']})"
+            bf += f" (seed {c['seed']}: world and training)" if c.get("seed", 0) else ""
             rows.append({"world": c["world"], "model": f"{c['mode']} ResNet18{bf}", "step": r["step"],
                          **{k: r[k] for k in METRICS}, "train_s": round(c["seconds"], 0)})
-        for b, m in c["baselines"].items():
-            key = (c["world"], b)
-            if not any(x["world"] == key[0] and x["model"] == b for x in rows):
-                rows.append({"world": c["world"], "model": b, "step": 0, **{k: m[k] for k in METRICS}, "train_s": 0})
+        for b, m in c["baselines"].items():  # each world seed renders another street: its own baselines
+            name = b + (f" (world seed {c['seed']})" if c.get("seed", 0) else "")
+            if not any(x["world"] == c["world"] and x["model"] == name for x in rows):
+                rows.append({"world": c["world"], "model": name, "step": 0, **{k: m[k] for k in METRICS}, "train_s": 0})
     df = pd.DataFrame(rows).sort_values(["world", "model", "step"])
     RESULTS.mkdir(exist_ok=True)
     write_text_atomic(RESULTS / f"{a.record}.csv", df.to_csv(index=False))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("abs_rel", "sq_rel")):
         for (wname, model), g in df.groupby(["world", "model"]):
-            if model in ("constant", "prior"):
-                ax.axhline(g[metric].iloc[0], ls="--" if model == "prior" else ":", lw=1,
+            if model.split(" ")[0] in ("constant", "prior"):
+                ax.axhline(g[metric].iloc[0], ls="--" if model.startswith("prior") else ":", lw=1,
                            color="C0" if wname == "new" else "C3", label=f"{wname} world: {model}")
             else:
                 ax.plot(g["step"], g[metric], "o-", label=f"{wname} world: {model}")
