@@ -49,6 +49,16 @@ def readme_command(tree: Path) -> list[str]:
     return shlex.split(m.group(0))[3:]
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
@@ -95,6 +105,7 @@ def main() -> None:
     # a kill (SIGTERM) still removes the temporary worktree: the ``finally`` below runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     old_rev, new_rev = git("rev-parse", "--short", a.compare), code_commit()
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = Path(tmp) / "old"
         git("worktree", "add", "--detach", str(old_tree), old_rev)
@@ -118,7 +129,8 @@ def main() -> None:
             git("worktree", "remove", "--force", str(old_tree))
     table = []
     for (k, what), runs in rows.items():
-        table.append({"revision": k, "selection": what, "command": "python -m pytest " + " ".join(cmds[k]),
+        shown = cmds[k] if what == "whole suite" else [x for x in cmds[k] if x not in ("-m", "not slow")] + ["IDS"]
+        table.append({"revision": k, "selection": what, "command": shlex.join(["python", "-m", "pytest", *shown]),
                       "tests_passed": runs[-1]["passed"], "failed": max(r["failed"] for r in runs),
                       "wall_s": round(statistics.median(r["wall_s"] for r in runs), 1),
                       "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 1),
@@ -127,10 +139,11 @@ def main() -> None:
     lines = [
         "# Default test suite: before and after, side by side",
         "",
-        f"Command: `{cmd}`. Date {datetime.date.today()}; machine: {platform.machine()}, {os.cpu_count()} cores "
-        f"({platform.processor() or 'cpu'}); code {new_rev}.",
+        f"Command: `{cmd}`. Date {datetime.date.today()}; machine: {cpu_model()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, 1-min load average {load_at_start:.2f} at the start; code {new_rev}.",
         f"Each revision runs its own README test command on its own code; the two alternate {a.rounds} times; "
-        "medians. CPU-s: user + system time of the pytest process and everything it started.",
+        "medians. CPU-s: user + system time of the pytest process and everything it started. IDS: the node ids "
+        "of the tests both revisions have, instead of `-m 'not slow'`.",
         "",
         "| revision | selection | command | tests passed | failed | wall s (median) | CPU-s | wall s per round |",
         "|---|---|---|---:|---:|---:|---:|---|",
