@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _provenance import code_commit  # noqa: E402
 
+from donna_nas.latency.ort import cpu_name  # noqa: E402
 from donna_nas.runtime.io import write_text_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,16 +48,6 @@ def readme_command(tree: Path) -> list[str]:
     if m is None:
         raise SystemExit(f"{tree / 'README.md'}: no `python -m pytest ...` command found")
     return shlex.split(m.group(0))[3:]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def git(*args: str) -> str:
@@ -139,7 +130,7 @@ def main() -> None:
     lines = [
         "# Default test suite: before and after, side by side",
         "",
-        f"Command: `{cmd}`. Date {datetime.date.today()}; machine: {cpu_model()}, {platform.machine()}, "
+        f"Command: `{cmd}`. Date {datetime.date.today()}; machine: {cpu_name()}, {platform.machine()}, "
         f"{os.cpu_count()} cores, 1-min load average {load_at_start:.2f} at the start; code {new_rev}.",
         f"Each revision runs its own README test command on its own code; the two alternate {a.rounds} times; "
         "medians. CPU-s: user + system time of the pytest process and everything it started. IDS: the node ids "
