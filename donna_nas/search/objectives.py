@@ -113,7 +113,6 @@ class LinearBlockPredictor(AdditivePredictor):
     metric: str = "metric"
     strict: bool = True
     source: str = "<python>"
-    is_additive: bool = field(default=True, init=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
