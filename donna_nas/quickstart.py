@@ -251,12 +251,13 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         old = json.loads(saved.read_text())
         now = json.loads(json.dumps(settings))
         if old != now:
-            missing = object()
-            diff = [f"{k}: {'absent' if old.get(k, missing) is missing else old[k]!r} there, "
-                    f"{'absent' if now.get(k, missing) is missing else now[k]!r} here"
-                    for k in sorted(set(old) | set(now)) if old.get(k, missing) != now.get(k, missing)]
-            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
-            raise UserError(f"{saved}: this folder holds a quickstart with other settings ({shown}); "
+            def shown(d: dict, k: str) -> str:
+                return repr(d[k]) if k in d else "absent"
+
+            diff = [f"{k}: {shown(old, k)} there, {shown(now, k)} here" for k in sorted(set(old) | set(now))
+                    if (k in old) != (k in now) or old.get(k) != now.get(k)]
+            listed = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+            raise UserError(f"{saved}: this folder holds a quickstart with other settings ({listed}); "
                             f"use another --out or delete {out}")
     else:
         write_json_atomic(saved, settings)
