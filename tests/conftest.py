@@ -12,9 +12,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config):
-    import torch
+    from donna_nas.runtime.threads import set_threads
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]) or os.cpu_count() or 1)
+    set_threads(None)  # OMP_NUM_THREADS, as donna-nas's own processes read it
+
+TINY_ARCH = ("b1:fused_ir_d1_k5_e2_c8_relu|b2:fused_ir_d1_k5_e2_c16_relu|b3:gconv_d1_k3_e2_c16_relu|"
+             "b4:ir_d2_k5_e2_c24_relu|b5:gconv_d1_k3_e2_c32_relu")
+"""A small encoder of the ``tiny`` space, for tests whose subject is not the encoder (training
+loop, resume, failures): a ResNet18 made each of those runs several times slower."""
 
 SYNTH_WORLD = dict(drives=3, frames=8, size=(64, 192), seed=0)
 """The shared synthetic world: 3 drives × 8 frames at 64×192 (train/val/test splits, velodyne,

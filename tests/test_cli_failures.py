@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ARCH = "b1:fused_ir_d1_k5_e2_c8_relu|b2:fused_ir_d1_k5_e2_c16_relu|b3:gconv_d1_k3_e2_c16_relu|" \
-       "b4:ir_d2_k5_e2_c24_relu|b5:gconv_d1_k3_e2_c32_relu"
+from tests.conftest import TINY_ARCH as ARCH
+
 
 
 def run_cli(args, capsys):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ARCH = "b1:fused_ir_d1_k5_e2_c8_relu|b2:fused_ir_d1_k5_e2_c16_relu|b3:gconv_d1_k3_e2_c16_relu|" \
-       "b4:ir_d2_k5_e2_c24_relu|b5:gconv_d1_k3_e2_c32_relu"
+from tests.conftest import TINY_ARCH as ARCH
+
 # 3 steps of batch 2 at 64x192, a checkpoint after each
 STEPS = ["--max-steps", "3"]
 FINETUNE = ["finetune", "--size", "64x192", "--backbone", ARCH, "--space", "tiny", "--epochs", "1",

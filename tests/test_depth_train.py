@@ -6,6 +6,8 @@ import sys
 import textwrap
 
 import pytest
+
+from tests.conftest import TINY_ARCH as ARCH
 import torch
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
@@ -43,13 +45,9 @@ class FakeFrames(Dataset):
         return {"images": img, "images_aug": img, "K": self.K, "inv_K": self.inv_K, "semantics": self.sem[i], "index": i}
 
 
-# a small searched encoder: the trainer's logic (resume, NaN guard, DDP, X-Distill) does not depend
-# on the depth encoder, and a ResNet18 made each run 2.6x slower; the pose net stays a ResNet18
-ARCH = ("b1:fused_ir_d1_k5_e2_c8_relu|b2:fused_ir_d1_k5_e2_c16_relu|b3:gconv_d1_k3_e2_c16_relu|"
-        "b4:ir_d2_k5_e2_c24_relu|b5:gconv_d1_k3_e2_c32_relu")
-
-
 def _cfg(**kw):
+    """A small encoder (conftest.TINY_ARCH): the trainer's logic (resume, NaN guard, DDP, X-Distill)
+    does not depend on the depth encoder; the pose net stays a ResNet18."""
     base = dict(data="fake", height=H, width=W, batch=2, epochs=2, checkpoint_every=2, seed=3, lr=1e-3,
                 backbone=ARCH, space="tiny")
     base.update(kw)
