@@ -5,6 +5,8 @@ and 192x640, renders target frames with both neighbours and measures (``donna_na
 over static non-sky pixels inside the Garg crop: the fraction where the true depth beats depth x 0.8
 and x 1.25 and passes the auto-mask, and the median ratio of the best wrong-scale error to the
 true-depth error. Targets at the training size (64x192): fraction >= 0.85, ratio >= 2.0.
+A second table breaks the version-2 fraction down by how far pixels move between frames and by
+whether they lie near a depth or object edge, which says what would raise it.
 
     python experiments/bench_learnability.py [--drives 2] [--targets 6]
 """
@@ -38,7 +40,7 @@ def main() -> None:
     from donna_nas.runtime.io import write_text_atomic
 
     torch.set_num_threads(1)
-    rows = []
+    rows, where = [], []
     for size in a.sizes:
         h, w = (int(v) for v in size.split("x"))
         for name, kw in (("old (v1)", {"world_version": 1}), ("new (v2)", {"world_version": 2}),
@@ -51,9 +53,15 @@ def main() -> None:
                          "road_ratio": round(road.get("median_ratio", 0), 2), "pixels": r.pixels, "frames": r.frames,
                          "seconds": round(time.time() - t0, 1)})
             print(rows[-1], flush=True)
+            if kw == {"world_version": 2}:
+                for part, groups in (("flow", r.by_flow), ("region", r.by_region)):
+                    for g, v in groups.items():
+                        where.append({"size": size, "by": part, "pixels": g, "share": round(v["share"], 3),
+                                      "fraction": round(v["fraction"], 3), "median_ratio": round(v["median_ratio"], 2)})
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     df.to_csv(RESULTS / "bench_learnability.csv", index=False)
+    pd.DataFrame(where).to_csv(RESULTS / "bench_learnability_where.csv", index=False)
     cmd = "python experiments/bench_learnability.py " + " ".join(sys.argv[1:])
     lines = ["# Learnability of the synthetic world", "",
              f"Command: `{cmd.strip()}`. Date {datetime.date.today()}. Machine: {platform.machine()}, "
@@ -66,6 +74,12 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['size']} | {r['world']} | {r['fraction']:.3f} | {r['median_ratio']:.2f} | "
                      f"{r['road_fraction']:.3f} | {r['road_ratio']:.2f} | {r['pixels']} |")
+    lines += ["", "## Where version 2 fails to teach", "",
+              "Flow: how far a pixel moves to frame t+1 under the true depth and pose. Near edge: within "
+              "2 px of a depth jump (> 35%) or an object boundary. Share: of the valid pixels at that size.", "",
+              "| size | pixels | share | fraction | median wrong/true error |", "|---|---|---:|---:|---:|"]
+    for r in where:
+        lines.append(f"| {r['size']} | {r['pixels']} | {r['share']:.3f} | {r['fraction']:.3f} | {r['median_ratio']:.2f} |")
     write_text_atomic(RESULTS / "bench_learnability.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from donna_nas.data.learnability import measure
+from donna_nas.data.learnability import flow_magnitude, measure, near_edge
 from donna_nas.data.synth import DriveRenderer, default_supersample
 from donna_nas.errors import UserError
 from donna_nas.tasks.depth.baselines import baseline_metrics, pixel_prior
@@ -34,6 +34,41 @@ def test_learnability_by_class_shares_sum_to_one(figures):
     shares = [c["share"] for c in figures["new"].by_class.values()]
     assert sum(shares) == pytest.approx(1.0)
     assert {"road", "building"} <= set(figures["new"].by_class)
+
+
+def test_breakdowns_cover_every_pixel_and_recombine_to_the_fraction(figures):
+    new = figures["new"]
+    for groups in (new.by_flow, new.by_region):
+        assert sum(g["share"] for g in groups.values()) == pytest.approx(1.0)
+        assert sum(g["share"] * g["fraction"] for g in groups.values()) == pytest.approx(new.fraction)
+    assert set(new.by_region) == {"near edge", "interior"}
+    # pixels that barely move cannot tell x0.8 from x1.25; pixels that move far can
+    assert new.by_flow[">=4 px"]["fraction"] > new.by_flow["<1 px"]["fraction"] + 0.2
+
+
+def test_flow_magnitude_of_a_sideways_step_is_focal_times_baseline_over_depth():
+    K = np.array([[100.0, 0, 16], [0, 100.0, 8], [0, 0, 1]])
+    depth = np.full((16, 32), 10.0)
+    depth[:, 16:] = 20.0
+    pose = np.eye(4)
+    pose[0, 3] = 0.5  # the source camera sees points 0.5 m to the right
+    flow = flow_magnitude(depth, K, pose)
+    np.testing.assert_allclose(flow[:, :16], 100 * 0.5 / 10)
+    np.testing.assert_allclose(flow[:, 16:], 100 * 0.5 / 20)
+    np.testing.assert_allclose(flow_magnitude(depth, K, np.eye(4)), 0, atol=1e-9)
+
+
+def test_near_edge_marks_a_band_around_depth_and_object_jumps_only():
+    depth = np.full((12, 20), 10.0)
+    depth[:, 10:] = 30.0  # a depth jump between columns 9 and 10
+    obj = np.zeros((12, 20), int)
+    m = near_edge(depth, obj, radius=2)
+    assert m[:, 8:12].all() and not m[:, :7].any() and not m[:, 13:].any()
+    smooth = np.linspace(10.0, 12.0, 20)[None].repeat(12, 0)  # 1% per column: no edge
+    assert not near_edge(smooth, obj, radius=2).any()
+    obj2 = obj.copy()
+    obj2[6:, :] = 1  # an object boundary at equal depth is an edge too
+    assert near_edge(np.full((12, 20), 10.0), obj2, radius=1)[4:8].all()
 
 
 def test_supersampled_render_keeps_geometry_of_centre_ray():

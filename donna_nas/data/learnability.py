@@ -15,6 +15,17 @@ Two figures summarise it, over the static, non-sky pixels inside the Garg crop:
 
 A flat-textured world scores low on both (every depth warps a flat colour onto a flat colour), so
 the figures separate worlds that teach depth from worlds that only look like streets.
+
+Two breakdowns say *where* a world fails to teach, because the remedies differ:
+
+* ``by_flow``: by how far the pixel moves to frame t+1 under the true depth and pose. Near the focus
+  of expansion, and far away, a pixel moves under a pixel: ×0.8 and ×1.25 then shift the warp by a
+  fraction of that, and no texture can tell them apart. More ego motion or resolution helps, texture
+  does not.
+* ``by_region``: pixels within ``EDGE_PX`` of a depth or object discontinuity against the interior.
+  At an occlusion edge the 3×3 SSIM window mixes foreground and background that move differently, so
+  the true depth need not win there. At low resolution a large share of a street's pixels is near an
+  edge; fewer, larger objects help, texture does not.
 """
 
 from __future__ import annotations
@@ -24,6 +35,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 SCALES = (0.8, 1.0, 1.25)
+#: Upper bounds (pixels) of the ``by_flow`` bins; the last bin is open.
+FLOW_BINS = (1.0, 2.0, 4.0)
+#: A pixel within this many pixels of a depth or object discontinuity is "near an edge".
+EDGE_PX = 2
+#: A depth discontinuity: |log depth| changes by more than this between 4-neighbours (a 35% jump;
+#: the ground plane's row-to-row change stays below it up to about 70 m at 64 rows).
+EDGE_LOG_DEPTH = 0.3
 
 
 @dataclass
@@ -36,6 +54,8 @@ class Learnability:
     pixels: int  # valid pixels the figures are taken over
     frames: int  # target frames measured
     by_class: dict[str, dict[str, float]] = field(default_factory=dict)  # class name -> {fraction, median_ratio, share}
+    by_flow: dict[str, dict[str, float]] = field(default_factory=dict)  # "<1 px", "1-2 px", ... -> {fraction, median_ratio, share}
+    by_region: dict[str, dict[str, float]] = field(default_factory=dict)  # "near edge" / "interior" -> {fraction, median_ratio, share}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +64,49 @@ class Learnability:
 def _relative_pose(T_w_tgt: np.ndarray, T_w_src: np.ndarray) -> np.ndarray:
     """Target camera frame -> source camera frame (4x4), from two camera-to-world poses."""
     return np.linalg.inv(T_w_src) @ T_w_tgt
+
+
+def flow_magnitude(depth: np.ndarray, K: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Pixels each pixel moves to the source view: ``depth`` (H, W) camera z, ``pose`` target -> source.
+
+    Uses the same integer-pixel grid as the warp; a displacement is convention-free anyway.
+    """
+    H, W = depth.shape
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K[:3, :3]).T
+    pts = rays * depth[..., None] @ pose[:3, :3].T + pose[:3, 3]
+    proj = pts @ K[:3, :3].T
+    z = np.maximum(proj[..., 2], 1e-6)
+    return np.hypot(proj[..., 0] / z - u, proj[..., 1] / z - v)
+
+
+def near_edge(depth: np.ndarray, obj: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
+    """Pixels within ``radius`` (Chebyshev) of a depth jump (``EDGE_LOG_DEPTH``) or an object-id change."""
+    ld = np.log(np.maximum(depth, 1e-3))
+    edge = np.zeros(depth.shape, bool)
+    dy = (np.abs(np.diff(ld, axis=0)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=0) != 0)
+    dx = (np.abs(np.diff(ld, axis=1)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=1) != 0)
+    edge[:-1] |= dy
+    edge[1:] |= dy
+    edge[:, :-1] |= dx
+    edge[:, 1:] |= dx
+    grown = edge.copy()
+    H, W = edge.shape
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            src = edge[max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
+            grown[max(0, dy):H - max(0, -dy), max(0, dx):W - max(0, -dx)] |= src
+    return grown
+
+
+def _groups(keep: np.ndarray, ratio: np.ndarray, key: np.ndarray, names: dict) -> dict[str, dict[str, float]]:
+    out = {}
+    for k, name in names.items():
+        m = key == k
+        if m.any():
+            out[name] = {"fraction": float(keep[m].mean()), "median_ratio": float(np.median(ratio[m])),
+                         "share": float(m.mean())}
+    return out
 
 
 def pixel_errors(target: np.ndarray, sources: list[np.ndarray], depth: np.ndarray, K: np.ndarray,
@@ -92,7 +155,7 @@ def measure(seed: int = 0, drives: int = 2, frames: int = 60, size: tuple[int, i
     version = FORMAT_VERSION if world_version is None else world_version
     H, W = size
     crop = garg_crop_mask(H, W)
-    keep_all, ratio_all, cls_all = [], [], []
+    keep_all, ratio_all, cls_all, flow_all, edge_all = [], [], [], [], []
     n_frames = 0
     for d in range(1, drives + 1):
         r = DriveRenderer(seed, d, frames, size, world_version=version, texture=texture)
@@ -111,13 +174,18 @@ def measure(seed: int = 0, drives: int = 2, frames: int = 60, size: tuple[int, i
             keep_all.append(keep[valid])
             ratio_all.append((wrong / np.maximum(e1, 1e-6))[valid])
             cls_all.append(tgt.labels[valid])
+            flow_all.append(flow_magnitude(depth, r.cal["K"], poses[1])[valid])
+            edge_all.append(near_edge(depth, tgt.obj)[valid])
             n_frames += 1
     keep, ratio, cls = np.concatenate(keep_all), np.concatenate(ratio_all), np.concatenate(cls_all)
-    by_class = {}
-    for cid in np.unique(cls):
-        m = cls == cid
-        by_class[sem.CLASSES[int(cid)].name] = {"fraction": float(keep[m].mean()), "median_ratio": float(np.median(ratio[m])),
-                                           "share": float(m.mean())}
+    flow, edge = np.concatenate(flow_all), np.concatenate(edge_all)
+    by_class = _groups(keep, ratio, cls, {int(c): sem.CLASSES[int(c)].name for c in np.unique(cls)})
+    edges = (0.0,) + FLOW_BINS
+    flow_names = {i: f"{lo:g}-{hi:g} px" for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))}
+    flow_names[0] = f"<{FLOW_BINS[0]:g} px"
+    flow_names[len(FLOW_BINS)] = f">={FLOW_BINS[-1]:g} px"
+    by_flow = _groups(keep, ratio, np.searchsorted(np.asarray(FLOW_BINS), flow, side="right"), flow_names)
+    by_region = _groups(keep, ratio, edge.astype(int), {1: "near edge", 0: "interior"})
     return Learnability(size=(H, W), fraction=float(keep.mean()) if len(keep) else 0.0,
                         median_ratio=float(np.median(ratio)) if len(ratio) else 0.0, pixels=int(len(keep)),
-                        frames=n_frames, by_class=by_class)
+                        frames=n_frames, by_class=by_class, by_flow=by_flow, by_region=by_region)
