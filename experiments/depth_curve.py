@@ -165,7 +165,7 @@ def curve(a) -> None:
 
     torch.set_num_threads(a.threads)
     h, w = (int(v) for v in a.size.split("x"))
-    work = Path(a.work)
+    work = Path(a.work[0])
     data = world(work, a.world, (h, w), a.drives, a.frames, a.seed)
     name = (f"{a.world}_{a.mode}_s{a.seed}" + ("" if a.mixed_precision == "off" else f"_{a.mixed_precision}")
             + ("" if a.warp == "exact" else f"_warp-{a.warp}"))
@@ -204,6 +204,47 @@ def curve(a) -> None:
               f"constant {res['baselines']['constant']['abs_rel']:.3f} ({done['seconds']:.0f}s)", flush=True)
 
 
+RATIO_TARGET = 1.5  # self-supervised abs_rel at most this times the supervised bound's
+
+
+def ratio_lines(curves: list[dict]) -> list[str]:
+    """Self-supervised against the supervised bound at equal steps, per seed and on the seeds' mean,
+    and the first step at which the self-supervised network beats the per-pixel prior."""
+    by = {(c["world"], c.get("seed", 0), c["mode"]): c for c in curves
+          if c.get("mixed_precision", "off") == "off" and c.get("warp", "exact") == "exact"}
+    pairs = {(w, s): (by[(w, s, "selfsup")], by[(w, s, "supervised")]) for (w, s, m) in by
+             if m == "selfsup" and (w, s, "supervised") in by}
+    if not pairs:
+        return []
+    out = ["## Self-supervised against the supervised bound", "",
+           f"abs_rel ratio self-supervised / supervised at equal steps (target ≤ {RATIO_TARGET}×); "
+           "'mean' divides the seeds' mean abs_rels, at the steps every seed has.", "",
+           "| world | seed | step | self-supervised abs_rel | supervised abs_rel | ratio | ≤ 1.5× | beats the prior (abs_rel and Sq Rel) |",
+           "|---|---|---:|---:|---:|---:|---|---|"]
+    for world in sorted({w for w, _ in pairs}):
+        seeds = sorted(s for w, s in pairs if w == world)
+        steps_all = None
+        for seed in seeds:
+            ss, sup = pairs[(world, seed)]
+            a, b = {r["step"]: r for r in ss["rows"]}, {r["step"]: r for r in sup["rows"]}
+            steps = sorted(set(a) & set(b))
+            steps_all = set(steps) if steps_all is None else steps_all & set(steps)
+            prior = ss["baselines"]["prior"]
+            for st in steps:
+                ratio = a[st]["abs_rel"] / b[st]["abs_rel"]
+                beats = a[st]["abs_rel"] < prior["abs_rel"] and a[st]["sq_rel"] < prior["sq_rel"]
+                out.append(f"| {world} | {seed} | {st} | {a[st]['abs_rel']:.3f} | {b[st]['abs_rel']:.3f} | {ratio:.2f} | "
+                           f"{'met' if ratio <= RATIO_TARGET else '**missed**'} | {'yes' if beats else 'no'} |")
+        if len(seeds) > 1:
+            for st in sorted(steps_all or ()):
+                m_ss = sum({r["step"]: r for r in pairs[(world, s)][0]["rows"]}[st]["abs_rel"] for s in seeds) / len(seeds)
+                m_sup = sum({r["step"]: r for r in pairs[(world, s)][1]["rows"]}[st]["abs_rel"] for s in seeds) / len(seeds)
+                ratio = m_ss / m_sup
+                out.append(f"| {world} | mean of {', '.join(map(str, seeds))} | {st} | {m_ss:.3f} | {m_sup:.3f} | {ratio:.2f} | "
+                           f"{'met' if ratio <= RATIO_TARGET else '**missed**'} | – |")
+    return out + [""]
+
+
 def report(a) -> None:
     import matplotlib
 
@@ -213,8 +254,7 @@ def report(a) -> None:
 
     from donna_nas.runtime.io import write_text_atomic
 
-    work = Path(a.work)
-    curves = [json.loads(p.read_text()) for p in sorted(work.glob("*_s*.json"))]
+    curves = [json.loads(p.read_text()) for w in a.work for p in sorted(Path(w).glob("*_s*.json"))]
     rows = []
     for c in curves:
         for r in c["rows"]:
@@ -250,7 +290,7 @@ def report(a) -> None:
     lines = ["# Learning curve: Monodepth2 ResNet18 from scratch, with baselines", "",
              "Command: `python experiments/depth_curve.py --world new|old --mode selfsup|supervised "
              "[--mixed-precision bf16] --milestones ...` then `python experiments/depth_curve.py --report"
-             + ("" if a.record == "depth_curve" else f" --record {a.record}") + f"` (one --work folder). "
+             + ("" if a.record == "depth_curve" else f" --record {a.record}") + f" --work {' '.join(a.work)}`. "
              f"Date {datetime.date.today()}; code {code_commit()} (of the report; each curve ran with the code of its time).",
              f"Scale: {c0.get('drives')} drives x {c0.get('frames')} frames at {c0.get('size')}, batch {c0.get('batch')}, "
              f"lr {c0.get('lr')} (constant), {c0.get('train_samples')} training samples, {c0.get('test_frames')} test frames "
@@ -261,7 +301,7 @@ def report(a) -> None:
     for r in df.itertuples(index=False):
         lines.append(f"| {r.world} | {r.model} | {r.step or '–'} | " + " | ".join(f"{getattr(r, k):.3f}" for k in METRICS)
                      + f" | {int(r.train_s) or '–'} |")
-    lines += ["", f"![learning curves]({a.record}.png)", ""]
+    lines += ["", f"![learning curves]({a.record}.png)", ""] + ratio_lines(curves)
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -278,7 +318,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--work", default=str(Path.home() / "dn" / "curve"))
+    ap.add_argument("--work", nargs="+", default=[str(Path.home() / "dn" / "curve")],
+                    help="work folder (the curve runs in the first; --report reads them all)")
     ap.add_argument("--mixed-precision", choices=("off", "bf16"), default="off",
                     help="selfsup: train with DepthConfig.mixed_precision (bf16: bfloat16 autocast of the nets)")
     ap.add_argument("--warp", choices=("exact", "monodepth2"), default="exact",
