@@ -183,6 +183,7 @@ def test_warning_fires_for_a_poor_predictor_only(tmp_path, tiny, capsys):
     assert PredictorQuality(0.33, "held-out", 3).warning().startswith("warning:")
     assert PredictorQuality(0.8, "held-out", 12).warning() is None
     assert PredictorQuality(None).warning() is None
+    assert PredictorQuality(0.8, "held-out", None).warning() is None  # an unknown count is not held against it
     q = PredictorQuality.from_json({"test_kendall_tau": float("nan"), "cv_kendall_tau": 0.1})
     assert q.kind == "cross-validated" and q.tau == 0.1 and q.warning()
     for tau, warned in ((0.2, True), (0.9, False)):
@@ -251,3 +252,20 @@ def test_quickstart_defaults_select_by_latency():
         assert cfg.speedup == 1.5 and cfg.max_params_ratio is None
         assert cfg.latency_target().origin == "speedup"
 
+
+def test_tau_over_too_few_architectures_warns_and_the_measured_tau_is_preferred():
+    from donna_nas.predictor.quality import MIN_TAU_ARCHS
+
+    # tau over 2 architectures is +-1 whatever the predictor: a perfect one is still unmeasured
+    few = PredictorQuality(1.0, "held-out", 2)
+    assert not few.measured and few.reliable is False
+    assert "fewer than 5 architectures" in few.warning() and "unmeasured" in few.verdict()
+    assert PredictorQuality(0.9, "held-out", MIN_TAU_ARCHS).warning() is None
+    # the quickstart's case: 2 held-out, 6 cross-validated -> the cross-validated tau is the measured one
+    q = PredictorQuality.from_json({"test_kendall_tau": -1.0, "n_test": 2, "cv_kendall_tau": 0.6, "n_train": 6})
+    assert (q.kind, q.tau, q.n, q.warning()) == ("cross-validated", 0.6, 6, None)
+    q = PredictorQuality.from_json({"test_kendall_tau": 0.2, "n_test": 10, "cv_kendall_tau": 0.9, "n_train": 20})
+    assert q.kind == "held-out" and "below 0.5" in q.warning()
+    # neither measured: the held-out one is shown, with the warning
+    q = PredictorQuality.from_json({"test_kendall_tau": 1.0, "n_test": 2, "cv_kendall_tau": 1.0, "n_train": 3})
+    assert q.kind == "held-out" and "fewer than 5" in q.warning()

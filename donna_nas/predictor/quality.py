@@ -2,9 +2,12 @@
 
 ``build-supernet`` stores the ridge predictor's Kendall τ in ``predictor.json``:
 ``test_kendall_tau`` (held-out architectures never used to fit) and ``cv_kendall_tau``
-(out-of-fold on the training architectures). The held-out τ is used when it is a number, else the
-cross-validated one; below ``TAU_WARN`` every report that shows search results and the CLI warn
-that the ranking — and so the selected architecture — is unreliable.
+(out-of-fold on the training architectures). The held-out τ is used when it was taken over at
+least ``MIN_TAU_ARCHS`` architectures, else the cross-validated one if that was, else whichever is
+a number. Below ``TAU_WARN`` every report that shows search results and the CLI warn that the
+ranking — and so the selected architecture — is unreliable. They warn too when τ comes from fewer
+than ``MIN_TAU_ARCHS`` architectures: τ over 2 architectures is ±1 whatever the predictor, over 3
+it is ±1 or ±1/3, so it measures nothing.
 
 Pure Python (no numpy, no torch): the search layer reads it.
 """
@@ -17,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TAU_WARN", "PredictorQuality"]
+__all__ = ["TAU_WARN", "MIN_TAU_ARCHS", "PredictorQuality"]
 
 TAU_WARN = 0.5
+#: Fewest architectures a Kendall τ must be taken over to say anything about a ranking.
+MIN_TAU_ARCHS = 5
 
 
 def _number(v: Any) -> float | None:
@@ -41,14 +46,18 @@ class PredictorQuality:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], source: str = "predictor") -> "PredictorQuality":
-        held, cv = _number(obj.get("test_kendall_tau")), _number(obj.get("cv_kendall_tau"))
-        if held is not None:
-            n = obj.get("n_test")
-            return cls(held, "held-out", int(n) if isinstance(n, int) else None, source)
-        if cv is not None:
-            n = obj.get("n_train")
-            return cls(cv, "cross-validated", int(n) if isinstance(n, int) else None, source)
-        return cls(None, None, None, source)
+        def count(key: str) -> int | None:
+            n = obj.get(key)
+            return int(n) if isinstance(n, int) else None
+
+        found = [cls(tau, kind, count(n_key), source)
+                 for tau, kind, n_key in ((_number(obj.get("test_kendall_tau")), "held-out", "n_test"),
+                                          (_number(obj.get("cv_kendall_tau")), "cross-validated", "n_train"))
+                 if tau is not None]
+        for q in found:  # held-out first, if it was taken over enough architectures
+            if q.measured:
+                return q
+        return found[0] if found else cls(None, None, None, source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PredictorQuality":
@@ -59,9 +68,16 @@ class PredictorQuality:
         return cls.from_json(obj if isinstance(obj, dict) else {}, str(path))
 
     @property
+    def measured(self) -> bool:
+        """Whether τ was taken over at least ``MIN_TAU_ARCHS`` architectures (an unknown count passes)."""
+        return self.tau is not None and (self.n is None or self.n >= MIN_TAU_ARCHS)
+
+    @property
     def reliable(self) -> bool | None:
-        """False below ``TAU_WARN``, True at or above it, None when unknown."""
-        return None if self.tau is None else self.tau >= TAU_WARN
+        """False below ``TAU_WARN`` or over too few architectures, True otherwise, None when unknown."""
+        if self.tau is None:
+            return None
+        return self.measured and self.tau >= TAU_WARN
 
     def describe(self) -> str:
         """``Kendall τ 0.33 (held-out, 3 architectures)`` or ``Kendall τ unknown (...)``."""
@@ -70,10 +86,20 @@ class PredictorQuality:
         n = f", {self.n} architectures" if self.n else ""
         return f"predictor Kendall τ {self.tau:.2f} ({self.kind}{n})"
 
+    def verdict(self) -> str:
+        """A few words for a plot title: why the ranking cannot be trusted, or ``""``."""
+        if self.reliable is not False:
+            return ""
+        return f"over < {MIN_TAU_ARCHS} architectures: ranking unmeasured" if not self.measured else f"< {TAU_WARN}: ranking unreliable"
+
     def warning(self) -> str | None:
         """The warning line when τ < ``TAU_WARN``; ``None`` otherwise."""
         if self.reliable is not False:
             return None
+        if not self.measured:
+            return (f"warning: {self.describe()} is taken over fewer than {MIN_TAU_ARCHS} architectures, "
+                    f"too few to show a ranking: the predictor's ranking of architectures is unmeasured, "
+                    f"so the selected architecture may not be the best one")
         return (f"warning: {self.describe()} is below {TAU_WARN}: the predictor's ranking of "
                 f"architectures is unreliable, so the selected architecture may not be the best one")
 

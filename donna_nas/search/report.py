@@ -157,7 +157,7 @@ def plot_front(path: Path, result: SearchResult, references: list[Reference],
     if span:
         lines.append(span + ("; differences this small are unlikely to be meaningful" if tiny else ""))
     if quality is not None:
-        lines.append(quality.describe() + (" < 0.5: ranking unreliable" if quality.reliable is False else ""))
+        lines.append(" ".join(filter(None, (quality.describe(), quality.verdict()))))
     ax.set_title("\n".join(lines), fontsize=9, color="tab:red" if tiny or (
         quality is not None and quality.reliable is False) else "black")
     ax.grid(alpha=0.3)
