@@ -271,21 +271,35 @@ def report(a) -> None:
     df = pd.DataFrame(rows).sort_values(["world", "model", "step"])
     RESULTS.mkdir(exist_ok=True)
     write_text_atomic(RESULTS / f"{a.record}.csv", df.to_csv(index=False))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    import re
+
+    def colour(wname: str, model: str) -> str:
+        """One colour per world seed (the old world in its own), so a curve and its baselines match."""
+        m = re.search(r"seed (\d+)", model)
+        return "C3" if wname == "old" else f"C{[0, 1, 2, 4, 5, 6][int(m.group(1)) % 6] if m else 0}"
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    steps = sorted(int(v) for v in df["step"].unique() if v)
     for ax, metric in zip(axes, ("abs_rel", "sq_rel")):
         for (wname, model), g in df.groupby(["world", "model"]):
+            c = colour(wname, model)
             if model.split(" ")[0] in ("constant", "prior"):
-                ax.axhline(g[metric].iloc[0], ls="--" if model.startswith("prior") else ":", lw=1,
-                           color="C0" if wname == "new" else "C3", label=f"{wname} world: {model}")
+                ax.axhline(g[metric].iloc[0], ls="--" if model.startswith("prior") else ":", lw=1, color=c,
+                           label=f"{wname} world: {model}")
             else:
-                ax.plot(g["step"], g[metric], "o-", label=f"{wname} world: {model}")
+                style = {"selfsup": "o-", "supervised": "s--"}.get(model.split(" ")[0], "^-.")
+                ax.plot(g["step"], g[metric], style, color=c, label=f"{wname} world: {model}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(steps, [str(v) for v in steps])
+        ax.minorticks_off()
         ax.set_xlabel("training steps (batch 4)")
         ax.set_ylabel(metric + " (test drives, lower is better)")
+        ax.set_title(f"{metric}: dashed lines = per-pixel prior, dotted = constant depth", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * ((len(labels) + 2) // 3), 1, 1))
     fig.savefig(RESULTS / f"{a.record}.png", dpi=110)
     c0 = curves[0] if curves else {}
     lines = ["# Learning curve: Monodepth2 ResNet18 from scratch, with baselines", "",
