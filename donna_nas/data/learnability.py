@@ -84,12 +84,12 @@ def near_edge(depth: np.ndarray, obj: np.ndarray, radius: int = EDGE_PX) -> np.n
     """Pixels within ``radius`` (Chebyshev) of a depth jump (``EDGE_LOG_DEPTH``) or an object-id change."""
     ld = np.log(np.maximum(depth, 1e-3))
     edge = np.zeros(depth.shape, bool)
-    dy = (np.abs(np.diff(ld, axis=0)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=0) != 0)
-    dx = (np.abs(np.diff(ld, axis=1)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=1) != 0)
-    edge[:-1] |= dy
-    edge[1:] |= dy
-    edge[:, :-1] |= dx
-    edge[:, 1:] |= dx
+    jump_down = (np.abs(np.diff(ld, axis=0)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=0) != 0)
+    jump_right = (np.abs(np.diff(ld, axis=1)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=1) != 0)
+    edge[:-1] |= jump_down  # both pixels of a jump are on the edge
+    edge[1:] |= jump_down
+    edge[:, :-1] |= jump_right
+    edge[:, 1:] |= jump_right
     grown = edge.copy()
     H, W = edge.shape
     for dy in range(-radius, radius + 1):

@@ -90,10 +90,13 @@ class PredictorQuality:
         """A few words for a plot title: why the ranking cannot be trusted, or ``""``."""
         if self.reliable is not False:
             return ""
-        return f"over < {MIN_TAU_ARCHS} architectures: ranking unmeasured" if not self.measured else f"< {TAU_WARN}: ranking unreliable"
+        if not self.measured:
+            return f"over < {MIN_TAU_ARCHS} architectures: ranking unmeasured"
+        return f"< {TAU_WARN}: ranking unreliable"
 
     def warning(self) -> str | None:
-        """The warning line when τ < ``TAU_WARN``; ``None`` otherwise."""
+        """The warning line when τ < ``TAU_WARN`` or over fewer than ``MIN_TAU_ARCHS`` architectures;
+        ``None`` otherwise."""
         if self.reliable is not False:
             return None
         if not self.measured:
