@@ -42,6 +42,7 @@ TRAINABLE_TEACHERS = ("resnet18", "resnet50")
 # OUT/quickstart_table.csv: these columns, one row per model in ROWS order
 TABLE_COLUMNS = ("model", "params", "fps_fp32", "fps_int8", "sq_rel_fp32", "sq_rel_int8", "abs_rel_fp32", "a1")
 ROWS = ("teacher", "searched", "constant", "prior")
+RUN_ONLY_FIELDS = ("workers",)  # how a run is executed, not what it computes: free to change on resume
 
 
 @dataclass
@@ -104,6 +105,10 @@ class QuickstartConfig:
     distill_weight: float = 1.0
     calib: int = 16
     fps_repeats: int = 20
+    # processes for build-supernet's independent jobs (blockwise distillation, block scoring,
+    # predictor finetunes), one torch thread each: 2 uses both cores of a 2-core machine; the
+    # result does not depend on it (each job carries its own seed)
+    workers: int = 2
     lr_step: int = 3  # epochs before the final finetune's lr drops 10x (52 steps per epoch on 6x60)
 
     @classmethod
@@ -127,7 +132,7 @@ class QuickstartConfig:
     def tiny(cls, train_teacher: bool = False) -> "QuickstartConfig":
         scale = dict(drives=3, frames=9, space="tiny", seg_epochs=1, teacher_epochs=1, batch=2, bkd_steps=3,
                      bkd_size=(64, 192), predictor_archs=3, predictor_test=0, ft_steps=2, latency_archs=2,
-                     final_epochs=1, final_steps=None, calib=2, fps_repeats=3)
+                     final_epochs=1, final_steps=None, calib=2, fps_repeats=3, workers=1)
         if train_teacher:
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(64, 192), world_seed=0,
                        world_version=2, distill_weight=0.0, **scale)
@@ -158,7 +163,9 @@ class QuickstartConfig:
     def resolved(self) -> "QuickstartConfig":
         """A copy with every world field set (from the shipped teacher's card where ``None``);
         one-line ``UserError`` for an unknown model, a teacher to train that is no ResNet, or a
-        size other than the shipped teacher's."""
+        size other than the shipped teacher's, or fewer than one worker."""
+        if self.workers < 1:
+            raise UserError(f"--workers {self.workers}: must be at least 1 (1 runs every job in this process)")
         if self.train_teacher:
             if self.teacher not in TRAINABLE_TEACHERS:
                 raise UserError(f"--train-teacher trains {' or '.join(TRAINABLE_TEACHERS)}, not {self.teacher!r}; "
@@ -248,8 +255,9 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     saved = out / "quickstart.json"
     settings = dataclasses.asdict(cfg) | {"latency_table": latency_table}
     if saved.is_file():
-        old = json.loads(saved.read_text())
-        now = json.loads(json.dumps(settings))
+        # how many processes ran the jobs is no setting of the result: a resume may change it
+        old = {k: v for k, v in json.loads(saved.read_text()).items() if k not in RUN_ONLY_FIELDS}
+        now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in RUN_ONLY_FIELDS}
         if old != now:
             def shown(d: dict, k: str) -> str:
                 return repr(d[k]) if k in d else "absent"
@@ -302,6 +310,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
 
     def build():
         from donna_nas.distill.pipeline import SupernetConfig, build_supernet
+        from donna_nas.runtime.executor import LocalExecutor
 
         scfg = SupernetConfig(teacher=teacher_spec, data=str(data), height=cfg.bkd_size[0],
                               width=cfg.bkd_size[1], bkd_steps=cfg.bkd_steps, bkd_batch=8,
@@ -309,8 +318,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
                               predictor_test=cfg.predictor_test, ft_steps=cfg.ft_steps,
                               ft_batch=cfg.batch, ft_lr=cfg.ft_lr, val_frames=cfg.bkd_val_frames,
                               seed=cfg.seed)
-        build_supernet(space, supernet, scfg, resume=(supernet / "config.yaml").is_file(),
-                       progress=progress)
+        build_supernet(space, supernet, scfg, executor=LocalExecutor(cfg.workers),
+                       resume=(supernet / "config.yaml").is_file(), progress=progress)
 
     def do_search():
         run_search(space, supernet, cfg, latency_table, teacher, progress)

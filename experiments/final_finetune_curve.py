@@ -4,9 +4,11 @@ quickstart's last training stage, per learning rate, against the teacher and bot
 Takes a finished quickstart folder (``--quickstart``): its ``searched/config.yaml`` (the selected
 encoder, warm-started from its distilled blocks, output distillation from the teacher +
 self-supervision + X-Distill) is re-run from step 0 for each ``--lrs`` value with a constant
-learning rate, and evaluated on the quickstart's test split at each of ``--milestones`` steps.
-Resumes: each milestone continues the run's checkpoint. Writes
-experiments/results/final_finetune_curve.{csv,md}.
+learning rate and each ``--seeds`` training seed (the seed is what separates a schedule's effect
+from run-to-run noise), and evaluated on the quickstart's test split at each of ``--milestones``
+steps. Resumes: each milestone continues the run's checkpoint, and a finished milestone is read
+back, so seeds can run as separate processes and a last call with all of them writes the table.
+Writes experiments/results/RECORD.{csv,md} (``--record``, default final_finetune_curve).
 
     OMP_NUM_THREADS=1 python experiments/final_finetune_curve.py --quickstart runs/quickstart
 """
@@ -30,7 +32,10 @@ def main() -> None:
     ap.add_argument("--quickstart", default="runs/quickstart")
     ap.add_argument("--lrs", default="1e-4,5e-4")
     ap.add_argument("--milestones", default="100,200,400")
+    ap.add_argument("--seeds", default="0", help="training seeds, comma-separated")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "final_curve"))
+    ap.add_argument("--record", default="final_finetune_curve", help="results file name")
+    ap.add_argument("--load", default="shared with another job", help="what else ran on the machine")
     a = ap.parse_args()
 
     import pandas as pd
@@ -45,43 +50,45 @@ def main() -> None:
     teacher = json.loads((qs / "teacher" / "metrics.json").read_text())
     bases = teacher["baselines"]
     milestones = [int(m) for m in a.milestones.split(",")]
-    rows = [{"model": "teacher", "lr": None, "steps": None, **teacher["metrics"]}]
-    rows += [{"model": k, "lr": None, "steps": None, **v} for k, v in bases.items()]
-    for lr in (float(v) for v in a.lrs.split(",")):
-        run = Path(a.work) / f"lr{lr:g}"
+    rows = [{"model": "teacher", "lr": None, "seed": None, "steps": None, **teacher["metrics"]}]
+    rows += [{"model": k, "lr": None, "seed": None, "steps": None, **v} for k, v in bases.items()]
+    seeds = [int(v) for v in a.seeds.split(",")]
+    for lr, seed in ((float(v), s) for v in a.lrs.split(",") for s in seeds):
+        run = Path(a.work) / (f"lr{lr:g}" if seed == base.seed else f"lr{lr:g}_seed{seed}")
         for m in milestones:
             snap = run / f"metrics_{m}.json"
             if not snap.is_file():
                 cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=10 ** 6, epochs=10 ** 6, max_steps=m,
-                                                       checkpoint_every=50)
+                                                       checkpoint_every=50, seed=seed)
                 train_depth(cfg, run, resume=has_checkpoint(run), progress=False)
                 evaluate_run(run, report=False)
                 snap.write_text((run / "metrics.json").read_text())
             met = json.loads(snap.read_text())["metrics"]
-            rows.append({"model": "searched", "lr": lr, "steps": m, **met})
-            print(f"lr {lr:g} step {m}: abs_rel {met['abs_rel']:.4f} sq_rel {met['sq_rel']:.4f}", flush=True)
+            rows.append({"model": "searched", "lr": lr, "seed": seed, "steps": m, **met})
+            print(f"lr {lr:g} seed {seed} step {m}: abs_rel {met['abs_rel']:.4f} sq_rel {met['sq_rel']:.4f}", flush=True)
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    df.to_csv(RESULTS / "final_finetune_curve.csv", index=False, float_format="%.4f")
+    df.to_csv(RESULTS / f"{a.record}.csv", index=False, float_format="%.4f")
     t = teacher["metrics"]
     cmd = " ".join(["python experiments/final_finetune_curve.py"] + sys.argv[1:])
     lines = ["# Final finetune of the searched encoder: learning curve", "",
              f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
-             f"{os.cpu_count()} cores, 1 torch thread (shared with another job).", "",
+             f"{os.cpu_count()} cores, 1 torch thread ({a.load}).", "",
              f"Scale: the quickstart's selected encoder `{json.loads((qs / 'supernet' / 'selected.json').read_text())['arch']}` "
              f"(from its distilled blocks), "
              f"{base.height}x{base.width}, batch {base.batch}, constant lr, output distillation from "
              f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
              f"(weight {base.xdistill_weight:g}); evaluated on the quickstart's held-out test drives.", "",
-             "| model | lr | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+             "| model | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in df.to_dict("records"):
         lr = "–" if r["lr"] is None or r["lr"] != r["lr"] else f"{r['lr']:g}"
         steps = "–" if r["steps"] is None or r["steps"] != r["steps"] else f"{int(r['steps'])}"
+        seed = "–" if r["seed"] is None or r["seed"] != r["seed"] else f"{int(r['seed'])}"
         yes = lambda b: "–" if r["model"] in bases else ("yes" if beats(r, bases[b]) else "**no**")  # noqa: E731
-        lines.append(f"| {r['model']} | {lr} | {steps} | {r['abs_rel']:.4f} | {r['sq_rel']:.4f} | "
+        lines.append(f"| {r['model']} | {lr} | {seed} | {steps} | {r['abs_rel']:.4f} | {r['sq_rel']:.4f} | "
                      f"{r['sq_rel'] / t['sq_rel']:.2f} | {yes('constant')} | {yes('prior')} |")
-    write_text_atomic(RESULTS / "final_finetune_curve.md", "\n".join(lines) + "\n")
+    write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -149,6 +149,18 @@ def test_quickstart_resumes_without_redoing_work(quickstart):
     assert again["rows"] == result["rows"]
 
 
+def test_a_resume_may_change_the_worker_count_but_not_below_one(quickstart):
+    """Workers say how the jobs run, not what they compute: no "other settings" refusal."""
+    import dataclasses
+
+    out, result = quickstart
+    again = run_quickstart(out, dataclasses.replace(QuickstartConfig.tiny(), workers=2), progress=False)
+    assert again["rows"] == result["rows"]
+    assert json.loads((out / "quickstart.json").read_text())["workers"] == 1  # the first run's record stays
+    with pytest.raises(UserError, match="--workers 0: must be at least 1"):
+        dataclasses.replace(QuickstartConfig.tiny(), workers=0).resolved()
+
+
 def test_quickstart_refuses_other_settings_in_same_folder(quickstart):
     out, _ = quickstart
     with pytest.raises(UserError, match="other settings") as ei:

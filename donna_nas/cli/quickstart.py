@@ -50,6 +50,9 @@ def quickstart_cmd(
     max_params_ratio: Optional[float] = typer.Option(
         None, "--max-params-ratio", help="Extra constraint: model params (decoder included) ≤ this "
                                          "share of the teacher's (off by default)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help=_help("workers", "Processes for build-supernet's independent jobs "
+                                      "(one torch thread each); the result does not depend on it.")),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """data (the shipped teacher's world) → shipped depth teacher → build-supernet → search
@@ -66,7 +69,8 @@ def quickstart_cmd(
     check_out_dir(out)
     cfg = QuickstartConfig.tiny(train_teacher) if tiny else QuickstartConfig.small(train_teacher)
     opts = given(teacher=teacher, seg_teacher=seg_teacher, speedup=speedup, max_latency_ms=max_latency_ms, target_fps=target_fps,
-                 teacher_latency_ms=teacher_latency_ms, max_params_ratio=max_params_ratio)
+                 teacher_latency_ms=teacher_latency_ms, max_params_ratio=max_params_ratio,
+                 workers=workers)
     if speedup is None and (max_latency_ms is not None or target_fps is not None):
         opts["speedup"] = None  # another latency target replaces the default speedup
     cfg = dataclasses.replace(cfg, **opts)
