@@ -98,8 +98,8 @@ class QuickstartConfig:
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
     # decoder of the space's widest encoder
     max_params_ratio: float | None = None
-    final_epochs: int = 5
-    final_steps: int | None = 220  # cap on the final finetune's optimizer steps (None: final_epochs)
+    final_epochs: int = 10  # a bound only: final_steps ends the finetune first (52 steps per epoch on 6x60)
+    final_steps: int | None = 400  # cap on the final finetune's optimizer steps (None: final_epochs)
     final_lr: float = 5e-4  # the final finetune's lr (teachers trained with train_teacher use 1e-4)
     # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
     distill_weight: float = 1.0
@@ -109,18 +109,17 @@ class QuickstartConfig:
     # predictor finetunes), one torch thread each: 2 uses both cores of a 2-core machine; the
     # result does not depend on it (each job carries its own seed)
     workers: int = 2
-    lr_step: int = 3  # epochs before the final finetune's lr drops 10x (52 steps per epoch on 6x60)
+    lr_step: int = 6  # epochs before the final finetune's lr drops 10x: step 312 of 400 on 6x60
 
     @classmethod
     def small(cls, train_teacher: bool = False) -> "QuickstartConfig":
-        """The default, sized for 15 min with one thread on a 2-core CPU that runs one other job.
-        Measured there: world (6x60 at 64x192) 52 s; shipped teacher evaluated 8 s; blockwise
-        distillation 40 steps per block supernet ~100 s + NSR scoring; predictor finetunes (8
-        architectures x 15 distillation steps) ~95 s; latency, search and the deployed check
-        ~60 s; final finetune ~2.1 s per step; exports 13 s. The final finetune's 220 steps at
-        lr 5e-4 (x0.1 after epoch 3, step 156) come from ``experiments/final_finetune_curve.py``:
-        at lr 5e-4 the searched model's Sq Rel is 1.15x the teacher's after 100 steps and 1.02x
-        after 350, against 2.04x and 1.07x at lr 1e-4."""
+        """The default, sized for 15 min on an otherwise idle 2-core CPU: build-supernet's jobs in
+        two one-thread processes, every other stage in one thread (measured stage times:
+        ``experiments/results/quickstart.md``). The final finetune's 400 steps at lr 5e-4, x0.1
+        after epoch 6 (step 312), come from ``experiments/final_finetune_curve.py`` on two seeds:
+        the searched model's Sq Rel is 1.00x and 1.04x the teacher's there, against 1.07x and
+        1.14x after 350 steps at a constant lr and 1.07x and 1.00x after 500
+        (``final_finetune_curve{,_step}.md``)."""
         if train_teacher:  # the path before shipped teachers: its own world, teachers trained here
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(96, 320), drives=3,
                        frames=50, world_seed=0, world_version=2, bkd_steps=60, predictor_archs=8,

@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--lrs", default="1e-4,5e-4")
     ap.add_argument("--milestones", default="100,200,400")
     ap.add_argument("--seeds", default="0", help="training seeds, comma-separated")
+    ap.add_argument("--lr-step", type=int, default=None,
+                    help="epochs before the lr drops 10x (default: constant lr)")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "final_curve"))
     ap.add_argument("--record", default="final_finetune_curve", help="results file name")
     ap.add_argument("--load", default="shared with another job", help="what else ran on the machine")
@@ -54,11 +56,12 @@ def main() -> None:
     rows += [{"model": k, "lr": None, "seed": None, "steps": None, **v} for k, v in bases.items()]
     seeds = [int(v) for v in a.seeds.split(",")]
     for lr, seed in ((float(v), s) for v in a.lrs.split(",") for s in seeds):
-        run = Path(a.work) / (f"lr{lr:g}" if seed == base.seed else f"lr{lr:g}_seed{seed}")
+        name = f"lr{lr:g}" + (f"_step{a.lr_step}" if a.lr_step else "")
+        run = Path(a.work) / (name if seed == base.seed else f"{name}_seed{seed}")
         for m in milestones:
             snap = run / f"metrics_{m}.json"
             if not snap.is_file():
-                cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=10 ** 6, epochs=10 ** 6, max_steps=m,
+                cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=a.lr_step or 10 ** 6, epochs=10 ** 6, max_steps=m,
                                                        checkpoint_every=50, seed=seed)
                 train_depth(cfg, run, resume=has_checkpoint(run), progress=False)
                 evaluate_run(run, report=False)
@@ -76,7 +79,8 @@ def main() -> None:
              f"{os.cpu_count()} cores, 1 torch thread ({a.load}).", "",
              f"Scale: the quickstart's selected encoder `{json.loads((qs / 'supernet' / 'selected.json').read_text())['arch']}` "
              f"(from its distilled blocks), "
-             f"{base.height}x{base.width}, batch {base.batch}, constant lr, output distillation from "
+             f"{base.height}x{base.width}, batch {base.batch}, "
+             f"{f'lr x0.1 after {a.lr_step} epochs' if a.lr_step else 'constant lr'}, output distillation from "
              f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
              f"(weight {base.xdistill_weight:g}); evaluated on the quickstart's held-out test drives.", "",
              "| model | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from donna_nas.quickstart import QuickstartConfig, run_quickstart, selection_markdown, table_markdown
+from donna_nas.runtime.io import write_text_atomic
 
 from _provenance import code_commit  # experiments/ is on sys.path when a script here runs
 
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--train-teacher", action="store_true", help="the path that trains both teachers first")
     ap.add_argument("--record", default="quickstart", help="results name: experiments/results/NAME.{md,csv}")
     ap.add_argument("--compare", nargs="+", metavar="OUT", help="compare two or more finished quickstart folders")
+    ap.add_argument("--load", default="alone on the machine",
+                    help="what else ran on the machine meanwhile (recorded with the timings)")
     args = ap.parse_args()
     if args.compare:
         if len(args.compare) < 2:
@@ -59,13 +62,14 @@ def main() -> None:
           f"experiments/quickstart_run.py --out {args.out}{flag}"
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
           f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {platform.machine()}, "
-          f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s).  ",
+          f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
+          f"{QuickstartConfig.small().workers} build-supernet workers; {args.load}.  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
           *selection_markdown(selected, result["rows"]), "",
           "| stage | seconds |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in timings.items()], "",
           f"Figures: `{rec}_pareto.png`, `{rec}_depth_searched.png`, `{rec}_depth_teacher.png`."]
-    (RESULTS / f"{rec}.md").write_text("\n".join(md) + "\n")
+    write_text_atomic(RESULTS / f"{rec}.md", "\n".join(md) + "\n")
     print("\n".join(md))
 
 
@@ -119,7 +123,7 @@ def compare(*outs: str) -> None:
             ok_pred = "–" if floor is None else ("met" if dpred < floor else "**missed**")
             md.append(f"| {i + 1} – {j + 1} | {'yes' if r1['arch'] == r2['arch'] else 'no'} | {dpred:.4f} | {ok_pred} | "
                       f"{100 * dsq:.1f}% | {'met' if dsq < 0.10 else '**missed**'} |")
-    (RESULTS / "quickstart_repro.md").write_text("\n".join(md) + "\n")
+    write_text_atomic(RESULTS / "quickstart_repro.md", "\n".join(md) + "\n")
     print("\n".join(md))
 
 
