@@ -103,6 +103,10 @@ class QuickstartConfig:
     final_lr: float = 5e-4  # the final finetune's lr (teachers trained with train_teacher use 1e-4)
     # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
     distill_weight: float = 1.0
+    # the final finetune's X-Distill reads the full-resolution depth map only: reading all four
+    # scales runs the transfer net four times at 64x192, a third of a step
+    # (``DepthConfig.xdistill_scales``; None: every scale, as the shipped teachers were trained)
+    final_xdistill_scales: tuple[int, ...] | None = (0,)
     calib: int = 16
     fps_repeats: int = 20
     # processes for build-supernet's independent jobs (blockwise distillation, block scoring,
@@ -124,7 +128,7 @@ class QuickstartConfig:
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(96, 320), drives=3,
                        frames=50, world_seed=0, world_version=2, bkd_steps=60, predictor_archs=8,
                        predictor_test=3, ft_steps=30, final_epochs=6, final_steps=None, distill_weight=0.0,
-                       final_lr=1e-4, lr_step=4, ft_lr=0.0, bkd_val_frames=64)
+                       final_lr=1e-4, lr_step=4, ft_lr=0.0, bkd_val_frames=64, final_xdistill_scales=None)
         return cls()
 
     @classmethod
@@ -286,7 +290,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
                           seed=cfg.seed, progress=progress)
 
     def depth_run(run: Path, backbone: str, epochs: int, distill_from: str | None = None,
-                  max_steps: int | None = None, lr: float = 1e-4) -> None:
+                  max_steps: int | None = None, lr: float = 1e-4,
+                  xdistill_scales: tuple[int, ...] | None = None) -> None:
         from donna_nas.tasks.depth.evaluate import evaluate_run
         from donna_nas.tasks.depth.run import DepthConfig, has_checkpoint
         from donna_nas.tasks.depth.train import train_depth
@@ -296,6 +301,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
                            seg_teacher=seg,
                            xdistill_weight=cfg.xdistill_weight, seed=cfg.seed, lr_step=cfg.lr_step,
                            checkpoint_every=50, distill_from=distill_from, max_steps=max_steps,
+                           xdistill_scales=None if xdistill_scales is None else list(xdistill_scales),
                            distill_weight=cfg.distill_weight if distill_from else 1.0)
         # a run killed before its first checkpoint starts over (same seed, same result)
         train_depth(dcfg, run, resume=has_checkpoint(run), progress=progress, log=_log)
@@ -326,7 +332,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     def finetune():
         depth_run(searched, str(supernet), cfg.final_epochs,
                   distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps,
-                  lr=cfg.final_lr)
+                  lr=cfg.final_lr, xdistill_scales=cfg.final_xdistill_scales)
 
     def export(run: Path) -> Callable[[], Any]:
         def go():

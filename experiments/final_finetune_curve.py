@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--lr-step", type=int, default=None,
                     help="epochs before the lr drops 10x (default: constant lr)")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "final_curve"))
+    ap.add_argument("--xdistill-scales", default=None,
+                    help="decoder scales X-Distill reads, comma-separated (default: the quickstart's)")
     ap.add_argument("--record", default="final_finetune_curve", help="results file name")
     ap.add_argument("--load", default="shared with another job", help="what else ran on the machine")
     a = ap.parse_args()
@@ -55,13 +57,16 @@ def main() -> None:
     rows = [{"model": "teacher", "lr": None, "seed": None, "steps": None, **teacher["metrics"]}]
     rows += [{"model": k, "lr": None, "seed": None, "steps": None, **v} for k, v in bases.items()]
     seeds = [int(v) for v in a.seeds.split(",")]
+    xd = {} if a.xdistill_scales is None else {"xdistill_scales": [int(v) for v in a.xdistill_scales.split(",")]}
+    xd_read = xd.get("xdistill_scales", base.xdistill_scales)
     for lr, seed in ((float(v), s) for v in a.lrs.split(",") for s in seeds):
-        name = f"lr{lr:g}" + (f"_step{a.lr_step}" if a.lr_step else "")
+        name = f"lr{lr:g}" + (f"_step{a.lr_step}" if a.lr_step else "") + (f"_xd{a.xdistill_scales.replace(',', '')}"
+                                                                             if a.xdistill_scales else "")
         run = Path(a.work) / (name if seed == base.seed else f"{name}_seed{seed}")
         for m in milestones:
             snap = run / f"metrics_{m}.json"
             if not snap.is_file():
-                cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=a.lr_step or 10 ** 6, epochs=10 ** 6, max_steps=m,
+                cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=a.lr_step or 10 ** 6, epochs=10 ** 6, max_steps=m, **xd,
                                                        checkpoint_every=50, seed=seed)
                 train_depth(cfg, run, resume=has_checkpoint(run), progress=False)
                 evaluate_run(run, report=False)
@@ -82,7 +87,7 @@ def main() -> None:
              f"{base.height}x{base.width}, batch {base.batch}, "
              f"{f'lr x0.1 after {a.lr_step} epochs' if a.lr_step else 'constant lr'}, output distillation from "
              f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
-             f"(weight {base.xdistill_weight:g}); evaluated on the quickstart's held-out test drives.", "",
+             f"(weight {base.xdistill_weight:g}, on {'every scale' if xd_read is None else 'scales ' + ','.join(map(str, xd_read))}); evaluated on the quickstart's held-out test drives.", "",
              "| model | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
              "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in df.to_dict("records"):

@@ -206,3 +206,11 @@ def test_build_supernet_resume_with_other_teacher_weights_is_refused(tmp_path, c
     code, out_, err = run_cli(["build-supernet", "--space", "tiny", "--out", out, "--resume",
                                "--teacher-weights", other], capsys)
     assert_one_line(code, out_, err, "--teacher-weights", other, str(w))
+
+
+@pytest.mark.parametrize("value, message", [("a", "comma-separated integers"), ("0,7", "trained scales 0,1,2,3")])
+def test_bad_xdistill_scales_is_one_line(world, tmp_path, capsys, value, message):
+    code, out, err = run_cli(finetune_args(world, tmp_path / "run", "--xdistill", "--seg-teacher", "labels",
+                                           "--xdistill-scales", value), capsys)
+    assert_one_line(code, out, err, f"--xdistill-scales {value}", message)
+    assert not (tmp_path / "run" / "checkpoints").exists()

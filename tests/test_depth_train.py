@@ -163,6 +163,31 @@ def test_xdistill_loss_reaches_depth_encoder():
     assert g is not None and g.abs().sum() > 0
 
 
+def test_xdistill_scales_choose_the_disparities_the_transfer_net_reads():
+    from donna_nas.errors import UserError
+    from donna_nas.tasks.depth.train import DepthTrainer
+    from donna_nas.tasks.depth.xdistill import LabelTeacher, load_groups, xdistill_loss
+
+    teacher = LabelTeacher(load_groups())
+    ds = FakeFrames(n=2)
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    batch["groups"] = teacher(batch)
+    got = {}
+    for read in (None, [0], [1, 3]):
+        torch.manual_seed(0)
+        m = DepthTrainer(_cfg(xdistill=True, seg_teacher="labels", xdistill_scales=read), teacher)
+        with torch.no_grad():
+            _, info = m(batch)
+            disps = m.depth.multiscale(batch["images_aug"][:, 0])
+            want = xdistill_loss(m.transfer, [disps[s] for s in (read or [0, 1, 2, 3])], batch["groups"])
+        assert torch.allclose(info["xdistill"], want), read
+        got[str(read)] = float(want)
+    assert len(set(got.values())) == 3  # three different losses: the option changes what is read
+    for bad in ([], [4]):
+        with pytest.raises(UserError, match="--xdistill-scales"):
+            _cfg(xdistill=True, seg_teacher="labels", xdistill_scales=bad).validate()
+
+
 def test_group_mapping(tmp_path):
     from donna_nas.tasks.depth.xdistill import load_groups
 

@@ -139,6 +139,7 @@ def test_teacher_row_is_the_shipped_model_without_teacher_training(quickstart):
     ft = yaml.safe_load((out / "searched" / "config.yaml").read_text())
     assert ft["distill_from"] == TEACHER and ft["distill_weight"] == 1.0
     assert ft["xdistill"] and ft["seg_teacher"] == SEG
+    assert ft["xdistill_scales"] == list(QuickstartConfig.final_xdistill_scales) == [0]  # the full-resolution map
 
 
 def test_quickstart_resumes_without_redoing_work(quickstart):

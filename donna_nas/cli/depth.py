@@ -42,6 +42,7 @@ def finetune(
     seg_teacher: Optional[str] = typer.Option(None, "--seg-teacher", help="Teacher: train-seg-teacher .safetensors, a shipped name (synth-segnet), .onnx, TorchScript .pt, or 'labels'."),
     groups: Optional[Path] = typer.Option(None, "--groups", help="Class→group YAML (default: shipped mapping)."),
     xdistill_weight: Optional[float] = typer.Option(None, "--xdistill-weight", help=_help("xdistill_weight", "Weight of the X-Distill cross-entropy.")),
+    xdistill_scales: Optional[str] = typer.Option(None, "--xdistill-scales", help="Decoder scales the X-Distill transfer net reads, comma-separated (e.g. 0: the full-resolution depth map only; default: every scale)."),
     size: Optional[str] = typer.Option(None, "--size", help=with_default(
         "Training size HxW (multiples of 32; classify: the training images' size).",
         (default_of(_DEPTH, "height"), default_of(_DEPTH, "width")))),
@@ -104,13 +105,24 @@ def finetune(
                  distill_from=distill_from, distill_weight=distill_weight,
                  pose_weights=str(pose_weights) if pose_weights else None, epochs=epochs, batch=batch, lr=lr,
                  lr_step=lr_step, act=act, xdistill=xdistill, seg_teacher=seg_teacher,
-                 xdistill_weight=xdistill_weight, groups=str(groups) if groups else None, seed=seed, workers=workers,
+                 xdistill_weight=xdistill_weight, xdistill_scales=_int_list("--xdistill-scales", xdistill_scales),
+                 groups=str(groups) if groups else None, seed=seed, workers=workers,
                  checkpoint_every=checkpoint_every, max_steps=max_steps, mixed_precision=mixed_precision, warp=warp)
     if size is not None:
         opts["height"], opts["width"] = parse_size(size)
     cfg = DepthConfig(data=str(data), **opts)  # the options given; DepthConfig supplies the rest
     res = train_depth(cfg, out)
     _finish(out, res, evaluate)
+
+
+def _int_list(option: str, text: str | None) -> list[int] | None:
+    """"0,1" → [0, 1]; None stays None (the config's default)."""
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{option} {text}: use comma-separated integers, e.g. 0 or 0,1") from None
 
 
 def _finish(out: Path, res: dict, evaluate: bool) -> None:

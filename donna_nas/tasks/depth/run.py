@@ -65,6 +65,10 @@ class DepthConfig:
     xdistill: bool = False
     seg_teacher: str | None = None
     xdistill_weight: float = 0.1
+    # the decoder scales whose disparity the X-Distill transfer net reads (None: every scale in
+    # ``scales``). Each runs the transfer net at the input size, so it is about a third of a
+    # 64x192 step with all four; [0] reads the full-resolution depth map only
+    xdistill_scales: list[int] | None = None
     groups: str | None = None  # YAML class→group mapping; default: the shipped one
     seed: int = 0
     workers: int = 0
@@ -95,6 +99,10 @@ class DepthConfig:
             raise UserError(f"frame_ids {self.frame_ids}: must start with 0 and name at least one source frame")
         if self.xdistill and not self.seg_teacher:
             raise UserError("--xdistill needs --seg-teacher (a teacher file, an ONNX/TorchScript model, a label folder or 'labels')")
+        if self.xdistill_scales is not None and (not self.xdistill_scales
+                                                 or any(x not in self.scales for x in self.xdistill_scales)):
+            raise UserError(f"--xdistill-scales {','.join(map(str, self.xdistill_scales))}: use one or more of "
+                            f"the trained scales {','.join(map(str, self.scales))}")
         from donna_nas.tasks.depth.geometry import WARP_SAMPLING
 
         if self.warp not in WARP_SAMPLING:

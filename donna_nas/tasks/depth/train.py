@@ -130,7 +130,8 @@ class DepthTrainer(nn.Module):
         if self.transfer is not None:
             from donna_nas.tasks.depth.xdistill import xdistill_loss
 
-            seg = xdistill_loss(self.transfer, [disps[s] for s in self.cfg.scales], batch["groups"])
+            read = self.cfg.scales if self.cfg.xdistill_scales is None else self.cfg.xdistill_scales
+            seg = xdistill_loss(self.transfer, [disps[s] for s in read], batch["groups"])
             info["xdistill"] = seg.detach()
             loss = loss + self.cfg.xdistill_weight * seg
         return loss, info
