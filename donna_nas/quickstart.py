@@ -99,7 +99,7 @@ class QuickstartConfig:
     # decoder of the space's widest encoder
     max_params_ratio: float | None = None
     final_epochs: int = 10  # a bound only: final_steps ends the finetune first (52 steps per epoch on 6x60)
-    final_steps: int | None = 400  # cap on the final finetune's optimizer steps (None: final_epochs)
+    final_steps: int | None = 350  # cap on the final finetune's optimizer steps (None: final_epochs)
     final_lr: float = 5e-4  # the final finetune's lr (teachers trained with train_teacher use 1e-4)
     # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
     distill_weight: float = 1.0
@@ -113,17 +113,18 @@ class QuickstartConfig:
     # predictor finetunes), one torch thread each: 2 uses both cores of a 2-core machine; the
     # result does not depend on it (each job carries its own seed)
     workers: int = 2
-    lr_step: int = 6  # epochs before the final finetune's lr drops 10x: step 312 of 400 on 6x60
+    lr_step: int = 6  # epochs before the final finetune's lr drops 10x: step 312 of 350 on 6x60
 
     @classmethod
     def small(cls, train_teacher: bool = False) -> "QuickstartConfig":
         """The default, sized for 15 min on an otherwise idle 2-core CPU: build-supernet's jobs in
         two one-thread processes, every other stage in one thread (measured stage times:
-        ``experiments/results/quickstart.md``). The final finetune's 400 steps at lr 5e-4, x0.1
-        after epoch 6 (step 312), come from ``experiments/final_finetune_curve.py`` on two seeds:
-        the searched model's Sq Rel is 1.00x and 1.04x the teacher's there, against 1.07x and
-        1.14x after 350 steps at a constant lr and 1.07x and 1.00x after 500
-        (``final_finetune_curve{,_step}.md``)."""
+        ``experiments/results/quickstart.md``). The final finetune's 350 steps at lr 5e-4, x0.1
+        after epoch 6 (step 312), X-Distill on the full-resolution map only, come from
+        ``experiments/final_finetune_curve.py`` on two seeds: the searched model's Sq Rel is 1.03x
+        and 1.02x the teacher's there (1.01x and 1.03x after 400 steps), against 1.08x and 1.14x
+        after 350 steps at a constant lr with X-Distill on every scale
+        (``final_finetune_curve{,_step,_xd0}.md``). 400 steps do not fit 15 min."""
         if train_teacher:  # the path before shipped teachers: its own world, teachers trained here
             return cls(teacher="resnet18", seg_teacher="", train_teacher=True, size=(96, 320), drives=3,
                        frames=50, world_seed=0, world_version=2, bkd_steps=60, predictor_archs=8,
