@@ -104,7 +104,7 @@ class QuickstartConfig:
     # final finetune: L1-of-log-disparity distillation of the teacher's four scales (weight; 0 = off)
     distill_weight: float = 1.0
     # the final finetune's X-Distill reads the full-resolution depth map only: reading all four
-    # scales runs the transfer net four times at 64x192, a third of a step
+    # scales runs the transfer net four times at 64x192, and 350 steps would not fit 15 min
     # (``DepthConfig.xdistill_scales``; None: every scale, as the shipped teachers were trained)
     final_xdistill_scales: tuple[int, ...] | None = (0,)
     calib: int = 16

@@ -66,8 +66,8 @@ class DepthConfig:
     seg_teacher: str | None = None
     xdistill_weight: float = 0.1
     # the decoder scales whose disparity the X-Distill transfer net reads (None: every scale in
-    # ``scales``). Each runs the transfer net at the input size, so it is about a third of a
-    # 64x192 step with all four; [0] reads the full-resolution depth map only
+    # ``scales``). Each scale runs the transfer net at the input size, which makes it the costliest
+    # network of a small encoder's step with all four; [0] reads the full-resolution map only
     xdistill_scales: list[int] | None = None
     groups: str | None = None  # YAML class→group mapping; default: the shipped one
     seed: int = 0
