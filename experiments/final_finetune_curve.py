@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     df.to_csv(RESULTS / f"{a.record}.csv", index=False, float_format="%.4f")
     t = teacher["metrics"]
-    cmd = " ".join(["python experiments/final_finetune_curve.py"] + sys.argv[1:])
+    cmd = shlex.join(["python", "experiments/final_finetune_curve.py", *sys.argv[1:]])
     lines = ["# Final finetune of the searched encoder: learning curve", "",
              f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
              f"{os.cpu_count()} cores, 1 torch thread ({a.load}).", "",
