@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--max-params-ratio", type=float, default=None,
                     help="extra constraint (off by default; params are reported, not used to select): "
                          "searched model params (decoder included) / ResNet50 model params")
+    ap.add_argument("--load", default="shared with other jobs while it ran",
+                    help="what else ran on the machine (recorded with the compute time)")
     ap.add_argument("--record", default="paper_table",
                     help="write experiments/results/RECORD.{md,csv} and RECORD_*.png (default paper_table)")
     args = ap.parse_args()
@@ -170,13 +172,13 @@ def main() -> None:
     timings = json.loads((out / "timings.json").read_text())
     wall = sum(timings.values())  # stage times of the (possibly resumed) runs
     cmd = ("python experiments/paper_table.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "record"))
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("record", "load")))
     h, w = cfg.size
     md = [
         "# Paper Table 1 on the synthetic world", "",
         f"Command: `OMP_NUM_THREADS=1 {cmd}`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {platform.machine()} "
-        f"{os.cpu_count()}-core CPU, 1 torch thread (shared with other jobs while it ran); compute time "
+        f"{os.cpu_count()}-core CPU, 1 torch thread ({args.load}); compute time "
         f"{wall / 60:.0f} min (sum of stages).  ",
         f"Scale: synthetic world version {cfg.world_version}, {cfg.drives} drives × {cfg.frames} frames at "
         f"{h}x{w}, seed {cfg.world_seed} (the world the shipped teachers were trained on; 2 held-out test "
