@@ -259,9 +259,11 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     saved = out / "quickstart.json"
     settings = dataclasses.asdict(cfg) | {"latency_table": latency_table}
     if saved.is_file():
-        # how many processes ran the jobs is no setting of the result: a resume may change it
-        old = {k: v for k, v in json.loads(saved.read_text()).items() if k not in RUN_ONLY_FIELDS}
-        now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in RUN_ONLY_FIELDS}
+        def result_settings(d: dict) -> dict:  # a resume may change how the run executes
+            return {k: v for k, v in d.items() if k not in RUN_ONLY_FIELDS}
+
+        old = result_settings(json.loads(saved.read_text()))
+        now = result_settings(json.loads(json.dumps(settings)))
         if old != now:
             def shown(d: dict, k: str) -> str:
                 return repr(d[k]) if k in d else "absent"

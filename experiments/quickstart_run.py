@@ -47,7 +47,8 @@ def main() -> None:
             ap.error("--compare needs at least two quickstart folders")
         return compare(*args.compare)
     out = Path(args.out)
-    result = run_quickstart(out, QuickstartConfig.small(args.train_teacher))
+    cfg = QuickstartConfig.small(args.train_teacher)
+    result = run_quickstart(out, cfg)
     RESULTS.mkdir(exist_ok=True)
     rec = args.record
     shutil.copyfile(out / "quickstart_table.csv", RESULTS / f"{rec}.csv")
@@ -63,7 +64,7 @@ def main() -> None:
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
           f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
-          f"{QuickstartConfig.small().workers} build-supernet workers; {args.load}.  ",
+          f"{cfg.workers} build-supernet workers; {args.load}.  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
           *selection_markdown(selected, result["rows"]), "",
