@@ -26,6 +26,7 @@ from pathlib import Path
 
 from donna_nas.quickstart import QuickstartConfig, run_quickstart, selection_markdown, table_markdown
 from donna_nas.runtime.io import write_text_atomic
+from donna_nas.tasks.depth.evaluate import beats
 
 from _provenance import code_commit  # experiments/ is on sys.path when a script here runs
 
@@ -92,11 +93,18 @@ def compare(*outs: str) -> None:
         with (out / "quickstart_table.csv").open() as f:
             table = {r["model"]: r for r in csv.DictReader(f)}
         t, s = table["teacher"], table["searched"]
+
+        def metrics(row: dict) -> dict:
+            return {"abs_rel": float(row["abs_rel_fp32"]), "sq_rel": float(row["sq_rel_fp32"])}
+
+        base = {b: metrics(table[b]) for b in ("constant", "prior")}
         runs.append({"run": str(out), "arch": sel["arch"], "predicted_sq_rel": sel["predicted_metric"],
                      "deployed_ms": sel.get("deployed_latency_ms"), "teacher_deployed_ms": sel.get("teacher_deployed_ms"),
                      "sq_rel": float(s["sq_rel_fp32"]), "sq_rel_vs_teacher": float(s["sq_rel_fp32"]) / float(t["sq_rel_fp32"]),
                      "fps_int8_vs_teacher": float(s["fps_int8"]) / float(t["fps_int8"]),
-                     "seconds": sum(json.loads((out / "timings.json").read_text()).values())})
+                     "seconds": sum(json.loads((out / "timings.json").read_text()).values()),
+                     "constant_sq_rel": base["constant"]["sq_rel"], "prior_sq_rel": base["prior"]["sq_rel"],
+                     "beats_constant_and_prior": all(beats(metrics(s), b) for b in base.values())})
     with (RESULTS / "quickstart_repro.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(runs[0]))
         w.writeheader()
@@ -105,11 +113,14 @@ def compare(*outs: str) -> None:
           f"Command: `python experiments/quickstart_run.py --compare {' '.join(outs)}`. Date: "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores.", "",
           "| run | selected architecture | predicted Sq Rel | deployed ms (teacher) | Sq Rel | Sq Rel / teacher | "
-          "INT8 FPS / teacher | seconds |", "|---|---|---:|---|---:|---:|---:|---:|"]
+          "INT8 FPS / teacher | seconds | Sq Rel constant / prior (no image) | beats both (abs_rel and Sq Rel) |",
+          "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
     for r in runs:
         dep = "–" if r["deployed_ms"] is None else f"{r['deployed_ms']:.3g} ({r['teacher_deployed_ms']:.3g})"
         md.append(f"| {r['run']} | `{r['arch']}` | {r['predicted_sq_rel']:.4f} | {dep} | {r['sq_rel']:.4f} | "
-                  f"{r['sq_rel_vs_teacher']:.2f} | {r['fps_int8_vs_teacher']:.2f} | {r['seconds']:.0f} |")
+                  f"{r['sq_rel_vs_teacher']:.2f} | {r['fps_int8_vs_teacher']:.2f} | {r['seconds']:.0f} | "
+                  f"{r['constant_sq_rel']:.4f} / {r['prior_sq_rel']:.4f} | "
+                  f"{'yes' if r['beats_constant_and_prior'] else '**no**'} |")
     floor_txt = f"{floor:.4f}" if floor is not None else "not measured"
     md += ["", f"Noise floor of the predictor (median seed-to-seed change of its finetune targets, "
                f"`predictor_rank.csv`): {floor_txt}. Targets per pair: predicted Sq Rel closer than the floor, "
