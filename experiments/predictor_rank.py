@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--ft-steps", type=int, default=150)
     ap.add_argument("--ft-lr", type=float, default=1e-3)
     ap.add_argument("--objective", default="kd", choices=("kd", "selfsup", "kd+selfsup"))
+    ap.add_argument("--ft-decoder", default="auto", choices=("auto", "stitched", "random"),
+                    help="where each finetune's decoder starts (SupernetConfig.ft_decoder)")
+    ap.add_argument("--record", default="predictor_rank", help="results name: experiments/results/RECORD.{csv,md}")
     ap.add_argument("--seed-archs", default="heldout", choices=("heldout", "all"),
                     help="which architectures the seed-1 noise-floor finetunes cover")
     ap.add_argument("--workers", type=int, default=2)
@@ -70,7 +74,7 @@ def main() -> None:
     cfg = SupernetConfig(teacher=a.teacher, data=str(data), task="depth", height=h, width=w, bkd_steps=a.bkd_steps,
                          bkd_batch=8, train_frames=208, val_frames=24, calib_frames=16, predictor_archs=a.archs,
                          predictor_test=a.heldout, ft_steps=a.ft_steps, ft_batch=4, ft_lr=a.ft_lr,
-                         distill_weight=0.0, ft_objective=a.objective, arch_pool=2000, seed=0)
+                         distill_weight=0.0, ft_objective=a.objective, ft_decoder=a.ft_decoder, arch_pool=2000, seed=0)
     ex = LocalExecutor(a.workers)
     t0 = time.time()
     res = build_supernet(space, run, cfg, executor=ex, resume=(run / "config.yaml").is_file(), progress=False)
@@ -82,14 +86,16 @@ def main() -> None:
     split = np.array(["test" if i in test_idx else "train" for i in range(len(archs))])
     # seed 0 is the build's own finetune (resumed, so free); seed 1 covers --seed-archs
     seed1 = [i for i in range(len(archs)) if a.seed_archs == "all" or split[i] == "test"]
+    from donna_nas.distill.pipeline import resolve_ft_decoder
+
+    decoder = resolve_ft_decoder(cfg, json.loads((run / "teacher.json").read_text()))
     job = lambda x, s: FinetuneJob(str(run), x.encode(), "depth", str(data), a.ft_steps, 4, a.ft_lr, h, w, 0.0, s,  # noqa: E731
-                                   1, 0, a.objective)
+                                   1, 0, a.objective, decoder)
     t0 = time.time()
     recs = {0: _run_jobs(ex, run_finetune_job, [job(x, 0) for x in archs], run, "finetune seed 0", progress=False),
             1: _run_jobs(ex, run_finetune_job, [job(archs[i], 1) for i in seed1], run, "finetune seed 1", progress=False)}
     seed_s = time.time() - t0
     # a resumed run redoes nothing: report the wall time of the invocations that did the work
-    import json
 
     tpath = run / "rank_timings.json"
     prev = json.loads(tpath.read_text()) if tpath.is_file() else {}
@@ -120,7 +126,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     cols = ["model", "cv_tau", "heldout_tau", "n_train", "n_heldout", "seed_tau", "metric", "target", "seed_tau_all", "seed_median_abs_diff"]
-    df[cols].to_csv(RESULTS / "predictor_rank.csv", index=False, float_format="%.4f")
+    df[cols].to_csv(RESULTS / f"{a.record}.csv", index=False, float_format="%.4f")
     lf = [r["metrics"].get("loss_first", float("nan")) for r in recs[0]]
     ll = [r["metrics"].get("loss_last", float("nan")) for r in recs[0]]
     cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
@@ -130,7 +136,7 @@ def main() -> None:
              f"Scale: space `{space.name}` ({space.size():.3g} architectures) at {h}x{w}; teacher `{a.teacher}`; world "
              f"version 2, 6 drives x 60 frames, seed 0; BKD {a.bkd_steps} steps per block supernet; "
              f"{len(tr)} training + {len(te)} held-out architectures (spread over MACs), each finetuned {a.ft_steps} "
-             f"steps (batch 4, lr {a.ft_lr:g} decaying to 0 along a cosine, objective `{a.objective}`) from its distilled blocks; target Sq Rel on the "
+             f"steps (batch 4, lr {a.ft_lr:g} decaying to 0 along a cosine, objective `{a.objective}`, decoder `{decoder}`) from its distilled blocks; target Sq Rel on the "
              f"val split ({res.evaluation and 'velodyne ground truth'}).",
              f"Finetune objective, mean over architectures: {np.nanmean(lf):.4f} at the start, {np.nanmean(ll):.4f} at the end. "
              f"Spread over the architectures (seed 0): Sq Rel {floor['sq_rel'][3]:.3f} .. {floor['sq_rel'][4]:.3f}, "
@@ -153,7 +159,7 @@ def main() -> None:
     dna = df[df.model.str.startswith("sum_nsr") & sq0].iloc[0]
     lines += ["", f"Fitted ridge on NSR vs the unfitted DNA sum (held-out tau, seed-0 Sq Rel targets): {ridge.heldout_tau:.3f} vs "
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
-    write_text_atomic(RESULTS / "predictor_rank.md", "\n".join(lines) + "\n")
+    write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -66,3 +66,50 @@ def test_auto_objective_follows_the_teacher(kd_run):
         resolve_ft_objective(SupernetConfig(task="depth", ft_objective="kd"), resnet)
     with pytest.raises(UserError, match="for --task depth"):
         SupernetConfig(task="classify", ft_objective="kd").validate()
+
+
+def test_a_stitched_finetune_starts_from_the_teacher_decoder_through_the_adapters(kd_run):
+    """With no steps, the job's metrics are those of the stitched network itself, evaluated
+    directly; a random decoder gives others (so the job really starts from the stitched one)."""
+    from donna_nas.data.gt import load_gt_depths
+    from donna_nas.data.kitti import KittiRawDataset
+    from donna_nas.distill.assemble import assemble
+    from donna_nas.tasks.depth.evaluate import predict_disparities
+    from donna_nas.tasks.depth.metrics import evaluate_disparities
+    from donna_nas.tasks.depth.networks import DepthNet
+    from donna_nas.tasks.depth.run import load_model
+    from donna_nas.tasks.depth.stitch import stitched_decoder
+
+    run, data = kd_run
+    arch = SPACE.sample(__import__("random").Random(1))
+    job = dict(run_dir=str(run), arch=arch.encode(), task="depth", data=str(data), steps=0, batch=4, lr=1e-3,
+               height=32, width=96, distill_weight=0.0, objective="kd")
+    stitched = predictor_finetune(FinetuneJob(**job, decoder="stitched"))
+    teacher, _ = load_model(json.loads((run / "teacher.json").read_text())["run"])
+    net = DepthNet(assemble(run, arch, input_size=(32, 96)), stitched_decoder(run, arch, teacher.decoder))
+    vds = KittiRawDataset(str(data), str(data / "splits" / "val_files.txt"), size=(32, 96), frame_ids=(0,), train=False)
+    want, _ = evaluate_disparities(predict_disparities(net, vds, 0.1, 100.0)[0], load_gt_depths(run / "cache" / "val_gt.npz")[0])
+    assert stitched["sq_rel"] == pytest.approx(want["sq_rel"], rel=1e-5)
+    assert stitched["abs_rel"] == pytest.approx(want["abs_rel"], rel=1e-5)
+    random_start = predictor_finetune(FinetuneJob(**job, decoder="random"))
+    assert random_start["abs_rel"] != pytest.approx(want["abs_rel"], rel=1e-3)
+    with pytest.raises(UserError, match="use random or stitched"):
+        predictor_finetune(FinetuneJob(**job, decoder="teacher"))
+
+
+def test_auto_decoder_is_stitched_exactly_when_the_teacher_has_a_decoder(kd_run):
+    from donna_nas.distill.pipeline import resolve_ft_decoder
+
+    run, _ = kd_run
+    info = json.loads((run / "teacher.json").read_text())
+    resnet = {"kind": "resnet", "name": "resnet18"}
+    assert resolve_ft_decoder(SupernetConfig(task="depth"), info) == "stitched"
+    assert resolve_ft_decoder(SupernetConfig(task="depth"), resnet) == "random"
+    assert resolve_ft_decoder(SupernetConfig(task="depth", ft_decoder="random"), info) == "random"
+    assert resolve_ft_decoder(SupernetConfig(task="classify"), info) == "random"
+    with pytest.raises(UserError, match="no depth decoder to stitch"):
+        resolve_ft_decoder(SupernetConfig(task="depth", ft_decoder="stitched"), resnet)
+    with pytest.raises(UserError, match="for --task depth"):
+        SupernetConfig(task="classify", ft_decoder="stitched").validate()
+    with pytest.raises(UserError, match="use one of"):
+        SupernetConfig(task="depth", ft_decoder="teacher").validate()

@@ -36,6 +36,7 @@ def build_supernet_cmd(
     bkd_steps: Optional[int] = typer.Option(None, "--bkd-steps", help=_help("bkd_steps", "Training steps per block supernet.")),
     ft_steps: Optional[int] = typer.Option(None, "--ft-steps", help=_help("ft_steps", "Finetune steps per predictor architecture.")),
     ft_objective: Optional[str] = typer.Option(None, "--ft-objective", help=_help("ft_objective", "Predictor finetune loss: kd (distil the teacher depth model's outputs), selfsup, kd+selfsup, or auto (kd when the teacher is a depth model).")),
+    ft_decoder: Optional[str] = typer.Option(None, "--ft-decoder", help=_help("ft_decoder", "Where the predictor finetune's depth decoder starts: stitched (the teacher's decoder through the BKD adapters), random, or auto (stitched when the teacher is a depth model).")),
     rank_check: Optional[int] = typer.Option(None, "--rank-check", help=_help("rank_check", "Also train N choices of one block alone and compare rankings.")),
     seed: Optional[int] = typer.Option(None, "--seed", help=_help("seed")),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed build; finished jobs are skipped."),
@@ -62,7 +63,7 @@ def build_supernet_cmd(
     opts = given(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
                  train_frames=train_frames, val_frames=val_frames, bkd_steps=bkd_steps,
                  predictor_archs=predictor_archs, predictor_test=predictor_test, ft_steps=ft_steps,
-                 rank_check=rank_check, seed=seed, ft_objective=ft_objective)
+                 rank_check=rank_check, seed=seed, ft_objective=ft_objective, ft_decoder=ft_decoder)
     if size:
         opts["height"], opts["width"] = parse_size(size)
     cfg = SupernetConfig(**opts)  # the options given; SupernetConfig supplies the rest

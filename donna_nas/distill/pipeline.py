@@ -82,6 +82,10 @@ class SupernetConfig:
     # DONNA's distillation finetune), "selfsup" (the task's own loss), "kd+selfsup", or "auto":
     # kd when the teacher is a trained depth model (a depth run or a shipped model), else selfsup
     ft_objective: str = "auto"
+    # where the predictor finetune's decoder starts: "stitched" (the teacher depth model's decoder
+    # with each block's BKD out-adapter folded in, donna_nas.tasks.depth.stitch), "random", or
+    # "auto": stitched when the task is depth and the teacher is a trained depth model, else random
+    ft_decoder: str = "auto"
     folds: int = 0  # 0 = leave-one-out
 
     def resolved_size(self, space: SearchSpace) -> tuple[int, int]:
@@ -103,21 +107,44 @@ class SupernetConfig:
         if self.ft_objective in ("kd", "kd+selfsup") and self.task != "depth":
             raise UserError(f"--ft-objective {self.ft_objective}: output distillation is for --task depth; "
                             f"use auto or selfsup with --task {self.task}")
+        if self.ft_decoder not in FT_DECODERS:
+            raise UserError(f"--ft-decoder {self.ft_decoder}: use one of {', '.join(FT_DECODERS)}")
+        if self.ft_decoder == "stitched" and self.task != "depth":
+            raise UserError(f"--ft-decoder stitched: a stitched decoder is for --task depth; "
+                            f"use auto or random with --task {self.task}")
 
 
 FT_OBJECTIVES = ("auto", "selfsup", "kd", "kd+selfsup")
+FT_DECODERS = ("auto", "stitched", "random")
+
+
+def _teacher_has_outputs(teacher_info: dict[str, Any]) -> bool:
+    """A trained depth model (a depth run or a shipped model), not a bare encoder."""
+    return teacher_info.get("kind") in ("depth_run", "shipped") or bool(teacher_info.get("shipped"))
 
 
 def resolve_ft_objective(config: SupernetConfig, teacher_info: dict[str, Any]) -> str:
     """``auto`` → ``kd`` for a depth task whose teacher is a trained depth model (it has outputs
     to distil from), else ``selfsup``; an explicit kd with a bare-encoder teacher is refused."""
-    has_outputs = teacher_info.get("kind") in ("depth_run", "shipped") or bool(teacher_info.get("shipped"))
+    has_outputs = _teacher_has_outputs(teacher_info)
     if config.ft_objective == "auto":
         return "kd" if config.task == "depth" and has_outputs else "selfsup"
     if config.ft_objective != "selfsup" and not has_outputs:
         raise UserError(f"--ft-objective {config.ft_objective}: teacher {teacher_info.get('name') or teacher_info.get('spec')} "
                         "has no depth decoder to distil from; give --teacher a depth run or a shipped model")
     return config.ft_objective
+
+
+def resolve_ft_decoder(config: SupernetConfig, teacher_info: dict[str, Any]) -> str:
+    """``auto`` → ``stitched`` for a depth task whose teacher has a decoder, else ``random``; an
+    explicit ``stitched`` with a bare-encoder teacher is refused."""
+    has_decoder = config.task == "depth" and _teacher_has_outputs(teacher_info)
+    if config.ft_decoder == "auto":
+        return "stitched" if has_decoder else "random"
+    if config.ft_decoder == "stitched" and not has_decoder:
+        raise UserError(f"--ft-decoder stitched: teacher {teacher_info.get('name') or teacher_info.get('spec')} "
+                        "has no depth decoder to stitch; give --teacher a depth run or a shipped model")
+    return config.ft_decoder
 
 
 @dataclass
@@ -308,10 +335,13 @@ def build_supernet(space: SearchSpace, out: str | Path, config: SupernetConfig |
         task.prepare_predictor(run, config)
         ft_lr = config.ft_lr or task.ft_lr
         ft_batch = config.ft_batch or task.ft_batch
-        objective = resolve_ft_objective(config, json.loads((run / "teacher.json").read_text()))
+        teacher_info = json.loads((run / "teacher.json").read_text())
+        objective = resolve_ft_objective(config, teacher_info)
+        decoder = resolve_ft_decoder(config, teacher_info)
         ft_jobs = [FinetuneJob(str(run), a.encode(), config.task, config.data, config.ft_steps,
                                ft_batch, ft_lr, h, w, config.distill_weight,
-                               config.seed, config.job_threads, config.ft_val_frames, objective) for a in archs]
+                               config.seed, config.job_threads, config.ft_val_frames, objective, decoder)
+                   for a in archs]
         ft = _run_jobs(executor, run_finetune_job, ft_jobs, run, "finetune", progress=progress)
         timings["finetune_s"] = time.time() - t0
         job_seconds["finetune_s"] = sum(r["seconds"] for r in ft)

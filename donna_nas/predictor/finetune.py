@@ -45,6 +45,9 @@ class FinetuneJob:
     # what the finetune optimises (the task decides what it supports): "selfsup" (the task's own
     # training loss), "kd" (match the teacher's outputs) or "kd+selfsup"
     objective: str = "selfsup"
+    # where the task head starts (the task decides what it supports): "random", or "stitched"
+    # (depth: the teacher's decoder through the BKD adapters, donna_nas.tasks.depth.stitch)
+    decoder: str = "random"
 
     @property
     def job_id(self) -> str:

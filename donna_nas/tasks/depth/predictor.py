@@ -12,6 +12,11 @@ Objectives (``FinetuneJob.objective``):
 * ``kd+selfsup``: both.
 
 Tap NSR distillation (``distill_weight`` > 0) can be added to any of them.
+
+The decoder (``FinetuneJob.decoder``): ``stitched`` starts from the teacher depth model's decoder
+with the BKD out-adapters folded in (``donna_nas.tasks.depth.stitch``), so the short finetune
+corrects a whole network; ``random`` draws a fresh one, which a 100-step finetune cannot train
+to the same point from seed to seed.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ def export_val_gt(run: Path, data: str) -> None:
 
 
 def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
-    """Finetune ``job.arch`` from its distilled blocks with ``job.objective`` (module docstring),
+    """Finetune ``job.arch`` from its distilled blocks (and, with ``job.decoder`` stitched, the
+    teacher's decoder) with ``job.objective`` (module docstring),
     plus NSR distillation of the encoder taps (weight ``distill_weight``, 1×1 adapters), for
     ``job.steps`` steps; Sq Rel, abs_rel, ... on the data's validation split (Eigen protocol,
     median scaling)."""
@@ -71,13 +77,23 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
     cfg.validate()
     trainer = DepthTrainer(cfg)
     # common random numbers: every architecture starts from the same pose net and (for equal tap
-    # widths) the same decoder, and sees the same batches, so metric differences come from the
-    # encoders rather than from initialisation noise
+    # widths, random decoders) the same decoder, and sees the same batches, so metric differences
+    # come from the encoders rather than from initialisation noise
     torch.manual_seed(job.seed + 1)
     trainer.pose = PoseNet()
+    if job.decoder not in ("random", "stitched"):
+        raise UserError(f"finetune decoder {job.decoder!r}: use random or stitched")
     torch.manual_seed(job.seed + 2)
     trainer.depth.decoder = DepthDecoder(trainer.depth.encoder.channels, tuple(cfg.scales), cfg.act)
     enc = assemble(run, job.arch, input_size=(job.height, job.width))
+    if job.decoder == "stitched":  # the teacher's decoder through the BKD adapters (tasks/depth/stitch.py)
+        from donna_nas.distill.assemble import load_run_space
+        from donna_nas.tasks.depth.run import load_model
+        from donna_nas.tasks.depth.stitch import stitched_decoder
+
+        teacher_net, _ = load_model(distill_from or tinfo.get("shipped") or tinfo.get("run"))
+        arch = load_run_space(run).decode(job.arch)
+        trainer.depth.decoder = stitched_decoder(run, arch, teacher_net.decoder)
     trainer.depth.encoder.load_state_dict(enc.state_dict())
     teacher = None
     dist = None
