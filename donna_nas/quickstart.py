@@ -618,9 +618,12 @@ def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | No
     dep = selected.get("deployed_check")
     if dep and selected.get("deployed_latency_ms") is not None:
         t = selected.get("teacher_deployed_ms")
-        speed = f", {t / selected['deployed_latency_ms']:.2f}× the teacher's {t:.3g} ms" if t else ""
+        bound_ms = selected.get("deployed_bound_ms", dep["bound_ms"])
+        speed = f", {t / selected['deployed_latency_ms']:.2f}× the teacher's {t:.3g} ms timed beside it" if t else ""
+        median = selected.get("teacher_deployed_median_ms")
+        median = f"; the teacher's median over the {len(dep['checked'])} pairings {median:.3g} ms" if median else ""
         lines += [f"Deployed check: the whole network runs {selected['deployed_latency_ms']:.3g} ms{speed} "
-                  f"({dep['how']}); bound {dep['bound_ms']:.3g} ms; {len(dep['checked'])} of "
+                  f"({dep['how']}); bound {bound_ms:.3g} ms for that timing{median}; {len(dep['checked'])} of "
                   f"{dep['candidates']} front candidates timed (bisection, best predicted first).", ""]
     q = selected.get("predictor_quality") or {}
     pq = PredictorQuality(q.get("kendall_tau"), q.get("tau_kind"), q.get("n"))

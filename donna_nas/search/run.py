@@ -401,9 +401,12 @@ def run_search(run: str | Path, *, latency_table: str | None = None, measure: st
     if check is not None:
         info["deployed_check"] = check.to_json()
         if check.selected is not None:
-            ms = next(c["deployed_ms"] for c in check.checked if c["arch"] == check.selected.arch)
-            info.update(deployed_latency_ms=ms, deployed_bound_ms=check.bound_ms,
-                        teacher_deployed_ms=check.teacher_ms)
+            # the selected network's own timing: with --speedup each candidate is judged against
+            # the teacher timed beside it (its pairing), not against the median of all pairings
+            own = next(c for c in check.checked if c["arch"] == check.selected.arch)
+            info.update(deployed_latency_ms=own["deployed_ms"], deployed_bound_ms=own["bound_ms"],
+                        teacher_deployed_ms=own["teacher_ms"] if own["teacher_ms"] is not None else check.teacher_ms,
+                        teacher_deployed_median_ms=check.teacher_ms)
     paths = write_outputs(run, result, space, desc, list(references), info=info,
                           latency_axis=axis, quality=quality)
     return SearchRun(result, paths, space, desc, study_name, storage, bound=bound, quality=quality,
