@@ -261,6 +261,9 @@ def test_tau_over_too_few_architectures_warns_and_the_measured_tau_is_preferred(
     assert not few.measured and few.reliable is False
     assert "fewer than 5 architectures" in few.warning() and "unmeasured" in few.verdict()
     assert PredictorQuality(0.9, "held-out", MIN_TAU_ARCHS).warning() is None
+    # exactly at the threshold is not below it, even when the pair-count ratio rounds under it
+    assert PredictorQuality(0.4999999999999999, "cross-validated", 8).warning() is None
+    assert "below 0.5" in PredictorQuality(0.49, "cross-validated", 8).warning()
     # the quickstart's case: 2 held-out, 6 cross-validated -> the cross-validated tau is the measured one
     q = PredictorQuality.from_json({"test_kendall_tau": -1.0, "n_test": 2, "cv_kendall_tau": 0.6, "n_train": 6})
     assert (q.kind, q.tau, q.n, q.warning()) == ("cross-validated", 0.6, 6, None)

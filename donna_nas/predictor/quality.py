@@ -77,7 +77,8 @@ class PredictorQuality:
         """False below ``TAU_WARN`` or over too few architectures, True otherwise, None when unknown."""
         if self.tau is None:
             return None
-        return self.measured and self.tau >= TAU_WARN
+        # τ is a ratio of pair counts: 14/28 arrives as 0.4999999999999999, and is 0.5
+        return self.measured and self.tau >= TAU_WARN - 1e-9
 
     def describe(self) -> str:
         """``Kendall τ 0.33 (held-out, 3 architectures)`` or ``Kendall τ unknown (...)``."""
