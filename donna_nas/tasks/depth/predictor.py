@@ -83,6 +83,7 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
     trainer.pose = PoseNet()
     if job.decoder not in ("random", "stitched"):
         raise UserError(f"finetune decoder {job.decoder!r}: use random or stitched")
+    # drawn for a stitched start too, so both starts leave the global RNG in the same state
     torch.manual_seed(job.seed + 2)
     trainer.depth.decoder = DepthDecoder(trainer.depth.encoder.channels, tuple(cfg.scales), cfg.act)
     enc = assemble(run, job.arch, input_size=(job.height, job.width))
@@ -91,7 +92,9 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         from donna_nas.tasks.depth.run import load_model
         from donna_nas.tasks.depth.stitch import stitched_decoder
 
-        teacher_net, _ = load_model(distill_from or tinfo.get("shipped") or tinfo.get("run"))
+        # the output-distillation teacher is that depth model, already loaded by the trainer
+        teacher_net = trainer.distill_teacher or load_model(tinfo.get("shipped") or tinfo.get("run")
+                                                            or tinfo.get("spec"))[0]
         arch = load_run_space(run).decode(job.arch)
         trainer.depth.decoder = stitched_decoder(run, arch, teacher_net.decoder)
     trainer.depth.encoder.load_state_dict(enc.state_dict())

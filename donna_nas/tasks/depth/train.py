@@ -136,6 +136,11 @@ class DepthTrainer(nn.Module):
             loss = loss + self.cfg.xdistill_weight * seg
         return loss, info
 
+    @property
+    def distill_teacher(self) -> nn.Module | None:
+        """The frozen ``distill_from`` depth model (None without output distillation)."""
+        return self._kd_teacher[0] if self._kd_teacher else None
+
     def distillation(self, image: torch.Tensor, disps: list[torch.Tensor]) -> torch.Tensor:
         """``output_kd_loss`` of the student's disparity scales ``disps`` on ``image`` against
         the ``distill_from`` teacher's on the same image (unweighted)."""
