@@ -69,7 +69,7 @@ class QuickstartConfig:
     xdistill_weight: float = 0.01  # 0.1 let the cross-entropy swamp the photometric loss at CPU scale (docs/depth.md)
     # the default's stage sizes fit 15 min on a loaded 2-core CPU (one thread): per-step times
     # measured there, see small()
-    bkd_steps: int = 40
+    bkd_steps: int = 120  # 40 left the first block above NSR 1 (median 1.10); 120: 0.57 (docs/supernet.md)
     bkd_size: tuple[int, int] = (64, 192)
     predictor_archs: int = 6
     predictor_test: int = 2
