@@ -13,6 +13,13 @@ images per CPU-second (robust to other jobs sharing the cores) and wall images/s
 
     python experiments/bench_train.py --compare 0182fcb --steps 60 --short 15 --rounds 3 --batch 4 --precisions off bf16
 
+``--photometric`` times the photometric error's analytic backward against autograd through the
+composite, alone (forward + backward at the training size) and inside the whole training step
+(ResNet18, batch 4), alternating the two in one process, medians of CPU time
+(``experiments/results/bench_train_photometric.{md,csv}``):
+
+    python experiments/bench_train.py --photometric --rounds 7 --batch 4
+
 ``--short N`` adds the steady-state throughput (the marginal cost of steps N+1..steps, so that
 construction, first-use imports and the final save cancel out); ``--precisions off bf16`` times
 this checkout's trainer in float32 and with ``--mixed-precision bf16`` (bfloat16 autocast).
@@ -185,6 +192,84 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
     print("\n".join(lines))
 
 
+def photometric(rounds: int, size: str, batch: int) -> None:
+    """Analytic photometric-error backward vs autograd of the composite, side by side."""
+    import statistics
+
+    import torch
+
+    import donna_nas.tasks.depth.losses as L
+    from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.train import DepthTrainer
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    h, w = (int(v) for v in size.split("x"))
+    fused = L.photometric_error
+
+    def composite(pred, target, ssim_weight=0.85):
+        return L._photometric_error_composite(pred, target, ssim_weight)
+
+    variants = {"autograd (composite)": composite, "analytic backward": fused}
+    p0, t0, g0 = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w), torch.rand(batch, 1, h, w)
+
+    def pe_call(fn):
+        p = p0.clone().requires_grad_()
+        fn(p, t0).backward(g0)
+
+    m = DepthTrainer(DepthConfig(backbone="resnet18", height=h, width=w, batch=batch)).train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4, fused=True)
+    K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    imgs = torch.rand(batch, 3, 3, h, w)
+    b = {"images": imgs, "images_aug": imgs, "K": K.expand(batch, 4, 4).contiguous(),
+         "inv_K": torch.linalg.inv(K).expand(batch, 4, 4).contiguous()}
+
+    def train_step():
+        loss, _ = m(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def cpu_ms(fn, n):
+        fn()
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        return (time.process_time() - t) / n * 1e3
+
+    times = {(k, part): [] for k in variants for part in ("pe", "step")}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            L.photometric_error = fn  # min_reprojection looks the name up at call time
+            times[(name, "pe")].append(cpu_ms(lambda: pe_call(fn), 20))
+            times[(name, "step")].append(cpu_ms(train_step, 5))
+    L.photometric_error = fused
+    import pandas as pd
+
+    rows = [{"variant": k, "pe_fwd_bwd_ms": statistics.median(times[(k, "pe")]),
+             "train_step_ms": statistics.median(times[(k, "step")])} for k in variants]
+    df = pd.DataFrame(rows)
+    base = df.iloc[0]
+    df["pe_speedup"] = base.pe_fwd_bwd_ms / df.pe_fwd_bwd_ms
+    df["step_speedup"] = base.train_step_ms / df.train_step_ms
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(RESULTS / "bench_train_photometric.csv", df.to_csv(index=False))
+    table = df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else df.to_string(index=False)
+    cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
+    md = f"""# Photometric error: analytic backward vs autograd (bench_train --photometric)
+
+Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core CPU ({platform.machine()}), 1 torch thread.
+Scale: {h}x{w}, batch {batch}. `pe_fwd_bwd_ms`: one photometric error (SSIM + L1 of a warped source
+against the target) forward and backward; `train_step_ms`: the whole training step (ResNet18 depth
+net, pose net on 2 pairs, 4-scale loss = 8 such calls, Adam). The two variants alternate {rounds} times
+in one process; medians of CPU time.
+
+{table}
+"""
+    write_text_atomic(RESULTS / "bench_train_photometric.md", md)
+    print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare", metavar="REF", help="compare the whole trainer of git revision REF with this checkout")
@@ -200,7 +285,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--one", nargs=3, metavar=("BACKBONE", "H", "W"))
+    ap.add_argument("--photometric", action="store_true",
+                    help="the photometric error's analytic backward against autograd, side by side")
     a = ap.parse_args()
+    if a.photometric:
+        photometric(a.rounds, a.size, a.batch)
+        return
     if a.trainer_run:
         print(json.dumps(trainer_run(a.trainer_run[0], int(a.trainer_run[1]), int(a.trainer_run[2]), a.batch, a.steps,
                                      a.mixed_precision)))

@@ -135,3 +135,42 @@ def test_box3_matches_avg_pool_in_value_and_gradient():
     assert torch.allclose(box3(x.detach()), ref.detach(), atol=1e-12)
     assert torch.allclose(ours, x.grad, atol=1e-12)
     assert torch.autograd.gradcheck(box3, (x.detach().requires_grad_(),))
+
+
+def test_photometric_error_analytic_gradient_matches_autograd_of_the_composite():
+    """The training loss's photometric error has a hand-derived backward: its value must be the
+    composite's bit for bit, and its gradient the composite's autograd gradient (float64 gradcheck
+    too), including pixels where SSIM's clamp and L1's sign are at their kinks."""
+    from donna_nas.tasks.depth.losses import _photometric_error_composite
+
+    torch.manual_seed(0)
+    y = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    x[0, :, :3] = y[0, :, :3]  # identical pixels: |t - p| and 1 - SSIM at 0
+    x.requires_grad_()
+    g = torch.randn(2, 1, 9, 11, dtype=torch.float64)
+    fused = photometric_error(x, y)
+    assert fused.grad_fn is not None and "PhotometricError" in type(fused.grad_fn).__name__
+    composite = _photometric_error_composite(x, y, 0.85)
+    assert torch.equal(fused, composite)
+    (g_fused,) = torch.autograd.grad(fused, x, g)
+    (g_comp,) = torch.autograd.grad(composite, x, g)
+    assert torch.allclose(g_fused, g_comp, rtol=1e-10, atol=1e-12)
+    xs = torch.rand(1, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    ys = torch.rand(1, 3, 5, 6, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: photometric_error(t, ys), (xs,))
+    # float32, the training precision: agreement to rounding
+    x32, y32 = x.detach().float().requires_grad_(), y.float()
+    (a,) = torch.autograd.grad(photometric_error(x32, y32), x32, g.float())
+    x32b = x32.detach().requires_grad_()
+    (b,) = torch.autograd.grad(_photometric_error_composite(x32b, y32, 0.85), x32b, g.float())
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_photometric_error_falls_back_to_autograd_when_the_target_needs_a_gradient():
+    x = torch.rand(1, 3, 6, 7, requires_grad=True)
+    y = torch.rand(1, 3, 6, 7, requires_grad=True)
+    out = photometric_error(x, y)
+    assert "PhotometricError" not in type(out.grad_fn).__name__
+    out.sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0

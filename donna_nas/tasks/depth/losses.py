@@ -79,13 +79,75 @@ class SSIM(nn.Module):
 _SSIM = SSIM()
 
 
-def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
-    """pe = 0.85·mean_c SSIM_dissim + 0.15·mean_c |target − pred|, shape B×1×H×W."""
+def _photometric_error_composite(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float) -> torch.Tensor:
     l1 = (target - pred).abs().mean(1, keepdim=True)
     if ssim_weight == 0:
         return l1
     s = _SSIM(pred, target).mean(1, keepdim=True)
     return ssim_weight * s + (1 - ssim_weight) * l1
+
+
+class _PhotometricError(torch.autograd.Function):
+    """pe(pred, target) with a hand-derived gradient for ``pred`` (the target is a fixed frame).
+
+    Autograd through the composite records about 30 elementwise ops per call and replays each
+    backward op over the full-resolution map, eight calls per training step (four scales, two
+    sources). The analytic gradient needs one box adjoint over the three statistics pred enters
+    (its mean, mean square and mean product with the target) and a handful of products.
+
+    With A1 = 2·μx·μy + C1, A2 = 2·σxy + C2, B1 = μx² + μy² + C1, B2 = σx² + σy² + C2 and
+    S = A1·A2 / (B1·B2):
+      ∂S/∂μx = 2μy(A2 − A1)/(B1B2) − 2μx·S(1/B1 − 1/B2),  ∂S/∂E[xy] = 2A1/(B1B2),  ∂S/∂E[x²] = −S/B2.
+    """
+
+    @staticmethod
+    def forward(ctx, pred: torch.Tensor, target: torch.Tensor, ssim_weight: float) -> torch.Tensor:  # noqa: D102
+        C = pred.shape[1]
+        xp = F.pad(pred, (1, 1, 1, 1), mode="reflect")
+        yp = F.pad(target, (1, 1, 1, 1), mode="reflect")
+        means = _box3_sum(torch.cat([xp, yp, xp * xp, yp * yp, xp * yp], 1)) * (1.0 / 9.0)
+        mx, my, xx, yy, xy = means.split(C, 1)
+        a1 = 2 * mx * my + SSIM.C1
+        a2 = 2 * (xy - mx * my) + SSIM.C2
+        b1 = mx * mx + my * my + SSIM.C1
+        b2 = (xx - mx * mx) + (yy - my * my) + SSIM.C2
+        num, den = a1 * a2, b1 * b2
+        dissim = (1 - num / den) / 2
+        inside = (dissim >= 0) & (dissim <= 1)  # where clamp passes the gradient
+        diff = target - pred
+        out = ssim_weight * torch.clamp(dissim, 0, 1).mean(1, keepdim=True) + (1 - ssim_weight) * diff.abs().mean(1, keepdim=True)
+        ctx.save_for_backward(pred, xp, yp, mx, my, a1, a2, b1, b2, den, inside, diff)
+        ctx.ssim_weight = ssim_weight
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        pred, xp, yp, mx, my, a1, a2, b1, b2, den, inside, diff = ctx.saved_tensors
+        w, C = ctx.ssim_weight, pred.shape[1]
+        s = a1 * a2 / den
+        d_s = (grad * (-0.5 * w / C)) * inside  # dL/dS per channel
+        g_mx = d_s * (2 * my * (a2 - a1) / den - 2 * mx * s * (1 / b1 - 1 / b2))
+        g_xx = d_s * (-s / b2)
+        g_xy = d_s * (2 * a1 / den)
+        adj = _box3_sum(F.pad(torch.cat([g_mx, g_xx, g_xy], 1) * (1.0 / 9.0), (2, 2, 2, 2)))
+        am, axx, axy = adj.split(C, 1)
+        g_xp = am + 2 * xp * axx + yp * axy
+        g_pred = torch.ops.aten.reflection_pad2d_backward(g_xp, pred, [1, 1, 1, 1])
+        g_pred = g_pred - ((1 - w) / C) * grad * torch.sign(diff)
+        return g_pred, None, None
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
+    """pe = 0.85·mean_c SSIM_dissim + 0.15·mean_c |target − pred|, shape B×1×H×W.
+
+    When only ``pred`` needs a gradient (a warped source against the target frame: every call of
+    the training loss) it runs as one autograd node with an analytic backward; the value is the
+    composite's to the last bit (same ops in the same order), the gradient agrees to float rounding.
+    """
+    if (ssim_weight != 0 and torch.is_grad_enabled() and pred.requires_grad and not target.requires_grad
+            and pred.dim() == 4 and min(pred.shape[-2:]) > 1):
+        return _PhotometricError.apply(pred, target, float(ssim_weight))
+    return _photometric_error_composite(pred, target, ssim_weight)
 
 
 def identity_errors(sources: list[torch.Tensor] | None, target: torch.Tensor, noise: float = 1e-5,
