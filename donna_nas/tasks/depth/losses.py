@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from donna_nas.nn.pad import reflect_pad1_adjoint
+
 __all__ = [
     "output_kd_loss",
     "SSIM",
@@ -132,7 +134,7 @@ class _PhotometricError(torch.autograd.Function):
         adj = _box3_sum(F.pad(torch.cat([g_mx, g_xx, g_xy], 1) * (1.0 / 9.0), (2, 2, 2, 2)))
         am, axx, axy = adj.split(C, 1)
         g_xp = am + 2 * xp * axx + yp * axy
-        g_pred = torch.ops.aten.reflection_pad2d_backward(g_xp, pred, [1, 1, 1, 1])
+        g_pred = reflect_pad1_adjoint(g_xp)
         g_pred = g_pred - ((1 - w) / C) * grad * torch.sign(diff)
         return g_pred, None, None
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from donna_nas.nn.pad import reflect_pad1
 from donna_nas.nn.resnet import ResNetEncoder, resnet18
 
 __all__ = ["DepthDecoder", "PoseDecoder", "PoseNet", "DepthNet", "DECODER_CHANNELS"]
@@ -34,13 +35,12 @@ class Conv3x3(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.pad = nn.ReflectionPad2d(1)
         self.conv = nn.Conv2d(cin, cout, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 2:
             return self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
-        return self.conv(self.pad(x))
+        return self.conv(reflect_pad1(x))  # reflection pad 1 with a fast backward (donna_nas.nn.pad)
 
 
 class ConvBlock(nn.Sequential):
