@@ -16,11 +16,20 @@ Resumes: finished BKD and finetune jobs are skipped. Writes
 experiments/results/predictor_rank.{csv,md} (columns model,cv_tau,heldout_tau,n_train,n_heldout,seed_tau).
 
     OMP_NUM_THREADS=1 python experiments/predictor_rank.py --workers 2
+
+``--floor-steps N [N ...]``: after the run (resumed, so free when it is done), finetune the held-out
+architectures again with seeds 0 and 1 for N steps each, from the same blocks, and report how the
+noise floor (seed-to-seed tau, noise and signal standard deviations) changes with the finetune
+budget (``experiments/results/RECORD_floor.{md,csv}``; the main record is left as it is):
+
+    OMP_NUM_THREADS=1 python experiments/predictor_rank.py --archs 20 --heldout 10 --ft-steps 100 \
+        --workers 2 --seed-archs all --floor-steps 300
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -50,6 +59,8 @@ def main() -> None:
     ap.add_argument("--record", default="predictor_rank", help="results name: experiments/results/RECORD.{csv,md}")
     ap.add_argument("--seed-archs", default="heldout", choices=("heldout", "all"),
                     help="which architectures the seed-1 noise-floor finetunes cover")
+    ap.add_argument("--floor-steps", type=int, nargs="+", default=None,
+                    help="noise floor of the held-out architectures at these finetune budgets (RECORD_floor.md)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default=str(Path.home() / "dn" / "predictor_rank"))
     ap.add_argument("--world", default=str(Path.home() / "dn" / "teachers" / "world_v2_6x60_64x192_s0"))
@@ -102,6 +113,8 @@ def main() -> None:
     build_s, seed_s = build_s + prev.get("build_s", 0.0), seed_s + prev.get("seed_s", 0.0)
     write_text_atomic(tpath, json.dumps({"build_s": build_s, "seed_s": seed_s}))
     test = split == "test"
+    if a.floor_steps:
+        return floor_study(a, ex, run, data, archs, test, recs, job, decoder)
     lookup = nsr_lookup(res.quality, space)
     tr, te = [archs[i] for i in np.where(split == "train")[0]], [archs[i] for i in np.where(split == "test")[0]]
     rows, floor = [], {}
@@ -160,6 +173,75 @@ def main() -> None:
     lines += ["", f"Fitted ridge on NSR vs the unfitted DNA sum (held-out tau, seed-0 Sq Rel targets): {ridge.heldout_tau:.3f} vs "
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
+    """Seed-to-seed agreement of one target over the same architectures: Kendall tau, the median
+    change, the per-run noise sd (sd of the difference / sqrt 2) and what is left of the spread
+    over architectures once that noise is taken out (the signal a predictor can rank)."""
+    from donna_nas.predictor.fit import kendall_tau
+
+    noise = float(np.std(y0 - y1, ddof=1) / np.sqrt(2))
+    total = float(np.var(np.concatenate([y0, y1]), ddof=1))
+    return {"seed_tau": kendall_tau(y0, y1), "median_abs_change": float(np.median(np.abs(y0 - y1))),
+            "noise_sd": noise, "signal_sd": float(np.sqrt(max(total - noise**2, 0.0))),
+            "min": float(min(y0.min(), y1.min())), "max": float(max(y0.max(), y1.max()))}
+
+
+def floor_study(a, ex, run: Path, data, archs: list, test: np.ndarray, recs: dict, job, decoder: str) -> None:
+    """The held-out architectures' noise floor at the run's finetune budget and at --floor-steps."""
+    import pandas as pd
+
+    from donna_nas.distill.pipeline import _run_jobs
+    from donna_nas.predictor.finetune import run_finetune_job
+    from donna_nas.runtime.io import write_text_atomic
+
+    held = [archs[i] for i in np.where(test)[0]]
+    budgets = {a.ft_steps: (np.array([r["metrics"]["sq_rel"] for r, t in zip(recs[0], test) if t]),
+                            np.array([r["metrics"]["sq_rel"] for r in recs[1]][: int(test.sum())]
+                                     if a.seed_archs == "heldout" else
+                                     [r["metrics"]["sq_rel"] for r, t in zip(recs[1], test) if t]))}
+    times = {}
+    for steps in a.floor_steps:
+        # a finetune record is keyed by architecture and seed within a run (one run, one budget), so
+        # another budget gets its own run folder that shares everything of this run but its records
+        shadow = run.parent / f"{run.name}_floor{steps}"
+        (shadow / "jobs").mkdir(parents=True, exist_ok=True)
+        for entry in run.iterdir():
+            if entry.name != "jobs" and not (shadow / entry.name).exists():
+                (shadow / entry.name).symlink_to(entry.resolve())
+
+        def at(x, s, steps=steps, shadow=shadow):
+            return dataclasses.replace(job(x, s), steps=steps, run_dir=str(shadow))
+        t0 = time.time()
+        got = {s: _run_jobs(ex, run_finetune_job, [at(x, s) for x in held], shadow, f"finetune {steps} steps seed {s}",
+                            progress=False) for s in (0, 1)}
+        times[steps] = time.time() - t0
+        budgets[steps] = tuple(np.array([r["metrics"]["sq_rel"] for r in got[s]]) for s in (0, 1))
+    rows = [{"steps": st, "n_archs": len(held), **noise_floor(*ys)} for st, ys in sorted(budgets.items())]
+    df = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    df.to_csv(RESULTS / f"{a.record}_floor.csv", index=False, float_format="%.4f")
+    cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
+    lines = ["# Predictor targets: noise floor against the finetune budget", "",
+             f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
+             f"{os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time.", "",
+             f"Scale: the {len(held)} held-out architectures of `{a.record}.md`'s run (space `{a.space}`, 64x192, "
+             f"teacher `{a.teacher}`), each finetuned from its distilled blocks with seeds 0 and 1 (objective "
+             f"`{a.objective}`, decoder `{decoder}`, batch 4, lr {a.ft_lr:g} with cosine decay to 0 over the budget); "
+             "target Sq Rel on the val split. Noise sd: the sd of the seed-to-seed difference / sqrt 2 (one run's "
+             "noise). Signal sd: the spread over architectures with that noise taken out. Kendall tau >= 0.8 between "
+             "two noisy targets needs a noise sd of about a quarter of the signal sd or less.", "",
+             "| finetune steps | seed-to-seed tau | median change | noise sd | signal sd | noise / signal | Sq Rel range | wall s |",
+             "|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        ratio = r["noise_sd"] / r["signal_sd"] if r["signal_sd"] > 0 else float("inf")
+        lines.append(f"| {r['steps']} | {r['seed_tau']:.3f} | {r['median_abs_change']:.4f} | {r['noise_sd']:.4f} | "
+                     f"{r['signal_sd']:.4f} | {ratio:.2f} | {r['min']:.3f} .. {r['max']:.3f} | "
+                     f"{times.get(r['steps'], float('nan')):.0f} |")
+    lines.append("")
+    write_text_atomic(RESULTS / f"{a.record}_floor.md", "\n".join(lines))
     print("\n".join(lines))
 
 
