@@ -26,34 +26,46 @@ __all__ = [
 ]
 
 
-def _box3_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over 3x3 windows without padding, by separable shifted slices: (…,H,W) -> (…,H-2,W-2)."""
-    r = t[..., :, :-2] + t[..., :, 1:-1] + t[..., :, 2:]
-    return r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]
+_BOX_KERNELS: dict[tuple, torch.Tensor] = {}
+
+
+def _box3_mean(t: torch.Tensor, pad: int = 0) -> torch.Tensor:
+    """Mean over 3x3 windows of (B,C,H,W) zero-padded by ``pad``: (B,C,H+2·pad-2,W+2·pad-2).
+
+    One depthwise convolution with a constant 1/9 kernel. On one CPU thread oneDNN computes it 3.8x
+    faster than separable shifted-slice sums, and 6.6x faster than avg_pool2d, for SSIM's
+    4×15×66×194 stack (``experiments/bench_train.py --photometric`` times the step around it).
+    """
+    C = t.shape[1]
+    key = (C, t.dtype, t.device)
+    kernel = _BOX_KERNELS.get(key)
+    if kernel is None:
+        kernel = _BOX_KERNELS[key] = torch.full((C, 1, 3, 3), 1.0 / 9.0, dtype=t.dtype, device=t.device)
+    return F.conv2d(t, kernel, padding=pad, groups=C)
 
 
 class _Box3(torch.autograd.Function):
     """3x3 box mean with a hand-written backward.
 
-    Autograd's backward of the six shifted slices allocates a zero tensor per slice and copies the
-    gradient into it (about 7% of a 64x192 training step). A valid box filter's adjoint is the same
-    box filter over the gradient zero-padded by 2, which costs what the forward costs.
+    A valid box mean's adjoint is the same box mean over the gradient zero-padded by 2: one more
+    forward depthwise convolution, which costs what the forward costs (ATen's depthwise
+    convolution backward is a different, slower kernel on CPU).
     """
 
     @staticmethod
     def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return _box3_sum(t) * (1.0 / 9.0)
+        return _box3_mean(t)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return _box3_sum(F.pad(grad * (1.0 / 9.0), (2, 2, 2, 2)))
+        return _box3_mean(grad, pad=2)
 
 
 def box3(t: torch.Tensor) -> torch.Tensor:
     """Mean over 3x3 windows without padding (B,C,H,W) -> (B,C,H-2,W-2), as avg_pool2d(t, 3, 1)."""
     if t.requires_grad and torch.is_grad_enabled():
         return _Box3.apply(t)
-    return _box3_sum(t) * (1.0 / 9.0)
+    return _box3_mean(t)
 
 
 class SSIM(nn.Module):
@@ -66,7 +78,7 @@ class SSIM(nn.Module):
         x = F.pad(x, (1, 1, 1, 1), mode="reflect")
         y = F.pad(y, (1, 1, 1, 1), mode="reflect")
         # the five 3x3 box means in one pass over one stacked tensor (a quarter of the step's time went
-        # to avg_pool2d calls); separable 3-tap sums by shifted slices are exact and cheap on CPU
+        # to avg_pool2d calls), as one depthwise convolution
         C = x.shape[1]
         means = box3(torch.cat([x, y, x * x, y * y, x * y], 1))
         mx, my, xx, yy, xy = means.split(C, 1)
@@ -107,7 +119,7 @@ class _PhotometricError(torch.autograd.Function):
         C = pred.shape[1]
         xp = F.pad(pred, (1, 1, 1, 1), mode="reflect")
         yp = F.pad(target, (1, 1, 1, 1), mode="reflect")
-        means = _box3_sum(torch.cat([xp, yp, xp * xp, yp * yp, xp * yp], 1)) * (1.0 / 9.0)
+        means = _box3_mean(torch.cat([xp, yp, xp * xp, yp * yp, xp * yp], 1))
         mx, my, xx, yy, xy = means.split(C, 1)
         a1 = 2 * mx * my + SSIM.C1
         a2 = 2 * (xy - mx * my) + SSIM.C2
@@ -131,7 +143,7 @@ class _PhotometricError(torch.autograd.Function):
         g_mx = d_s * (2 * my * (a2 - a1) / den - 2 * mx * s * (1 / b1 - 1 / b2))
         g_xx = d_s * (-s / b2)
         g_xy = d_s * (2 * a1 / den)
-        adj = _box3_sum(F.pad(torch.cat([g_mx, g_xx, g_xy], 1) * (1.0 / 9.0), (2, 2, 2, 2)))
+        adj = _box3_mean(torch.cat([g_mx, g_xx, g_xy], 1), pad=2)
         am, axx, axy = adj.split(C, 1)
         g_xp = am + 2 * xp * axx + yp * axy
         g_pred = reflect_pad1_adjoint(g_xp)
