@@ -75,19 +75,40 @@ class SSIM(nn.Module):
     C2 = 0.03**2
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-        # the five 3x3 box means in one pass over one stacked tensor (a quarter of the step's time went
-        # to avg_pool2d calls), as one depthwise convolution
-        C = x.shape[1]
-        means = box3(torch.cat([x, y, x * x, y * y, x * y], 1))
-        mx, my, xx, yy, xy = means.split(C, 1)
-        sx = xx - mx * mx
-        sy = yy - my * my
-        sxy = xy - mx * my
-        num = (2 * mx * my + self.C1) * (2 * sxy + self.C2)
-        den = (mx * mx + my * my + self.C1) * (sx + sy + self.C2)
-        return torch.clamp((1 - num / den) / 2, 0, 1)
+        st = _ssim_statistics(x, y)
+        return torch.clamp((1 - st.ratio) / 2, 0, 1)
+
+
+@dataclass
+class _SSIMStatistics:
+    """What SSIM computes on the way to its map, kept for the photometric error's analytic backward."""
+
+    xp: torch.Tensor  # x and y reflection-padded by 1
+    yp: torch.Tensor
+    mx: torch.Tensor  # 3x3 box means of x and y
+    my: torch.Tensor
+    a1: torch.Tensor  # 2·μx·μy + C1
+    a2: torch.Tensor  # 2·σxy + C2
+    b1: torch.Tensor  # μx² + μy² + C1
+    b2: torch.Tensor  # σx² + σy² + C2
+    den: torch.Tensor  # b1·b2
+    ratio: torch.Tensor  # SSIM = a1·a2 / den
+
+
+def _ssim_statistics(x: torch.Tensor, y: torch.Tensor) -> _SSIMStatistics:
+    xp = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    yp = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    # the five 3x3 box means in one pass over one stacked tensor (a quarter of the step's time went
+    # to avg_pool2d calls), as one depthwise convolution
+    C = x.shape[1]
+    means = box3(torch.cat([xp, yp, xp * xp, yp * yp, xp * yp], 1))
+    mx, my, xx, yy, xy = means.split(C, 1)
+    a1 = 2 * mx * my + SSIM.C1
+    a2 = 2 * (xy - mx * my) + SSIM.C2
+    b1 = mx * mx + my * my + SSIM.C1
+    b2 = (xx - mx * mx) + (yy - my * my) + SSIM.C2
+    den = b1 * b2
+    return _SSIMStatistics(xp, yp, mx, my, a1, a2, b1, b2, den, (a1 * a2) / den)
 
 
 _SSIM = SSIM()
@@ -116,29 +137,19 @@ class _PhotometricError(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred: torch.Tensor, target: torch.Tensor, ssim_weight: float) -> torch.Tensor:  # noqa: D102
-        C = pred.shape[1]
-        xp = F.pad(pred, (1, 1, 1, 1), mode="reflect")
-        yp = F.pad(target, (1, 1, 1, 1), mode="reflect")
-        means = _box3_mean(torch.cat([xp, yp, xp * xp, yp * yp, xp * yp], 1))
-        mx, my, xx, yy, xy = means.split(C, 1)
-        a1 = 2 * mx * my + SSIM.C1
-        a2 = 2 * (xy - mx * my) + SSIM.C2
-        b1 = mx * mx + my * my + SSIM.C1
-        b2 = (xx - mx * mx) + (yy - my * my) + SSIM.C2
-        num, den = a1 * a2, b1 * b2
-        dissim = (1 - num / den) / 2
+        st = _ssim_statistics(pred, target)
+        dissim = (1 - st.ratio) / 2
         inside = (dissim >= 0) & (dissim <= 1)  # where clamp passes the gradient
         diff = target - pred
         out = ssim_weight * torch.clamp(dissim, 0, 1).mean(1, keepdim=True) + (1 - ssim_weight) * diff.abs().mean(1, keepdim=True)
-        ctx.save_for_backward(pred, xp, yp, mx, my, a1, a2, b1, b2, den, inside, diff)
+        ctx.save_for_backward(st.xp, st.yp, st.mx, st.my, st.a1, st.a2, st.b1, st.b2, st.den, st.ratio, inside, diff)
         ctx.ssim_weight = ssim_weight
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
-        pred, xp, yp, mx, my, a1, a2, b1, b2, den, inside, diff = ctx.saved_tensors
-        w, C = ctx.ssim_weight, pred.shape[1]
-        s = a1 * a2 / den
+        xp, yp, mx, my, a1, a2, b1, b2, den, s, inside, diff = ctx.saved_tensors
+        w, C = ctx.ssim_weight, diff.shape[1]
         d_s = (grad * (-0.5 * w / C)) * inside  # dL/dS per channel
         g_mx = d_s * (2 * my * (a2 - a1) / den - 2 * mx * s * (1 / b1 - 1 / b2))
         g_xx = d_s * (-s / b2)
