@@ -42,19 +42,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [("resnet18", 96, 320), ("resnet18", 192, 640), ("resnet50", 96, 320), ("resnet50", 192, 640)]
 
 
-def one(backbone: str, h: int, w: int, batch: int, steps: int, threads: int) -> dict:
-    import resource
-
+def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool):
+    """One full training step (depth net, pose net on 2 pairs, 4-scale loss, Adam) on random frames
+    with the dataset's dict contract, as a closure."""
     import torch
 
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import DepthTrainer
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    cfg = DepthConfig(backbone=backbone, height=h, width=w, batch=batch)
-    m = DepthTrainer(cfg).train()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+    m = DepthTrainer(DepthConfig(backbone=backbone, height=h, width=w, batch=batch)).train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4, fused=fused_adam)
     K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
     imgs = torch.rand(batch, 3, 3, h, w)
     b = {"images": imgs, "images_aug": imgs, "K": K.expand(batch, 4, 4), "inv_K": torch.linalg.inv(K).expand(batch, 4, 4)}
@@ -65,6 +62,17 @@ def one(backbone: str, h: int, w: int, batch: int, steps: int, threads: int) -> 
         loss.backward()
         opt.step()
 
+    return step
+
+
+def one(backbone: str, h: int, w: int, batch: int, steps: int, threads: int) -> dict:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    step = synthetic_step(backbone, h, w, batch, fused_adam=False)
     step()  # warm-up
     t = time.perf_counter()
     for _ in range(steps):
@@ -199,8 +207,6 @@ def photometric(rounds: int, size: str, batch: int) -> None:
     import torch
 
     import donna_nas.tasks.depth.losses as L
-    from donna_nas.tasks.depth.run import DepthConfig
-    from donna_nas.tasks.depth.train import DepthTrainer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -217,18 +223,7 @@ def photometric(rounds: int, size: str, batch: int) -> None:
         p = p0.clone().requires_grad_()
         fn(p, t0).backward(g0)
 
-    m = DepthTrainer(DepthConfig(backbone="resnet18", height=h, width=w, batch=batch)).train()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-4, fused=True)
-    K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-    imgs = torch.rand(batch, 3, 3, h, w)
-    b = {"images": imgs, "images_aug": imgs, "K": K.expand(batch, 4, 4).contiguous(),
-         "inv_K": torch.linalg.inv(K).expand(batch, 4, 4).contiguous()}
-
-    def train_step():
-        loss, _ = m(b)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_step = synthetic_step("resnet18", h, w, batch, fused_adam=True)  # the trainer's optimizer
 
     def cpu_ms(fn, n):
         fn()

@@ -114,7 +114,7 @@ def main() -> None:
     write_text_atomic(tpath, json.dumps({"build_s": build_s, "seed_s": seed_s}))
     test = split == "test"
     if a.floor_steps:
-        return floor_study(a, ex, run, data, archs, test, recs, job, decoder)
+        return floor_study(a, ex, run, archs, test, recs, job, decoder)
     lookup = nsr_lookup(res.quality, space)
     tr, te = [archs[i] for i in np.where(split == "train")[0]], [archs[i] for i in np.where(split == "test")[0]]
     rows, floor = [], {}
@@ -142,10 +142,8 @@ def main() -> None:
     df[cols].to_csv(RESULTS / f"{a.record}.csv", index=False, float_format="%.4f")
     lf = [r["metrics"].get("loss_first", float("nan")) for r in recs[0]]
     ll = [r["metrics"].get("loss_last", float("nan")) for r in recs[0]]
-    cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
     lines = ["# Predictor ranking with distillation-finetune targets", "",
-             f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
-             f"{os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time (shared with other jobs).", "",
+             provenance(a, " (shared with other jobs)"), "",
              f"Scale: space `{space.name}` ({space.size():.3g} architectures) at {h}x{w}; teacher `{a.teacher}`; world "
              f"version 2, 6 drives x 60 frames, seed 0; BKD {a.bkd_steps} steps per block supernet; "
              f"{len(tr)} training + {len(te)} held-out architectures (spread over MACs), each finetuned {a.ft_steps} "
@@ -176,6 +174,13 @@ def main() -> None:
     print("\n".join(lines))
 
 
+def provenance(a, load: str = "") -> str:
+    """The results' command, date and machine line."""
+    cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
+    return (f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
+            f"{os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time{load}.")
+
+
 def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
     """Seed-to-seed agreement of one target over the same architectures: Kendall tau, the median
     change, the per-run noise sd (sd of the difference / sqrt 2) and what is left of the spread
@@ -189,7 +194,7 @@ def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
             "min": float(min(y0.min(), y1.min())), "max": float(max(y0.max(), y1.max()))}
 
 
-def floor_study(a, ex, run: Path, data, archs: list, test: np.ndarray, recs: dict, job, decoder: str) -> None:
+def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job, decoder: str) -> None:
     """The held-out architectures' noise floor at the run's finetune budget and at --floor-steps."""
     import pandas as pd
 
@@ -198,10 +203,10 @@ def floor_study(a, ex, run: Path, data, archs: list, test: np.ndarray, recs: dic
     from donna_nas.runtime.io import write_text_atomic
 
     held = [archs[i] for i in np.where(test)[0]]
-    budgets = {a.ft_steps: (np.array([r["metrics"]["sq_rel"] for r, t in zip(recs[0], test) if t]),
-                            np.array([r["metrics"]["sq_rel"] for r in recs[1]][: int(test.sum())]
-                                     if a.seed_archs == "heldout" else
-                                     [r["metrics"]["sq_rel"] for r, t in zip(recs[1], test) if t]))}
+    # seed 1 ran on the held-out architectures only, or on all of them (--seed-archs)
+    held1 = recs[1] if a.seed_archs == "heldout" else [r for r, t in zip(recs[1], test) if t]
+    held0 = [r for r, t in zip(recs[0], test) if t]
+    budgets = {a.ft_steps: tuple(np.array([r["metrics"]["sq_rel"] for r in rs]) for rs in (held0, held1))}
     times = {}
     for steps in a.floor_steps:
         # a finetune record is keyed by architecture and seed within a run (one run, one budget), so
@@ -223,10 +228,8 @@ def floor_study(a, ex, run: Path, data, archs: list, test: np.ndarray, recs: dic
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     df.to_csv(RESULTS / f"{a.record}_floor.csv", index=False, float_format="%.4f")
-    cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
     lines = ["# Predictor targets: noise floor against the finetune budget", "",
-             f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
-             f"{os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time.", "",
+             provenance(a), "",
              f"Scale: the {len(held)} held-out architectures of `{a.record}.md`'s run (space `{a.space}`, 64x192, "
              f"teacher `{a.teacher}`), each finetuned from its distilled blocks with seeds 0 and 1 (objective "
              f"`{a.objective}`, decoder `{decoder}`, batch 4, lr {a.ft_lr:g} with cosine decay to 0 over the budget); "
