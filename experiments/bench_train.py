@@ -20,6 +20,15 @@ composite, alone (forward + backward at the training size) and inside the whole 
 
     python experiments/bench_train.py --photometric --rounds 7 --batch 4
 
+``--kernels`` times, on one thread and alternating in one process (medians of CPU time), the
+kernel choices the trainer's docs quote: the 3x3 box mean (depthwise convolution, separable
+shifted-slice sums, avg_pool2d) and its adjoint (hand-written against ATen's depthwise-convolution
+backward), the reflection pad's backward (slice adjoint against ATen's), and the last ResNet
+stage's 512-channel 3x3 convolution through oneDNN against im2col + GEMM, with GFLOP/s for
+oneDNN's convolutions and a plain GEMM (``experiments/results/bench_train_kernels.{md,csv}``):
+
+    python experiments/bench_train.py --kernels --rounds 7 --batch 4
+
 ``--short N`` adds the steady-state throughput (the marginal cost of steps N+1..steps, so that
 construction, first-use imports and the final save cancel out); ``--precisions off bf16`` times
 this checkout's trainer in float32 and with ``--mixed-precision bf16`` (bfloat16 autocast).
@@ -37,6 +46,8 @@ import time
 from pathlib import Path
 
 from donna_nas.runtime.io import write_text_atomic
+
+from _provenance import cpu_model  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [("resnet18", 96, 320), ("resnet18", 192, 640), ("resnet50", 96, 320), ("resnet50", 192, 640)]
@@ -175,7 +186,7 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
     write_text_atomic(RESULTS / "bench_train_compare.csv", df.to_csv(index=False))
     cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
     lines = ["# Whole depth trainer, before and after, side by side (bench_train --compare)", "",
-             f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {platform.machine()} CPU shared "
+             f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}) shared "
              "with other jobs; 1 torch thread per process.",
              f"Scale: `train_depth` on a rendered world (3 drives x 30 frames, {h}x{w}), ResNet18, batch {batch}, "
              f"{steps} steps per measurement including data loading and model construction; the trainers alternate "
@@ -253,7 +264,7 @@ def photometric(rounds: int, size: str, batch: int) -> None:
     cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
     md = f"""# Photometric error: analytic backward vs autograd (bench_train --photometric)
 
-Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core CPU ({platform.machine()}), 1 torch thread.
+Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}), 1 torch thread.
 Scale: {h}x{w}, batch {batch}. `pe_fwd_bwd_ms`: one photometric error (SSIM + L1 of a warped source
 against the target) forward and backward; `train_step_ms`: the whole training step (ResNet18 depth
 net, pose net on 2 pairs, 4-scale loss = 8 such calls, Adam). The two variants alternate {rounds} times
@@ -263,6 +274,152 @@ in one process; medians of CPU time.
 """
     write_text_atomic(RESULTS / "bench_train_photometric.md", md)
     print(table)
+
+
+def _box3_slices(t):
+    """The separable shifted-slice 3x3 box mean the trainer used before bc6e048 (columns, then rows,
+    then the 1/9 scale), for comparison."""
+    r = t[..., :, :-2] + t[..., :, 1:-1] + t[..., :, 2:]
+    return (r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]) * (1.0 / 9.0)
+
+
+def kernels(rounds: int, batch: int, size: str) -> None:
+    """The per-kernel timings quoted in docs/depth.md and the trainer's docstrings, side by side."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    import donna_nas.tasks.depth.losses as L
+    from donna_nas.nn.pad import reflect_pad1, reflect_pad1_adjoint
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    h, w = (int(v) for v in size.split("x"))
+    # SSIM's box stack: 5 statistics x 3 channels of the reflection-padded image, batch images
+    stack = torch.rand(batch, 15, h + 2, w + 2)
+    box_grad = torch.rand(batch, 15, h, w)
+    kernel9 = torch.full((15, 1, 3, 3), 1 / 9)
+    # a decoder activation at full resolution, padded by one (16 channels: the last decoder stage)
+    act = torch.rand(batch, 16, h, w)
+    pad_grad = torch.rand(batch, 16, h + 2, w + 2)
+    # the last ResNet stage at this size: 512 -> 512 channels, 3x3, output (h/32) x (w/32)
+    oh, ow = max(h // 32, 1), max(w // 32, 1)
+    x5 = torch.rand(batch, 512, oh, ow)
+    w5 = torch.rand(512, 512, 3, 3) * 0.01
+    g5 = torch.rand(batch, 512, oh, ow)
+    # a mid-network conv: 128 channels, 3x3, at h/8 x w/8
+    x3 = torch.rand(batch, 128, h // 8, w // 8)
+    w3 = torch.rand(128, 128, 3, 3) * 0.01
+    g3 = torch.rand(batch, 128, h // 8, w // 8)
+    a_mm, b_mm = torch.rand(1024, 1024), torch.rand(1024, 1024)
+
+    def conv_fb(x, wt, g):
+        xi, wi = x.clone().requires_grad_(), wt.clone().requires_grad_()
+        F.conv2d(xi, wi, padding=1).backward(g)
+
+    def gemm_conv_fb(x, wt, g):
+        xi, wi = x.clone().requires_grad_(), wt.clone().requires_grad_()
+        n, c, hh, ww = xi.shape
+        cols = F.unfold(xi, 3, padding=1)  # (n, c*9, hh*ww)
+        out = (wi.view(wt.shape[0], -1) @ cols).view(n, -1, hh, ww)
+        out.backward(g)
+
+    def ate_depthwise_bwd():  # the input gradient ATen's autograd computes for the depthwise box
+        return torch.ops.aten.convolution_backward(box_grad, stack, kernel9, None, [1, 1], [0, 0], [1, 1], False,
+                                                   [0, 0], 15, [True, False, False])[0]
+
+    def ate_pad_bwd():
+        return torch.ops.aten.reflection_pad2d_backward(pad_grad, act, [1, 1, 1, 1])
+
+    def autograd_pad(pad):  # forward + backward through autograd, as a training step sees it
+        def run():
+            xi = act.clone().requires_grad_()
+            pad(xi).backward(pad_grad)
+        return run
+
+    # the photometric error (SSIM + L1 of a warped source against the target, analytic backward), with
+    # its box means as the depthwise convolution or as the slice sums: the choice inside its real use
+    p0, t0, g0 = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w), torch.rand(batch, 1, h, w)
+    conv_box = L._box3_mean
+
+    def slice_box(t, pad=0):
+        return _box3_slices(F.pad(t, (pad,) * 4) if pad else t)
+
+    def photometric_with(box):
+        def run():
+            L._box3_mean = box  # looked up at call time by SSIM and the analytic photometric error
+            try:
+                p = p0.clone().requires_grad_()
+                L.photometric_error(p, t0).backward(g0)
+            finally:
+                L._box3_mean = conv_box
+        return run
+
+    flops5 = 2 * batch * 512 * 512 * 9 * oh * ow * 3  # forward + two backward GEMMs
+    flops3 = 2 * batch * 128 * 128 * 9 * (h // 8) * (w // 8) * 3
+    # (group, variant, callable, GFLOP per call or 0)
+    cases = [
+        ("box mean", "depthwise conv, 1/9 kernel (used)", lambda: L._box3_mean(stack), 0),
+        ("box mean", "separable shifted slices (before)", lambda: _box3_slices(stack), 0),
+        ("box mean", "avg_pool2d(3, 1)", lambda: F.avg_pool2d(stack, 3, 1), 0),
+        ("photometric error fwd+bwd", "box means by depthwise conv (used)", photometric_with(conv_box), 0),
+        ("photometric error fwd+bwd", "box means by slice sums", photometric_with(slice_box), 0),
+        ("box adjoint", "box mean of the gradient padded by 2 (used)", lambda: L._box3_mean(box_grad, pad=2), 0),
+        ("box adjoint", "ATen depthwise-conv input backward", ate_depthwise_bwd, 0),
+        ("reflect pad backward", "slice adjoint (used)", lambda: reflect_pad1_adjoint(pad_grad), 0),
+        ("reflect pad backward", "ATen reflection_pad2d_backward", ate_pad_bwd, 0),
+        ("reflect pad fwd+bwd (autograd)", "reflect_pad1 (used)", autograd_pad(reflect_pad1), 0),
+        ("reflect pad fwd+bwd (autograd)", "F.pad reflect", autograd_pad(lambda t: F.pad(t, (1, 1, 1, 1), mode="reflect")),
+         0),
+        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "oneDNN (used)", lambda: conv_fb(x5, w5, g5), flops5 / 1e9),
+        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "im2col + GEMM", lambda: gemm_conv_fb(x5, w5, g5), flops5 / 1e9),
+        (f"128-ch 3x3 conv at {h // 8}x{w // 8}, fwd+bwd", "oneDNN (used)", lambda: conv_fb(x3, w3, g3),
+         flops3 / 1e9),
+        ("1024x1024 GEMM", "torch.mm", lambda: a_mm @ b_mm, 2 * 1024**3 / 1e9),
+    ]
+
+    def cpu_ms(fn, n):
+        fn()
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        return (time.process_time() - t) / n * 1e3
+
+    times: list[list[float]] = [[] for _ in cases]
+    for _ in range(rounds):
+        for i, (_, _, fn, _) in enumerate(cases):
+            times[i].append(cpu_ms(fn, 10))
+    import pandas as pd
+
+    rows = []
+    for (group, variant, _, gflop), tt in zip(cases, times):
+        ms = statistics.median(tt)
+        rows.append({"kernel": group, "variant": variant, "cpu_ms": round(ms, 3),
+                     "min_ms": round(min(tt), 3), "max_ms": round(max(tt), 3),
+                     "gflop_per_s": round(gflop / (ms / 1e3), 1) if gflop else None})
+    df = pd.DataFrame(rows)
+    # speed-up of the used variant over each alternative in its group
+    used = {r["kernel"]: r["cpu_ms"] for r in rows if r["variant"].endswith("(used)")}
+    df["used_speedup"] = [round(r["cpu_ms"] / used[r["kernel"]], 2) if r["kernel"] in used else None for r in rows]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(RESULTS / "bench_train_kernels.csv", df.to_csv(index=False))
+    table = df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False)
+    cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
+    md = f"""# Trainer kernels side by side (bench_train --kernels)
+
+Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}), 1 torch thread.
+Scale: training size {h}x{w}, batch {batch}. Box mean: SSIM's stack of 15 planes, {batch}x15x{h + 2}x{w + 2};
+pad: a {batch}x16x{h}x{w} activation padded by one; convolutions with random weights, forward and both
+backward products. Each variant runs 10 calls per round, all variants alternate {rounds} times in one
+process; medians (and extremes) of CPU time per call. `used_speedup`: this variant's time over the
+variant the trainer uses in the same group (above 1: the trainer's choice is faster). GFLOP/s counts
+2 multiply-adds per MAC, forward plus the two backward GEMMs of a convolution.
+
+{table}
+"""
+    write_text_atomic(RESULTS / "bench_train_kernels.md", md)
+    print(md)
 
 
 def main() -> None:
@@ -282,7 +439,12 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, metavar=("BACKBONE", "H", "W"))
     ap.add_argument("--photometric", action="store_true",
                     help="the photometric error's analytic backward against autograd, side by side")
+    ap.add_argument("--kernels", action="store_true",
+                    help="the trainer's kernel choices (box mean, pad adjoint, convolution paths) side by side")
     a = ap.parse_args()
+    if a.kernels:
+        kernels(a.rounds, a.batch, a.size)
+        return
     if a.photometric:
         photometric(a.rounds, a.size, a.batch)
         return
