@@ -28,7 +28,7 @@ from donna_nas.quickstart import QuickstartConfig, run_quickstart, selection_mar
 from donna_nas.runtime.io import write_text_atomic
 from donna_nas.tasks.depth.evaluate import beats
 
-from _provenance import code_commit  # experiments/ is on sys.path when a script here runs
+from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -63,7 +63,8 @@ def main() -> None:
           f"Command: `donna-nas quickstart --out {args.out}{flag}` (recorded by `python "
           f"experiments/quickstart_run.py --out {args.out}{flag}"
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
-          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {platform.machine()}, "
+          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
+          f"({platform.machine()}), "
           f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
           f"{cfg.workers} build-supernet workers; {args.load}.  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
@@ -111,7 +112,7 @@ def compare(*outs: str) -> None:
         w.writerows(runs)
     md = [f"# Quickstart reproduction: {len(runs)} default runs", "",
           f"Command: `python experiments/quickstart_run.py --compare {' '.join(outs)}`. Date: "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores.", "",
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores.", "",
           "| run | selected architecture | predicted Sq Rel | deployed ms (teacher) | Sq Rel | Sq Rel / teacher | "
           "INT8 FPS / teacher | seconds | Sq Rel constant / prior (no image) | beats both (abs_rel and Sq Rel) |",
           "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
