@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
-from donna_nas.search.run import DEPLOYED_GUARD
+from donna_nas.search.run import DEPLOYED_CONFIRM, DEPLOYED_GUARD
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
 TRAINABLE_TEACHERS = ("resnet18", "resnet50")
@@ -93,6 +93,9 @@ class QuickstartConfig:
     # the deployed latency must beat the bound by this fraction (the selection sits at the bound,
     # and a re-measurement differs by a few percent)
     deployed_guard: float = DEPLOYED_GUARD
+    # under --speedup, each candidate is paired with the teacher this many times and the median
+    # decides (one pairing near the bound passes or fails by its timing noise)
+    deployed_confirm: int = DEPLOYED_CONFIRM
     # an extra params constraint, off by default (params are reported, they do not select): the
     # selected model's params, decoder included, stay under this share of the teacher's (the
     # paper: 3.7M / 32M = 0.12 of ResNet50); the search bounds encoder params by it minus the
@@ -429,7 +432,7 @@ def run_search(space, supernet: Path, cfg: QuickstartConfig, latency_table: str 
                      measure_archs=cfg.latency_archs, fill_missing=True,
                      measure_progress=progress, log=_log, target=cfg.latency_target(),
                      teacher=str(teacher), deployed=deployed, deployed_checks=cfg.deployed_checks,
-                     deployed_guard=cfg.deployed_guard)
+                     deployed_guard=cfg.deployed_guard, deployed_confirm=cfg.deployed_confirm)
     if out.quality is not None and out.quality.warning():
         _log(f"[bold red]{out.quality.warning()}[/]")
     out.require_selection()
@@ -619,9 +622,12 @@ def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | No
     if dep and selected.get("deployed_latency_ms") is not None:
         t = selected.get("teacher_deployed_ms")
         bound_ms = selected.get("deployed_bound_ms", dep["bound_ms"])
-        speed = f", {t / selected['deployed_latency_ms']:.2f}× the teacher's {t:.3g} ms timed beside it" if t else ""
+        confirm = int(dep.get("confirm", 1))
+        beside = "timed beside it" + (f" (its median of {confirm} pairings)" if confirm > 1 else "")
+        speed = f", {t / selected['deployed_latency_ms']:.2f}× the teacher's {t:.3g} ms {beside}" if t else ""
         median = selected.get("teacher_deployed_median_ms")
-        median = f"; the teacher's median over the {len(dep['checked'])} pairings {median:.3g} ms" if median else ""
+        median = (f"; the teacher's median over the {confirm * len(dep['checked'])} pairings {median:.3g} ms"
+                  if median else "")
         lines += [f"Deployed check: the whole network runs {selected['deployed_latency_ms']:.3g} ms{speed} "
                   f"({dep['how']}); bound {bound_ms:.3g} ms for that timing{median}; {len(dep['checked'])} of "
                   f"{dep['candidates']} front candidates timed (bisection, best predicted first).", ""]

@@ -47,7 +47,7 @@ def parse_reference(text: str):
 
 
 # the run wiring lives in the library; these names stay importable from here
-from donna_nas.search.run import DEPLOYED_GUARD, MEASURE_KINDS, load_inputs, resolve_table  # noqa: E402,F401
+from donna_nas.search.run import DEPLOYED_CONFIRM, DEPLOYED_GUARD, MEASURE_KINDS, load_inputs, resolve_table  # noqa: E402,F401
 
 
 class NsgaProgress:
@@ -137,6 +137,10 @@ def search_cmd(
     deployed_guard: float = typer.Option(
         DEPLOYED_GUARD, "--deployed-guard", min=0.0,
         help="--deployed-checks: a candidate must beat the bound by this fraction (timing-noise guard band)."),
+    deployed_confirm: int = typer.Option(
+        DEPLOYED_CONFIRM, "--deployed-confirm", min=1,
+        help="--deployed-checks with --speedup: pair each candidate with the teacher this many times; the "
+             "median decides."),
     fill_missing: bool = typer.Option(False, "--fill-missing",
                                       help="--latency-table: predict ops the table lacks with the op "
                                            "latency model fitted on its rows (instead of failing)."),
@@ -184,7 +188,8 @@ def search_cmd(
                          references=refs, study_name=study_name, measure_archs=measure_archs,
                          fill_missing=fill_missing, progress=bar, target=target,
                          teacher=teacher, log=lambda line: console.print(line, highlight=False),
-                         deployed=deployed, deployed_checks=deployed_checks, deployed_guard=deployed_guard)
+                         deployed=deployed, deployed_checks=deployed_checks, deployed_guard=deployed_guard,
+                         deployed_confirm=deployed_confirm)
     finally:
         bar.close()
     print_summary(console, out.result, out.paths, bound=out.bound, quality=out.quality,

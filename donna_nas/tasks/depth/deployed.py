@@ -101,9 +101,12 @@ class DepthDeployedLatency(DeployedLatency):
             self._save()
         return self._times[name]
 
-    def paired_ms(self, arch: str) -> tuple[float, float]:
-        """The candidate and the teacher timed round-robin (``OrtMeasurer.time_interleaved``)."""
-        if arch not in self._pairs:
+    def paired_ms(self, arch: str, trial: int = 0) -> tuple[float, float]:
+        """The candidate and the teacher timed round-robin (``OrtMeasurer.time_interleaved``);
+        each ``trial`` is timed once and cached (trial 0 under the architecture's own key, so caches
+        written before trials existed still resume)."""
+        key = arch if trial == 0 else f"{arch}#{trial}"
+        if key not in self._pairs:
             from donna_nas.latency.ort import paired_ratio, sample_input
 
             x = sample_input((1, 3, *self.size), True, 0)
@@ -112,9 +115,9 @@ class DepthDeployedLatency(DeployedLatency):
             # the candidate at the teacher's quiet latency: the teacher's lowest round median times
             # the median per-round ratio (a bisection step that misjudges one candidate discards
             # half the front, so one loaded round must not decide it)
-            self._pairs[arch] = (float(teacher.median_ms * paired_ratio(cand, teacher)), float(teacher.median_ms))
+            self._pairs[key] = (float(teacher.median_ms * paired_ratio(cand, teacher)), float(teacher.median_ms))
             self._save()
-        return self._pairs[arch]
+        return self._pairs[key]
 
     def teacher_ms(self) -> float:
         return self._time(self.teacher)
