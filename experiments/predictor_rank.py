@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _provenance import cpu_model  # noqa: E402  (experiments/ is on sys.path when a script here runs)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -177,8 +179,8 @@ def main() -> None:
 def provenance(a, load: str = "") -> str:
     """The results' command, date and machine line."""
     cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
-    return (f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {platform.machine()} "
-            f"{os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time{load}.")
+    return (f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {cpu_model()} "
+            f"({platform.machine()}), {os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time{load}.")
 
 
 def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
