@@ -21,14 +21,10 @@ def code_commit() -> str:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the machine type: kernel timings and their
-    ratios differ between CPU families, so a timing result names the CPU it ran on."""
-    import platform
+    """The CPU's model name (what ``donna_nas.latency.ort.cpu_name`` reads from ``/proc/cpuinfo``):
+    kernel timings and their ratios differ between CPU families, so a timing result names the
+    CPU it ran on. Imported here, not at the top, because bench_train's subprocesses run older
+    checkouts of the package that may lack it."""
+    from donna_nas.latency.ort import cpu_name
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_name()

@@ -76,6 +76,15 @@ def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool):
     return step
 
 
+def _cpu_ms(fn, n: int) -> float:
+    """CPU milliseconds per call of ``fn`` over ``n`` calls, after one warm-up call."""
+    fn()
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t) / n * 1e3
+
+
 def one(backbone: str, h: int, w: int, batch: int, steps: int, threads: int) -> dict:
     import resource
 
@@ -236,19 +245,12 @@ def photometric(rounds: int, size: str, batch: int) -> None:
 
     train_step = synthetic_step("resnet18", h, w, batch, fused_adam=True)  # the trainer's optimizer
 
-    def cpu_ms(fn, n):
-        fn()
-        t = time.process_time()
-        for _ in range(n):
-            fn()
-        return (time.process_time() - t) / n * 1e3
-
     times = {(k, part): [] for k in variants for part in ("pe", "step")}
     for _ in range(rounds):
         for name, fn in variants.items():
             L.photometric_error = fn  # min_reprojection looks the name up at call time
-            times[(name, "pe")].append(cpu_ms(lambda: pe_call(fn), 20))
-            times[(name, "step")].append(cpu_ms(train_step, 5))
+            times[(name, "pe")].append(_cpu_ms(lambda: pe_call(fn), 20))
+            times[(name, "step")].append(_cpu_ms(train_step, 5))
     L.photometric_error = fused
     import pandas as pd
 
@@ -379,17 +381,10 @@ def kernels(rounds: int, batch: int, size: str) -> None:
         ("1024x1024 GEMM", "torch.mm", lambda: a_mm @ b_mm, 2 * 1024**3 / 1e9),
     ]
 
-    def cpu_ms(fn, n):
-        fn()
-        t = time.process_time()
-        for _ in range(n):
-            fn()
-        return (time.process_time() - t) / n * 1e3
-
     times: list[list[float]] = [[] for _ in cases]
     for _ in range(rounds):
         for i, (_, _, fn, _) in enumerate(cases):
-            times[i].append(cpu_ms(fn, 10))
+            times[i].append(_cpu_ms(fn, 10))
     import pandas as pd
 
     rows = []
