@@ -43,8 +43,10 @@ The selected model sits at the bound by construction; the same network timed aga
 misses its own bound on a re-measurement about half the time."""
 DEPLOYED_CONFIRM = 3
 """Pairings of each deployed-check candidate with the teacher under a speedup bound; their median
-decides. On a 2-core VM (AMD EPYC) one network's single pairings spread from 1.49x to 1.68x the
-teacher (``experiments/bench_deployed_noise.py``), so one pairing near the bound decided by chance."""
+decides. On a 2-core AMD EPYC VM one network's repeated pairings have a ratio sd of about 0.044
+(±3%; e.g. 1.49x to 1.66x the teacher over four, ``experiments/bench_deployed_noise.py``), so a
+single pairing near the bound passes or fails by chance. It does not remove a bias shared by a
+whole run's pairings: one run's pairings read 0.2-0.27 above their later re-timing."""
 
 
 

@@ -291,8 +291,8 @@ def check_deployed(front: Sequence[Evaluation], direction: str, bound: LatencyBo
     ``confirm``: under a speedup bound, each timed candidate is paired with the teacher this many
     times (``DeployedLatency.paired_ms(arch, trial)``), and the median of its latency / bound ratios
     decides whether it meets the bound. One pairing of a network near the bound passes or fails by
-    its noise (on a 2-core VM the same network's pairings spread by ±6%), and the bisection keeps
-    the first lucky pass; a median of three halves that spread for 3x the timing."""
+    its noise (on a 2-core VM the same network's pairings have a ratio sd of about 3%), and the
+    bisection keeps the first lucky pass; a median of three narrows that for 3x the timing."""
     if bound.max_latency_ms is None:
         raise ValueError("check_deployed needs a latency bound")
     if guard < 0:
