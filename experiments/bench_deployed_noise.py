@@ -12,7 +12,7 @@ finished quickstart folders given:
 - the run's teacher and searched exports timed side by side ``--exports`` times
   (``time_exports_side_by_side``, the table's measurement), against the FPS ratio the table shows.
 
-Writes ``experiments/results/bench_deployed_noise.{md,csv}``:
+Writes ``experiments/results/bench_deployed_noise.{md,csv}`` (``--record NAME``: ``NAME.{md,csv}``):
 
     OMP_NUM_THREADS=1 python experiments/bench_deployed_noise.py runs/quickstart runs/quickstart2 --pairings 4 --exports 3
 """
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--pairings", type=int, default=4, help="fresh re-pairings of each deployed-check candidate")
     ap.add_argument("--exports", type=int, default=3, help="side-by-side re-timings of each run's two exports")
     ap.add_argument("--load", default="alone on the machine", help="what else ran meanwhile (recorded)")
+    ap.add_argument("--record", default="bench_deployed_noise", help="results name: experiments/results/NAME.{md,csv}")
     a = ap.parse_args()
 
     import torch
@@ -97,7 +98,7 @@ def main() -> None:
 
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    write_text_atomic(RESULTS / "bench_deployed_noise.csv", df.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(RESULTS / f"{a.record}.csv", df.to_csv(index=False, float_format="%.4f"))
     cmd = " ".join(["python experiments/bench_deployed_noise.py"] + sys.argv[1:])
     lines = ["# Speed-up ratios re-timed: how repeatable the deployed check and the table's INT8 FPS are", "",
              f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}; code {code_commit()}; machine: "
@@ -114,7 +115,7 @@ def main() -> None:
     pair = df[df.what == "deployed check pairing"]
     lines += ["", f"Deployed-check pairings: median sd of a re-paired ratio {pair['sd'].median():.3f}; "
               f"largest |recorded − re-timed median| {(pair.recorded - pair['median']).abs().max():.3f}."]
-    write_text_atomic(RESULTS / "bench_deployed_noise.md", "\n".join(lines) + "\n")
+    write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
