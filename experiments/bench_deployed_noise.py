@@ -12,6 +12,9 @@ finished quickstart folders given:
 - the run's teacher and searched exports timed side by side ``--exports`` times
   (``time_exports_side_by_side``, the table's measurement), against the FPS ratio the table shows.
 
+``--corun``: also time the exports side by side while a one-thread matmul loop keeps the other
+core busy, to see whether the ratio depends on what the machine's other core is doing.
+
 Writes ``experiments/results/bench_deployed_noise.{md,csv}`` (``--record NAME``: ``NAME.{md,csv}``):
 
     OMP_NUM_THREADS=1 python experiments/bench_deployed_noise.py runs/quickstart runs/quickstart2 --pairings 4 --exports 3
@@ -41,12 +44,38 @@ def spread(xs: list[float]) -> dict:
             "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0}
 
 
+def timed_beside_load(run: Path, size: tuple, repeats: int, n: int) -> dict:
+    """The run's exports timed side by side ``n`` times while a one-thread float matmul loop (a
+    separate process) keeps the other core busy."""
+    import subprocess
+    import time
+
+    from donna_nas.export.pipeline import time_exports_side_by_side
+
+    loop = "import torch\ntorch.set_num_threads(1)\na = torch.rand(1024, 1024)\nwhile True:\n    a @ a\n"
+    proc = subprocess.Popen([sys.executable, "-c", loop], env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        time.sleep(2.0)  # let it start
+        out = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(n):
+                got = time_exports_side_by_side({k: run / k for k in ("teacher", "searched")}, size, repeats,
+                                                Path(tmp) / f"fps{i}.json")
+                out.append(got["searched/int8"]["fps"] / got["teacher/int8"]["fps"])
+    finally:
+        proc.kill()
+        proc.wait()
+    return {"n": len(out), **spread(out)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="finished quickstart folders (OUT of `donna-nas quickstart`)")
     ap.add_argument("--pairings", type=int, default=4, help="fresh re-pairings of each deployed-check candidate")
     ap.add_argument("--exports", type=int, default=3, help="side-by-side re-timings of each run's two exports")
     ap.add_argument("--load", default="alone on the machine", help="what else ran meanwhile (recorded)")
+    ap.add_argument("--corun", action="store_true",
+                    help="also time the exports while a one-thread matmul loop runs on the other core")
     ap.add_argument("--record", default="bench_deployed_noise", help="results name: experiments/results/NAME.{md,csv}")
     a = ap.parse_args()
 
@@ -98,6 +127,11 @@ def main() -> None:
         rows.append({"run": str(run), "what": "exports side by side (the table's INT8 FPS ratio)", "arch": selected,
                      "selected": True, "recorded": table_ratio, "recorded_n": 1, "n": len(ex), **spread(ex)})
         print(rows[-1], flush=True)
+        if a.corun:
+            rows.append({"run": str(run), "what": "exports side by side, other core busy (matmul loop)",
+                         "arch": selected, "selected": True, "recorded": table_ratio, "recorded_n": 1,
+                         **timed_beside_load(run, size, cfg.fps_repeats, a.exports)})
+            print(rows[-1], flush=True)
 
     import pandas as pd
 
