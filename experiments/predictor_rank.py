@@ -224,7 +224,11 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
         t0 = time.time()
         got = {s: _run_jobs(ex, run_finetune_job, [at(x, s) for x in held], shadow, f"finetune {steps} steps seed {s}",
                             progress=False) for s in (0, 1)}
-        times[steps] = time.time() - t0
+        # a resumed budget redoes nothing: report the wall time of the invocations that did the work
+        tpath = shadow / "floor_timings.json"
+        prev = json.loads(tpath.read_text()).get("wall_s", 0.0) if tpath.is_file() else 0.0
+        times[steps] = time.time() - t0 + prev
+        write_text_atomic(tpath, json.dumps({"wall_s": times[steps]}))
         budgets[steps] = tuple(np.array([r["metrics"]["sq_rel"] for r in got[s]]) for s in (0, 1))
     rows = [{"steps": st, "n_archs": len(held), **noise_floor(*ys)} for st, ys in sorted(budgets.items())]
     df = pd.DataFrame(rows)
