@@ -44,28 +44,34 @@ def spread(xs: list[float]) -> dict:
             "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0}
 
 
-def timed_beside_load(run: Path, size: tuple, repeats: int, n: int) -> dict:
-    """The run's exports timed side by side ``n`` times while a one-thread float matmul loop (a
-    separate process) keeps the other core busy."""
+def export_ratios(run: Path, size: tuple, repeats: int, n: int) -> list[float]:
+    """The run's teacher and searched INT8 exports timed side by side ``n`` times (the table's
+    measurement, ``time_exports_side_by_side``): searched FPS / teacher FPS of each timing."""
+    from donna_nas.export.pipeline import time_exports_side_by_side
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            got = time_exports_side_by_side({k: run / k for k in ("teacher", "searched")}, size, repeats,
+                                            Path(tmp) / f"fps{i}.json")
+            out.append(got["searched/int8"]["fps"] / got["teacher/int8"]["fps"])
+    return out
+
+
+def ratios_beside_load(run: Path, size: tuple, repeats: int, n: int) -> list[float]:
+    """``export_ratios`` while a one-thread float matmul loop (a separate process) keeps the other
+    core busy."""
     import subprocess
     import time
-
-    from donna_nas.export.pipeline import time_exports_side_by_side
 
     loop = "import torch\ntorch.set_num_threads(1)\na = torch.rand(1024, 1024)\nwhile True:\n    a @ a\n"
     proc = subprocess.Popen([sys.executable, "-c", loop], env=dict(os.environ, OMP_NUM_THREADS="1"))
     try:
         time.sleep(2.0)  # let it start
-        out = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for i in range(n):
-                got = time_exports_side_by_side({k: run / k for k in ("teacher", "searched")}, size, repeats,
-                                                Path(tmp) / f"fps{i}.json")
-                out.append(got["searched/int8"]["fps"] / got["teacher/int8"]["fps"])
+        return export_ratios(run, size, repeats, n)
     finally:
         proc.kill()
         proc.wait()
-    return {"n": len(out), **spread(out)}
 
 
 def main() -> None:
@@ -81,10 +87,9 @@ def main() -> None:
 
     import torch
 
-    from donna_nas.export.pipeline import time_exports_side_by_side
     from donna_nas.quickstart import QuickstartConfig
     from donna_nas.space import load_space
-    from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+    from donna_nas.tasks.depth.deployed import DepthDeployedLatency, pairings_by_arch
 
     torch.set_num_threads(1)
     cfg = QuickstartConfig.small(False)
@@ -100,11 +105,9 @@ def main() -> None:
         space = load_space(sup / "space.yaml")
         teacher = json.loads((sup / "teacher.json").read_text())["backbone"]
         selected = json.loads((sup / "selected.json").read_text())["arch"]
-        # the cache keys each candidate's first pairing by its architecture and further trials
-        # (the check's confirmation pairings) as ARCH#N; the run's recorded ratio is their median
-        recorded: dict[str, list[float]] = {}
-        for k, (cand, tms) in rec["paired_ms"].items():
-            recorded.setdefault(k.split("#")[0], []).append(tms / cand)
+        # every pairing the check made of each candidate (its confirmation trials included); the
+        # run's recorded ratio is their median
+        recorded = {arch: [tms / cand for cand, tms in pairs] for arch, pairs in pairings_by_arch(rec["paired_ms"]).items()}
         ratios: dict[str, list[float]] = {arch: [] for arch in recorded}
         for _ in range(a.pairings):
             dep = DepthDeployedLatency(space, teacher, size, key["precision"], cache=None, act=key["act"],
@@ -118,19 +121,14 @@ def main() -> None:
                          "n": len(rs), **spread(rs)})
         table = json.loads((run / "fps_side_by_side.json").read_text())
         table_ratio = table["searched/int8"]["fps"] / table["teacher/int8"]["fps"]
-        ex = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for i in range(a.exports):
-                got = time_exports_side_by_side({n: run / n for n in ("teacher", "searched")}, size, cfg.fps_repeats,
-                                                Path(tmp) / f"fps{i}.json")
-                ex.append(got["searched/int8"]["fps"] / got["teacher/int8"]["fps"])
+        ex = export_ratios(run, size, cfg.fps_repeats, a.exports)
         rows.append({"run": str(run), "what": "exports side by side (the table's INT8 FPS ratio)", "arch": selected,
                      "selected": True, "recorded": table_ratio, "recorded_n": 1, "n": len(ex), **spread(ex)})
         print(rows[-1], flush=True)
         if a.corun:
             rows.append({"run": str(run), "what": "exports side by side, other core busy (matmul loop)",
                          "arch": selected, "selected": True, "recorded": table_ratio, "recorded_n": 1,
-                         **timed_beside_load(run, size, cfg.fps_repeats, a.exports)})
+                         "n": a.exports, **spread(ratios_beside_load(run, size, cfg.fps_repeats, a.exports))})
             print(rows[-1], flush=True)
 
     import pandas as pd

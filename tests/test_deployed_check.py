@@ -162,7 +162,7 @@ def test_search_run_records_the_deployed_check(tmp_path, tiny):
 
 
 def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny, monkeypatch):
-    from donna_nas.tasks.depth.deployed import DepthDeployedLatency
+    from donna_nas.tasks.depth.deployed import DepthDeployedLatency, pairings_by_arch
     from tests.conftest import quick_pairing
 
     quick_pairing(monkeypatch)
@@ -190,6 +190,7 @@ def test_depth_deployed_latency_times_whole_networks_and_caches(tmp_path, tiny, 
     again = DepthDeployedLatency(tiny, "resnet18", (64, 96), "int8", cache=cache, repeats=3)
     again.measurer = None  # both trials resume from the cache
     assert again.paired_ms(arch) == (pc, pt) and again.paired_ms(arch, 1) == (pc1, pt1)
+    assert pairings_by_arch(pairs) == {arch: [(pc, pt), (pc1, pt1)]}  # grouped back, in trial order
 
 
 def test_paired_ratio_outvotes_a_round_that_load_hit_on_one_side():

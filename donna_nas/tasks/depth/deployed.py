@@ -26,12 +26,28 @@ import torch
 from donna_nas.runtime.io import write_json_atomic
 from donna_nas.search.select import DeployedLatency
 
-__all__ = ["DepthDeployedLatency", "PAIRED_ROUNDS", "PAIRED_RUNS"]
+__all__ = ["DepthDeployedLatency", "PAIRED_ROUNDS", "PAIRED_RUNS", "pair_key", "pairings_by_arch"]
 
 PAIRED_ROUNDS = 10
 """Rounds of a candidate-teacher pairing: the ratio is the median of this many round ratios."""
 PAIRED_RUNS = 50
 """Timed runs of each side of a pairing, split evenly over the rounds."""
+
+
+def pair_key(arch: str, trial: int) -> str:
+    """The timing cache's key of a candidate's pairing ``trial``: the architecture itself for trial
+    0 (so caches written before trials existed still resume), ``ARCH#N`` for trial N."""
+    return arch if trial == 0 else f"{arch}#{trial}"
+
+
+def pairings_by_arch(paired: dict) -> dict[str, list[tuple[float, float]]]:
+    """A cache's ``paired_ms`` grouped by architecture: every (candidate, teacher) pairing of each,
+    in trial order."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for key in sorted(paired, key=lambda k: (k.partition("#")[0], int(k.partition("#")[2] or 0))):
+        cand, teacher = paired[key]
+        out.setdefault(key.partition("#")[0], []).append((float(cand), float(teacher)))
+    return out
 
 
 class DepthDeployedLatency(DeployedLatency):
@@ -105,7 +121,7 @@ class DepthDeployedLatency(DeployedLatency):
         """The candidate and the teacher timed round-robin (``OrtMeasurer.time_interleaved``);
         each ``trial`` is timed once and cached (trial 0 under the architecture's own key, so caches
         written before trials existed still resume)."""
-        key = arch if trial == 0 else f"{arch}#{trial}"
+        key = pair_key(arch, trial)
         if key not in self._pairs:
             from donna_nas.latency.ort import paired_ratio, sample_input
 
