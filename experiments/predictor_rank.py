@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _provenance import cpu_model  # noqa: E402  (experiments/ is on sys.path when a script here runs)
+from _provenance import cpu_model  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -49,7 +49,6 @@ single pairing near the bound passes or fails by chance. It does not remove a bi
 whole run's pairings: one run's pairings read 0.2-0.27 above their later re-timing."""
 
 
-
 @dataclass
 class SearchRun:
     """What a search run produced: the search result, the files written and how it was set up."""
