@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
+from donna_nas.runtime.threads import torch_threads
 from donna_nas.search.run import DEPLOYED_CONFIRM, DEPLOYED_GUARD
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
@@ -42,7 +43,9 @@ TRAINABLE_TEACHERS = ("resnet18", "resnet50")
 # OUT/quickstart_table.csv: these columns, one row per model in ROWS order
 TABLE_COLUMNS = ("model", "params", "fps_fp32", "fps_int8", "sq_rel_fp32", "sq_rel_int8", "abs_rel_fp32", "a1")
 ROWS = ("teacher", "searched", "constant", "prior")
-RUN_ONLY_FIELDS = ("workers",)  # how a run is executed, not what it computes: free to change on resume
+# how a run is executed, not what it computes (final_threads: up to float rounding): free to change
+# on resume
+RUN_ONLY_FIELDS = ("workers", "final_threads")
 
 
 @dataclass
@@ -116,6 +119,11 @@ class QuickstartConfig:
     # predictor finetunes), one torch thread each: 2 uses both cores of a 2-core machine; the
     # result does not depend on it (each job carries its own seed)
     workers: int = 2
+    # torch threads of the final finetune, the one long stage that runs alone (None: ``workers``,
+    # the cores the quickstart already claims for build-supernet). Two threads finish it 1.7x
+    # sooner on an idle 2-core machine (``experiments/results/bench_final_threads.md``). Float
+    # sums then run in another order, so the model matches a one-thread run to rounding only.
+    final_threads: int | None = None
     lr_step: int = 6  # epochs before the final finetune's lr drops 10x: step 312 of 350 on 6x60
 
     @classmethod
@@ -173,6 +181,8 @@ class QuickstartConfig:
         size other than the shipped teacher's, or fewer than one worker."""
         if self.workers < 1:
             raise UserError(f"--workers {self.workers}: must be at least 1 (1 runs every job in this process)")
+        if self.final_threads is not None and self.final_threads < 1:
+            raise UserError(f"--final-threads {self.final_threads}: must be at least 1 (default: --workers)")
         if self.train_teacher:
             if self.teacher not in TRAINABLE_TEACHERS:
                 raise UserError(f"--train-teacher trains {' or '.join(TRAINABLE_TEACHERS)}, not {self.teacher!r}; "
@@ -336,9 +346,10 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         run_search(space, supernet, cfg, latency_table, teacher, progress)
 
     def finetune():
-        depth_run(searched, str(supernet), cfg.final_epochs,
-                  distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps,
-                  lr=cfg.final_lr, xdistill_scales=cfg.final_xdistill_scales)
+        with torch_threads(cfg.final_threads or cfg.workers):
+            depth_run(searched, str(supernet), cfg.final_epochs,
+                      distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps,
+                      lr=cfg.final_lr, xdistill_scales=cfg.final_xdistill_scales)
 
     def export(run: Path) -> Callable[[], Any]:
         def go():
@@ -685,6 +696,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float
         "## Time per stage", "", "| stage | seconds |", "|---|---|",
         *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
         f"| total | {total:.0f} |", "",
+        f"build-supernet ran its jobs in {cfg.workers} process(es) of one torch thread; the final finetune "
+        f"on {cfg.final_threads or cfg.workers} torch thread(s) (`--final-threads`).", "",
         "Stage reports: `teacher/report.md`, `supernet/report.md`, `searched/report.md`, "
         "`*/export/export.md`.",
     ]

@@ -6,6 +6,7 @@ a one-epoch segmentation teacher are written into a temporary models folder unde
 names (the same registry code reads them)."""
 
 import csv
+import dataclasses
 import json
 import time
 
@@ -58,10 +59,27 @@ def models(tmp_path_factory):
 def quickstart(models, tmp_path_factory):
     from tests.conftest import quick_pairing
 
+    import dataclasses
+
+    import torch
+
+    from donna_nas.tasks.depth import train
+
     out = tmp_path_factory.mktemp("qs")
+    threads_seen, real = [], train.train_depth
+
+    def recording(cfg, run, *a, **k):  # the torch threads each depth training runs on
+        threads_seen.append((run.name, torch.get_num_threads()))
+        return real(cfg, run, *a, **k)
+
+    before = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         quick_pairing(mp)
-        result = run_quickstart(out, QuickstartConfig.tiny(), progress=False)
+        mp.setattr(train, "train_depth", recording)
+        # final_threads only says how the final finetune runs: the tests below resume with tiny()
+        result = run_quickstart(out, dataclasses.replace(QuickstartConfig.tiny(), final_threads=before + 1),
+                                progress=False)
+    result["threads"] = {"seen": threads_seen, "before": before, "after": torch.get_num_threads()}
     return out, result
 
 
@@ -160,6 +178,18 @@ def test_a_resume_may_change_the_worker_count_but_not_below_one(quickstart):
     assert json.loads((out / "quickstart.json").read_text())["workers"] == 1  # the first run's record stays
     with pytest.raises(UserError, match="--workers 0: must be at least 1"):
         dataclasses.replace(QuickstartConfig.tiny(), workers=0).resolved()
+
+
+def test_final_finetune_runs_on_final_threads_then_restores_the_count(quickstart):
+    """The final finetune, alone on the machine, takes --final-threads; the stages after it
+    (exports, ORT timing) are back on the process's own count."""
+    out, result = quickstart
+    th = result["threads"]
+    assert ("searched", th["before"] + 1) in th["seen"]
+    assert th["after"] == th["before"]
+    assert f"final finetune on {th['before'] + 1} torch thread(s)" in (out / "report.md").read_text()
+    with pytest.raises(UserError, match="--final-threads 0: must be at least 1"):
+        dataclasses.replace(QuickstartConfig.tiny(), final_threads=0).resolved()
 
 
 def test_quickstart_refuses_other_settings_in_same_folder(quickstart):

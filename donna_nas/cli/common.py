@@ -117,3 +117,12 @@ def config_help(ref: str, name: str, text: str = "") -> str:
 def given(**values: Any) -> dict[str, Any]:
     """The options the user gave: those that are not None (None: the config's default)."""
     return {k: v for k, v in values.items() if v is not None}
+
+
+def threads_option():
+    """``--threads N`` for every command that trains or times (``runtime.threads.set_threads``)."""
+    import typer
+
+    from donna_nas.runtime.threads import THREADS_HELP
+
+    return typer.Option(None, "--threads", help=THREADS_HELP, show_default=False)

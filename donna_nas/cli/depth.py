@@ -11,7 +11,8 @@ import typer
 from donna_nas.cli.common import (check_out_dir, check_out_file, config_help, default_of, given, has_default,
                                   parse_size, same_path, show_value, with_default)
 from donna_nas.errors import UserError
-from donna_nas.runtime.threads import set_threads, threads_option
+from donna_nas.cli.common import threads_option
+from donna_nas.runtime.threads import set_threads
 
 # Options that mirror a config field default to None: the config's default (read from these);
 # ``finetune --task classify`` passes only the options given, so ClassifyConfig's defaults apply there.

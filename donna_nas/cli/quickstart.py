@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from donna_nas.cli.common import config_help, given
-from donna_nas.runtime.threads import threads_option
+from donna_nas.cli.common import config_help, given, with_default
+from donna_nas.cli.common import threads_option
 
 # Options that mirror a QuickstartConfig field default to None: the config's default (in --help).
 _QUICKSTART = "donna_nas.quickstart:QuickstartConfig"
@@ -53,6 +53,9 @@ def quickstart_cmd(
     workers: Optional[int] = typer.Option(
         None, "--workers", help=_help("workers", "Processes for build-supernet's independent jobs "
                                       "(one torch thread each); the result does not depend on it.")),
+    final_threads: Optional[int] = typer.Option(
+        None, "--final-threads", help=with_default("Torch threads of the final finetune, the one long stage "
+                                                   "that runs alone.", "as --workers")),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """data (the shipped teacher's world) → shipped depth teacher → build-supernet → search
@@ -70,7 +73,7 @@ def quickstart_cmd(
     cfg = QuickstartConfig.tiny(train_teacher) if tiny else QuickstartConfig.small(train_teacher)
     opts = given(teacher=teacher, seg_teacher=seg_teacher, speedup=speedup, max_latency_ms=max_latency_ms, target_fps=target_fps,
                  teacher_latency_ms=teacher_latency_ms, max_params_ratio=max_params_ratio,
-                 workers=workers)
+                 workers=workers, final_threads=final_threads)
     if speedup is None and (max_latency_ms is not None or target_fps is not None):
         opts["speedup"] = None  # another latency target replaces the default speedup
     cfg = dataclasses.replace(cfg, **opts)

@@ -12,10 +12,11 @@ thread by default, which is also what parallel jobs (``--workers``) want; ``--th
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import typer
 
-__all__ = ["default_threads", "set_threads", "set_threads_on_import", "THREADS_HELP", "threads_option"]
+__all__ = ["default_threads", "set_threads", "set_threads_on_import", "THREADS_HELP", "torch_threads"]
 
 THREADS_HELP = ("Torch threads of this process (default: $OMP_NUM_THREADS, else 1, which stays fast "
                 "when other jobs share the cores; 0: one per core, fastest on an idle machine).")
@@ -47,6 +48,24 @@ def set_threads(threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """Run the block with ``n`` torch intra-op threads, then restore the count in use before.
+
+    For one stage that has the cores to itself (the quickstart's final finetune) inside a process
+    that otherwise keeps one thread; inter-op threads are left as they are (settable only once)."""
+    import torch
+
+    if n < 1:
+        raise ValueError(f"torch_threads({n}): need at least one thread")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 def set_threads_on_import() -> None:
     """The default thread count (``default_threads()``) for a process that may never need torch.
 
@@ -61,7 +80,3 @@ def set_threads_on_import() -> None:
         return
     n = default_threads()
     os.environ["OMP_NUM_THREADS"] = str(n if n > 0 else os.cpu_count() or 1)
-
-
-def threads_option():
-    return typer.Option(None, "--threads", help=THREADS_HELP, show_default=False)
