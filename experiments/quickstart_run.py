@@ -5,22 +5,29 @@ figures as results (``experiments/results/quickstart.{md,csv}``).
     OMP_NUM_THREADS=1 python experiments/quickstart_run.py --out runs/quickstart_trained --train-teacher
     OMP_NUM_THREADS=1 python experiments/quickstart_run.py --out runs/quickstart2 --record quickstart_run2
     python experiments/quickstart_run.py --compare runs/quickstart runs/quickstart2
+    python experiments/quickstart_run.py --compare experiments/results/quickstart_repro.csv runs/quickstart3 \
+        --record quickstart_repro_machines
 
-``--record NAME`` keeps the results as ``experiments/results/NAME.{md,csv}`` (default ``quickstart``).
+``--record NAME`` keeps the results as ``experiments/results/NAME.{md,csv}`` (default ``quickstart``,
+and ``quickstart_repro`` for ``--compare``). Each run also writes ``OUT/provenance.json`` (code,
+machine, date, load), because a reproduction is judged across machines.
 ``--compare A B [C ...]`` writes ``experiments/results/quickstart_repro.{md,csv}``: whether finished
 quickstarts (run on two machines, or at two times) selected architectures whose predicted metrics
 differ by less than the predictor's noise floor (``experiments/results/predictor_rank.csv``:
 the median seed-to-seed change of the finetune targets) and whether their final Sq Rel agree
-within 10%.
+within 10%. An argument may also be an earlier comparison's CSV: its rows are carried over as
+recorded, so a run on another machine, whose folder is gone, can still be compared with a new one.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +38,9 @@ from donna_nas.tasks.depth.evaluate import beats
 from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
+_FIELDS = ("run", "machine", "code", "arch", "predicted_sq_rel", "deployed_ms", "teacher_deployed_ms", "sq_rel",
+           "sq_rel_vs_teacher", "fps_int8_vs_teacher", "seconds", "constant_sq_rel", "prior_sq_rel",
+           "beats_constant_and_prior")
 
 
 
@@ -38,20 +48,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/quickstart")
     ap.add_argument("--train-teacher", action="store_true", help="the path that trains both teachers first")
-    ap.add_argument("--record", default="quickstart", help="results name: experiments/results/NAME.{md,csv}")
-    ap.add_argument("--compare", nargs="+", metavar="OUT", help="compare two or more finished quickstart folders")
+    ap.add_argument("--record", default=None,
+                    help="results name: experiments/results/NAME.{md,csv} (default quickstart, or quickstart_repro "
+                         "with --compare)")
+    ap.add_argument("--compare", nargs="+", metavar="OUT",
+                    help="compare two or more finished quickstart folders (or earlier quickstart_repro CSVs)")
     ap.add_argument("--load", default="alone on the machine",
                     help="what else ran on the machine meanwhile (recorded with the timings)")
     args = ap.parse_args()
     if args.compare:
         if len(args.compare) < 2:
             ap.error("--compare needs at least two quickstart folders")
-        return compare(*args.compare)
+        return compare(*args.compare, record=args.record or "quickstart_repro")
     out = Path(args.out)
     cfg = QuickstartConfig.small(args.train_teacher)
     result = run_quickstart(out, cfg)
     RESULTS.mkdir(exist_ok=True)
-    rec = args.record
+    rec = args.record or "quickstart"
+    provenance = {"code": code_commit(), "machine": f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores",
+                  "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "load": args.load, "record": rec}
+    write_text_atomic(out / "provenance.json", json.dumps(provenance, indent=1) + "\n")
     shutil.copyfile(out / "quickstart_table.csv", RESULTS / f"{rec}.csv")
     for name in ("pareto.png", "depth_searched.png", "depth_teacher.png"):
         if (out / "plots" / name).is_file():
@@ -63,9 +79,8 @@ def main() -> None:
           f"Command: `donna-nas quickstart --out {args.out}{flag}` (recorded by `python "
           f"experiments/quickstart_run.py --out {args.out}{flag}"
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
-          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
-          f"({platform.machine()}), "
-          f"{os.cpu_count()} cores, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
+          f"Date: {provenance['date']}; code {provenance['code']}; machine: {provenance['machine']}, "
+          f"{os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
           f"{cfg.workers} build-supernet workers; {args.load}.  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
@@ -76,10 +91,91 @@ def main() -> None:
     print("\n".join(md))
 
 
-def compare(*outs: str) -> None:
-    """``quickstart_repro.{md,csv}``: the runs' selections and results side by side, and for each
-    pair whether the predicted metrics differ by less than the noise floor and the final Sq Rel
-    agree within 10%."""
+def _row(run: str, prov: dict, table_csv: Path, arch: str, predicted: float, deployed_ms: float | None,
+         teacher_deployed_ms: float | None, seconds: float) -> dict:
+    """A comparison row: the run's selection and the teacher / searched / baseline rows of its
+    ``quickstart_table.csv``."""
+    import csv
+
+    with table_csv.open() as f:
+        table = {r["model"]: r for r in csv.DictReader(f)}
+    t, s = table["teacher"], table["searched"]
+
+    def metrics(row: dict) -> dict:
+        return {"abs_rel": float(row["abs_rel_fp32"]), "sq_rel": float(row["sq_rel_fp32"])}
+
+    base = {b: metrics(table[b]) for b in ("constant", "prior")}
+    return {"run": run, "machine": prov["machine"], "code": prov["code"], "arch": arch, "predicted_sq_rel": predicted,
+            "deployed_ms": deployed_ms, "teacher_deployed_ms": teacher_deployed_ms,
+            "sq_rel": float(s["sq_rel_fp32"]), "sq_rel_vs_teacher": float(s["sq_rel_fp32"]) / float(t["sq_rel_fp32"]),
+            "fps_int8_vs_teacher": float(s["fps_int8"]) / float(t["fps_int8"]), "seconds": seconds,
+            "constant_sq_rel": base["constant"]["sq_rel"], "prior_sq_rel": base["prior"]["sq_rel"],
+            "beats_constant_and_prior": all(beats(metrics(s), b) for b in base.values())}
+
+
+def _folder_run(out: Path) -> dict:
+    """One finished quickstart folder as a comparison row."""
+    sel = json.loads((out / "supernet" / "selected.json").read_text())
+    prov_path = out / "provenance.json"
+    # a folder recorded before provenance.json existed is taken to have run on this machine
+    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {
+        "machine": f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores (this machine)", "code": "unrecorded"}
+    return _row(str(out), prov, out / "quickstart_table.csv", sel["arch"], sel["predicted_metric"],
+                sel.get("deployed_latency_ms"), sel.get("teacher_deployed_ms"),
+                sum(json.loads((out / "timings.json").read_text()).values()))
+
+
+def _record_run(table_csv: Path) -> dict:
+    """A recorded quickstart (``experiments/results/NAME.csv`` and the ``NAME.md`` beside it) as a
+    comparison row, for a run whose folder is gone (another machine). The selection comes from the
+    markdown, at its printed precision (predicted Sq Rel to 4 decimals, latencies to 3 digits)."""
+    import re
+
+    md = table_csv.with_suffix(".md").read_text()
+
+    def find(pattern: str) -> re.Match:
+        m = re.search(pattern, md)
+        if m is None:
+            sys.exit(f"error: {table_csv.with_suffix('.md')}: no {pattern!r}; it is not a quickstart record "
+                     f"written by this script")
+        return m
+
+    dep = re.search(r"the whole network runs ([\d.]+) ms, [\d.]+× the teacher's ([\d.]+) ms", md)
+    prov = {"code": find(r"; code (\S+);").group(1) + " (recorded)",
+            "machine": find(r"machine: (.+?, \d+ cores)").group(1)}
+    return _row(str(table_csv), prov, table_csv, find(r"\n`(b1:[^`]+)`").group(1),
+                float(find(r"predicted sq_rel ([\d.]+)").group(1)),
+                float(dep.group(1)) if dep else None, float(dep.group(2)) if dep else None,
+                float(find(r"Total time: ([\d.]+) s").group(1)))
+
+
+def _recorded_runs(path: Path) -> list[dict]:
+    """The rows of an earlier comparison's CSV, as recorded. A file written before the machine and
+    code columns existed takes its machine from its markdown's header (the comparison ran on the
+    machine of its runs) and leaves the code unrecorded."""
+    import csv
+    import re
+
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    header = path.with_suffix(".md").read_text() if path.with_suffix(".md").is_file() else ""
+    found = re.search(r"machine: (.+?), \d+ cores", header)
+    for r in rows:
+        r.setdefault("machine", f"{found.group(1)}, recorded" if found else "unrecorded")
+        r.setdefault("code", "unrecorded")
+        for k in ("predicted_sq_rel", "sq_rel", "sq_rel_vs_teacher", "fps_int8_vs_teacher", "seconds",
+                  "constant_sq_rel", "prior_sq_rel"):
+            r[k] = float(r[k])
+        for k in ("deployed_ms", "teacher_deployed_ms"):
+            r[k] = float(r[k]) if r[k] not in ("", "None") else None
+        r["beats_constant_and_prior"] = r["beats_constant_and_prior"] == "True"
+    return rows
+
+
+def compare(*sources: str, record: str = "quickstart_repro") -> None:
+    """``RECORD.{md,csv}``: the runs' selections and results side by side, and for each pair
+    whether the predicted metrics differ by less than the noise floor and the final Sq Rel agree
+    within 10%. A source is a finished quickstart folder or an earlier comparison's CSV."""
     import csv
 
     floor = None
@@ -89,36 +185,28 @@ def compare(*outs: str) -> None:
             rows = [r for r in csv.DictReader(f) if r.get("metric", "sq_rel") == "sq_rel" and r.get("seed_median_abs_diff")]
         floor = float(rows[0]["seed_median_abs_diff"]) if rows else None
     runs = []
-    for out in (Path(o) for o in outs):
-        sel = json.loads((out / "supernet" / "selected.json").read_text())
-        with (out / "quickstart_table.csv").open() as f:
-            table = {r["model"]: r for r in csv.DictReader(f)}
-        t, s = table["teacher"], table["searched"]
-
-        def metrics(row: dict) -> dict:
-            return {"abs_rel": float(row["abs_rel_fp32"]), "sq_rel": float(row["sq_rel_fp32"])}
-
-        base = {b: metrics(table[b]) for b in ("constant", "prior")}
-        runs.append({"run": str(out), "arch": sel["arch"], "predicted_sq_rel": sel["predicted_metric"],
-                     "deployed_ms": sel.get("deployed_latency_ms"), "teacher_deployed_ms": sel.get("teacher_deployed_ms"),
-                     "sq_rel": float(s["sq_rel_fp32"]), "sq_rel_vs_teacher": float(s["sq_rel_fp32"]) / float(t["sq_rel_fp32"]),
-                     "fps_int8_vs_teacher": float(s["fps_int8"]) / float(t["fps_int8"]),
-                     "seconds": sum(json.loads((out / "timings.json").read_text()).values()),
-                     "constant_sq_rel": base["constant"]["sq_rel"], "prior_sq_rel": base["prior"]["sq_rel"],
-                     "beats_constant_and_prior": all(beats(metrics(s), b) for b in base.values())})
-    with (RESULTS / "quickstart_repro.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(runs[0]))
-        w.writeheader()
-        w.writerows(runs)
+    for src in (Path(o) for o in sources):
+        if src.suffix == ".csv":  # an earlier comparison, or one recorded quickstart
+            runs += [_record_run(src)] if "model," in src.read_text().splitlines()[0] else _recorded_runs(src)
+        else:
+            runs.append(_folder_run(src))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(_FIELDS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(runs)
+    write_text_atomic(RESULTS / f"{record}.csv", buf.getvalue())
     md = [f"# Quickstart reproduction: {len(runs)} default runs", "",
-          f"Command: `python experiments/quickstart_run.py --compare {' '.join(outs)}`. Date: "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores.", "",
-          "| run | selected architecture | predicted Sq Rel | deployed ms (teacher) | Sq Rel | Sq Rel / teacher | "
-          "INT8 FPS / teacher | seconds | Sq Rel constant / prior (no image) | beats both (abs_rel and Sq Rel) |",
-          "|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+          f"Command: `python experiments/quickstart_run.py --compare {' '.join(sources)}"
+          + (f" --record {record}" if record != "quickstart_repro" else "") + "`. Date: "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; compared on: {cpu_model()} ({platform.machine()}), "
+          f"{os.cpu_count()} cores. Each run's own machine and code are in its row.", "",
+          "| run | machine | code | selected architecture | predicted Sq Rel | deployed ms (teacher) | Sq Rel | "
+          "Sq Rel / teacher | INT8 FPS / teacher | seconds | Sq Rel constant / prior (no image) | "
+          "beats both (abs_rel and Sq Rel) |",
+          "|---|---|---|---|---:|---|---:|---:|---:|---:|---|---|"]
     for r in runs:
         dep = "–" if r["deployed_ms"] is None else f"{r['deployed_ms']:.3g} ({r['teacher_deployed_ms']:.3g})"
-        md.append(f"| {r['run']} | `{r['arch']}` | {r['predicted_sq_rel']:.4f} | {dep} | {r['sq_rel']:.4f} | "
+        md.append(f"| {r['run']} | {r['machine']} | {r['code']} | `{r['arch']}` | {r['predicted_sq_rel']:.4f} | {dep} | {r['sq_rel']:.4f} | "
                   f"{r['sq_rel_vs_teacher']:.2f} | {r['fps_int8_vs_teacher']:.2f} | {r['seconds']:.0f} | "
                   f"{r['constant_sq_rel']:.4f} / {r['prior_sq_rel']:.4f} | "
                   f"{'yes' if r['beats_constant_and_prior'] else '**no**'} |")
@@ -136,7 +224,7 @@ def compare(*outs: str) -> None:
             ok_pred = "–" if floor is None else ("met" if dpred < floor else "**missed**")
             md.append(f"| {i + 1} – {j + 1} | {'yes' if r1['arch'] == r2['arch'] else 'no'} | {dpred:.4f} | {ok_pred} | "
                       f"{100 * dsq:.1f}% | {'met' if dsq < 0.10 else '**missed**'} |")
-    write_text_atomic(RESULTS / "quickstart_repro.md", "\n".join(md) + "\n")
+    write_text_atomic(RESULTS / f"{record}.md", "\n".join(md) + "\n")
     print("\n".join(md))
 
 
