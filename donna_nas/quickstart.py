@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
-from donna_nas.runtime.threads import torch_threads
+from donna_nas.runtime.threads import cores_busy_elsewhere, threads_if_free, torch_threads
 from donna_nas.search.run import DEPLOYED_CONFIRM, DEPLOYED_GUARD
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
@@ -120,9 +120,11 @@ class QuickstartConfig:
     # result does not depend on it (each job carries its own seed)
     workers: int = 2
     # torch threads of the final finetune, the one long stage that runs alone (None: ``workers``,
-    # the cores the quickstart already claims for build-supernet). Two threads finish it 1.7x
-    # sooner on an idle 2-core machine (``experiments/results/bench_final_threads.md``). Float
-    # sums then run in another order, so the model matches a one-thread run to rounding only.
+    # the cores the quickstart already claims for build-supernet, when that many are free of
+    # other processes as it starts: ``final_finetune_threads``). Two threads finish it 1.3-1.7x
+    # sooner on an idle 2-core machine and 1.9x later beside a busy core
+    # (``experiments/results/bench_final_threads.md``). Float sums then run in another order,
+    # so the model matches a one-thread run to rounding only.
     final_threads: int | None = None
     lr_step: int = 6  # epochs before the final finetune's lr drops 10x: step 312 of 350 on 6x60
 
@@ -346,7 +348,10 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
         run_search(space, supernet, cfg, latency_table, teacher, progress)
 
     def finetune():
-        with torch_threads(cfg.final_threads or cfg.workers):
+        threads, why = final_finetune_threads(cfg)
+        _log(f"final finetune on {threads} torch thread(s): {why}")
+        write_json_atomic(out / "final_threads.json", {"threads": threads, "why": why})
+        with torch_threads(threads):
             depth_run(searched, str(supernet), cfg.final_epochs,
                       distill_from=teacher_spec if cfg.distill_weight else None, max_steps=cfg.final_steps,
                       lr=cfg.final_lr, xdistill_scales=cfg.final_xdistill_scales)
@@ -389,6 +394,19 @@ def run_quickstart(out: str | Path = "runs/quickstart", cfg: QuickstartConfig | 
     rows = table_rows(out)
     write_report(out, rows, timings, cfg)
     return {"rows": rows, "timings": timings}
+
+
+def final_finetune_threads(cfg: QuickstartConfig) -> tuple[int, str]:
+    """Torch threads for the final finetune, and why: ``--final-threads`` as given; by default
+    as many as ``--workers`` when that many cores are free of other processes as it starts (one
+    second's sample), else fewer, since more threads than free cores run slower than one."""
+    if cfg.final_threads is not None:
+        return cfg.final_threads, "--final-threads"
+    busy = cores_busy_elsewhere(1.0)
+    n = threads_if_free(cfg.workers, busy)
+    if n == cfg.workers:
+        return n, "as many as --workers" + ("" if busy is None else f" (other processes: {busy:.1f} cores busy)")
+    return n, f"{cfg.workers} wanted (--workers), but other processes kept {busy:.1f} cores busy as it started"
 
 
 def materialise_shipped_teacher(name: str, run: Path, data: Path, seg_teacher: str | None = None) -> Path:
@@ -669,6 +687,14 @@ def _world_line(cfg: QuickstartConfig, out: Path) -> str:
                                          "+ " if cfg.distill_weight else "") + "self-supervision + X-Distill.")
 
 
+def _final_threads_line(out: Path) -> str:
+    path = out / "final_threads.json"
+    if not path.is_file():  # a run from before the record existed
+        return "the final finetune's threads were not recorded"
+    got = json.loads(path.read_text())
+    return f"the final finetune on {got['threads']} torch thread(s) ({got['why']}; `--final-threads`)"
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float],
                  cfg: QuickstartConfig) -> Path:
     write_table_csv(out / "quickstart_table.csv", rows)
@@ -696,8 +722,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], timings: dict[str, float
         "## Time per stage", "", "| stage | seconds |", "|---|---|",
         *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
         f"| total | {total:.0f} |", "",
-        f"build-supernet ran its jobs in {cfg.workers} process(es) of one torch thread; the final finetune "
-        f"on {cfg.final_threads or cfg.workers} torch thread(s) (`--final-threads`).", "",
+        f"build-supernet ran its jobs in {cfg.workers} process(es) of one torch thread; {_final_threads_line(out)}.",
+        "",
         "Stage reports: `teacher/report.md`, `supernet/report.md`, `searched/report.md`, "
         "`*/export/export.md`.",
     ]

@@ -187,9 +187,28 @@ def test_final_finetune_runs_on_final_threads_then_restores_the_count(quickstart
     th = result["threads"]
     assert ("searched", th["before"] + 1) in th["seen"]
     assert th["after"] == th["before"]
-    assert f"final finetune on {th['before'] + 1} torch thread(s)" in (out / "report.md").read_text()
+    assert f"final finetune on {th['before'] + 1} torch thread(s) (--final-threads" in (out / "report.md").read_text()
+    assert json.loads((out / "final_threads.json").read_text())["threads"] == th["before"] + 1
     with pytest.raises(UserError, match="--final-threads 0: must be at least 1"):
         dataclasses.replace(QuickstartConfig.tiny(), final_threads=0).resolved()
+
+
+def test_final_finetune_takes_fewer_threads_when_other_processes_hold_the_cores(monkeypatch):
+    """By default as many threads as workers, unless another process keeps a core busy as the
+    finetune starts; an explicit --final-threads is taken as given."""
+    import donna_nas.quickstart as qs
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cfg = QuickstartConfig.small()
+    assert cfg.final_threads is None and cfg.workers == 2
+    monkeypatch.setattr(qs, "cores_busy_elsewhere", lambda s: 0.05)
+    assert qs.final_finetune_threads(cfg)[0] == 2
+    monkeypatch.setattr(qs, "cores_busy_elsewhere", lambda s: 1.0)
+    n, why = qs.final_finetune_threads(cfg)
+    assert n == 1 and "1.0 cores busy" in why
+    assert qs.final_finetune_threads(dataclasses.replace(cfg, final_threads=2)) == (2, "--final-threads")
+    monkeypatch.setattr(qs, "cores_busy_elsewhere", lambda s: None)  # no /proc/stat
+    assert qs.final_finetune_threads(cfg)[0] == 2
 
 
 def test_quickstart_refuses_other_settings_in_same_folder(quickstart):

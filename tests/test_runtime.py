@@ -169,6 +169,56 @@ def test_threads_default_to_one_or_omp_num_threads(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_torch_threads_sets_then_restores_even_on_error():
+    from donna_nas.runtime.threads import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1) as n:
+        assert n == torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with torch_threads(before + 1):
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_cores_busy_elsewhere_reads_the_machine_from_proc_stat(tmp_path, monkeypatch):
+    """Two readings of a fake /proc/stat 100 ticks apart on 2 cores, 50 of them busy (user,
+    system; iowait counts as idle): one core busy, none of it this process's (it only sleeps).
+    An unreadable or foreign file is None, not an error."""
+    from donna_nas.runtime import threads
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 0 900 0 0 0 0 0 0\ncpu0 1 2 3 4 5\n")
+
+    real_sleep = threads.time.sleep
+
+    def sleep(s):  # the second reading appears while the sampler waits
+        real_sleep(s)
+        stat.write_text("cpu  140 0 10 945 5 0 0 0 0 0\ncpu0 1 2 3 4 5\n")
+
+    monkeypatch.setattr(threads.time, "sleep", sleep)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.cpu_times(str(stat)) == (100.0, 1000.0)
+    assert threads.cores_busy_elsewhere(0.3, stat=str(stat)) == pytest.approx(1.0, abs=0.05)
+    assert threads.cpu_times(str(tmp_path / "missing")) is None
+    assert threads.cores_busy_elsewhere(0.01, stat=str(tmp_path / "missing")) is None
+    (tmp_path / "junk").write_text("intr 1 2 3\n")
+    assert threads.cpu_times(str(tmp_path / "junk")) is None
+
+
+def test_threads_if_free_never_asks_for_more_threads_than_free_cores():
+    from donna_nas.runtime.threads import threads_if_free
+
+    assert threads_if_free(2, 0.1, cores=2) == 2  # idle machine: both cores
+    assert threads_if_free(2, 1.0, cores=2) == 1  # one core busy elsewhere: one thread
+    assert threads_if_free(2, 0.6, cores=2) == 1
+    assert threads_if_free(2, 2.0, cores=2) == 1  # never below one
+    assert threads_if_free(4, 1.0, cores=8) == 4
+    assert threads_if_free(2, None, cores=2) == 2  # load unknown (no /proc/stat): as asked
+    assert threads_if_free(1, 0.0, cores=2) == 1
+
+
 def _help(args, capsys, monkeypatch):
     from donna_nas.cli import main
 

@@ -12,11 +12,13 @@ thread by default, which is also what parallel jobs (``--workers``) want; ``--th
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-__all__ = ["default_threads", "set_threads", "set_threads_on_import", "THREADS_HELP", "torch_threads"]
+__all__ = ["default_threads", "set_threads", "set_threads_on_import", "THREADS_HELP", "torch_threads",
+           "cores_busy_elsewhere", "threads_if_free"]
 
 THREADS_HELP = ("Torch threads of this process (default: $OMP_NUM_THREADS, else 1, which stays fast "
                 "when other jobs share the cores; 0: one per core, fastest on an idle machine).")
@@ -80,3 +82,42 @@ def set_threads_on_import() -> None:
         return
     n = default_threads()
     os.environ["OMP_NUM_THREADS"] = str(n if n > 0 else os.cpu_count() or 1)
+
+
+def cpu_times(stat: str = "/proc/stat") -> tuple[float, float] | None:
+    """(busy, total) CPU ticks of the whole machine, from the ``cpu`` line of ``/proc/stat``
+    (idle and iowait count as not busy; guest time is already inside user time); None where
+    the file is missing or unreadable (not Linux)."""
+    try:
+        first = open(stat).readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu" or len(first) < 5:
+        return None
+    ticks = [float(x) for x in first[1:9]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
+
+
+def cores_busy_elsewhere(sample_s: float = 1.0, stat: str = "/proc/stat") -> float | None:
+    """How many cores other processes keep busy, sampled over ``sample_s`` seconds (this
+    process's own CPU time taken out); None where the machine's CPU time cannot be read."""
+    a, c0, t0 = cpu_times(stat), time.process_time(), time.perf_counter()
+    time.sleep(sample_s)
+    b, c1, t1 = cpu_times(stat), time.process_time(), time.perf_counter()
+    if a is None or b is None or b[1] <= a[1]:
+        return None
+    machine = (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
+    return max(0.0, machine - (c1 - c0) / (t1 - t0))
+
+
+def threads_if_free(wanted: int, busy_elsewhere: float | None, cores: int | None = None) -> int:
+    """``wanted`` threads when that many cores are free, else as many as are (at least one).
+
+    More OpenMP threads than free cores is the collapse this module's default avoids: the
+    quickstart's final finetune took 1.9x longer on two threads than on one beside a one-core
+    matmul loop (``experiments/results/bench_final_threads.md``). ``None`` (load unknown): ``wanted``."""
+    if busy_elsewhere is None or wanted <= 1:
+        return max(1, wanted)
+    free = (cores or os.cpu_count() or 1) - busy_elsewhere
+    return max(1, min(wanted, int(free + 0.5)))
