@@ -81,7 +81,8 @@ def main() -> None:
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
           f"Date: {provenance['date']}; code {provenance['code']}; machine: {provenance['machine']}, "
           f"{os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
-          f"{cfg.workers} build-supernet workers; {args.load}.  ",
+          f"{cfg.workers} build-supernet workers, the final finetune on {cfg.final_threads or cfg.workers} "
+          f"thread(s); {args.load}.  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
           *selection_markdown(selected, result["rows"]), "",
