@@ -71,6 +71,23 @@ def test_int8_graph_is_quantised_with_float_sigmoid(run_dir):
                if o.domain in ("", "ai.onnx")) >= 17
 
 
+def test_float_first_conv_leaves_only_the_stem_in_float(run_dir):
+    from donna_nas.export.pipeline import export_run
+
+    result = export_run(run_dir, int8=True, calib=4, evaluate=False, fps_repeats=2, float_first_conv=True)
+    graph = onnx.load(str(run_dir / "export" / "model_int8.onnx")).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs[0].name in result.int8["kept_float"]
+    # the stem reads float image and float weights; every later conv reads dequantised int8
+    assert all(made_by.get(i) != "DequantizeLinear" for i in convs[0].input)
+    assert all(made_by.get(c.input[1]) == "DequantizeLinear" for c in convs[1:]) and len(convs) > 3
+    export_run(run_dir, int8=True, calib=4, evaluate=False, fps_repeats=2)  # the default quantises it
+    graph = onnx.load(str(run_dir / "export" / "model_int8.onnx")).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    assert made_by.get(next(n for n in graph.node if n.op_type == "Conv").input[1]) == "DequantizeLinear"
+
+
 def test_export_cli_missing_run_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "donna_nas", "export", str(tmp_path / "nope")],
                        capture_output=True, text=True)

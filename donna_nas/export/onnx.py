@@ -86,6 +86,14 @@ def sigmoid_nodes(onnx_path: str | Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Sigmoid"]
 
 
+def first_conv_node(onnx_path: str | Path) -> str | None:
+    """The name of the graph's first Conv (the stem, fed by the normalised image), or None."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    return next((n.name for n in graph.node if n.op_type == "Conv"), None)
+
+
 def quantize_qdq_bytes(fp32: bytes, calib_inputs: Iterable[np.ndarray], input_name: str = "image",
                        keep_float: Sequence[str] = ()) -> bytes:
     """Static INT8 QDQ quantisation (U8 activations, per-channel S8 weights) of an ONNX model,
