@@ -66,11 +66,12 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
 
     ``size`` other than the training size is refused unless ``force`` (the network was never
     trained at it, and ``RUN/export/`` would be overwritten with a model of another input shape).
-    ``float_first_conv`` leaves the stem convolution in float in the INT8 model. Quantising it cost
-    one searched network 8.8% Sq Rel (0.65% with it float) and the ResNet18 teacher 1.5% (0.6%),
-    for 6-13% more INT8 latency on this CPU (``experiments/bench_int8_first_conv.py``); off by
-    default, since most searched networks lose under 1.5% and a phone's NPU runs float ops on its
-    CPU.
+    ``float_first_conv`` leaves the stem convolution in float in the INT8 model. With the stem
+    quantised one searched network lost 8.8% Sq Rel to INT8, 0.6% with it float, and the ResNet18
+    teacher 1.5% and 0.6%, for 2% and 11% more INT8 latency on a 2-core EPYC
+    (``experiments/results/bench_int8_first_conv.md``). Off by default: the other searched networks
+    measured lost under 1.5% with every layer in INT8, and a phone's NPU would run a float
+    convolution elsewhere.
     """
     from donna_nas.tasks.depth.evaluate import load_gt
     from donna_nas.tasks.depth.run import load_config, load_model
