@@ -225,8 +225,30 @@ def compare(*sources: str, record: str = "quickstart_repro") -> None:
             ok_pred = "–" if floor is None else ("met" if dpred < floor else "**missed**")
             md.append(f"| {i + 1} – {j + 1} | {'yes' if r1['arch'] == r2['arch'] else 'no'} | {dpred:.4f} | {ok_pred} | "
                       f"{100 * dsq:.1f}% | {'met' if dsq < 0.10 else '**missed**'} |")
+    md += speedup_markdown(runs)
     write_text_atomic(RESULTS / f"{record}.md", "\n".join(md) + "\n")
     print("\n".join(md))
+
+
+def speedup_markdown(runs: list[dict]) -> list[str]:
+    """The selected network's INT8 speed-up as the deployed check read it (the median of its
+    pairings with the teacher, at selection) against the table's side-by-side timing of the
+    trained exports afterwards: how much margin the check's guard band must leave."""
+    checked = [r for r in runs if r["deployed_ms"] and r["teacher_deployed_ms"]]
+    if not checked:
+        return []
+    md = ["", "INT8 speed-up of the selected network: the deployed check at selection against the table's timing "
+          "of the exports afterwards.", "", "| run | deployed check | table | table / check |", "|---|---:|---:|---:|"]
+    shrink = []
+    for r in checked:
+        check = r["teacher_deployed_ms"] / r["deployed_ms"]
+        shrink.append(r["fps_int8_vs_teacher"] / check)
+        md.append(f"| {r['run']} | {check:.2f}× | {r['fps_int8_vs_teacher']:.2f}× | {shrink[-1]:.3f} |")
+    worst = min(shrink)
+    md += ["", f"Table / check over {len(shrink)} runs: median {sorted(shrink)[len(shrink) // 2]:.3f}, lowest {worst:.3f}. "
+           f"For the table to read 1.5× in the worst of these runs the check must read {1.5 / worst:.2f}×: a guard "
+           f"band of {100 * (1 / worst - 1):.0f}% over a 1.5× bound."]
+    return md
 
 
 if __name__ == "__main__":
