@@ -36,11 +36,13 @@ __all__ = ["DEPLOYED_CONFIRM", "DEPLOYED_GUARD", "MEASURE_KINDS", "SearchRun", "
 
 MEASURE_KINDS = {"ort": "fp32", "ort-int8": "int8"}
 
-DEPLOYED_GUARD = 0.05
-"""Guard band of the deployed check: a candidate's deployed latency must beat the bound by 5%.
-The selected model sits at the bound by construction; the same network timed again on this
-2-core CPU, minutes apart, came out 1-6% off its check, so with no guard band the selection
-misses its own bound on a re-measurement about half the time."""
+DEPLOYED_GUARD = 0.10
+"""Guard band of the deployed check: a candidate's deployed latency must beat the bound by 10%.
+The selected model sits at the bound by construction. In five default quickstarts on three
+2-core CPUs the trained exports, timed side by side after the finetune, read 0.92-1.07 times the
+speed-up the check had measured at selection (``experiments/quickstart_run.py --compare``,
+``quickstart_repro_machines.md``), so a 1.5x bound needs the check to read about 1.64x: 5%, the
+earlier band, left two of the five below 1.5x in their tables."""
 DEPLOYED_CONFIRM = 3
 """Pairings of each deployed-check candidate with the teacher under a speedup bound; their median
 decides. On a 2-core AMD EPYC VM one network's repeated pairings have a ratio sd of about 0.044
