@@ -129,7 +129,7 @@ def trainer_run(data: str, h: int, w: int, batch: int, steps: int, mixed_precisi
 
 
 def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int = 0,
-            precisions: tuple[str, ...] = ("off",)) -> None:
+            precisions: tuple[str, ...] = ("off",), record: str = "bench_train_compare") -> None:
     import os
     import statistics
     import tarfile
@@ -192,7 +192,7 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
 
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS / "bench_train_compare.csv", df.to_csv(index=False))
+    write_text_atomic(RESULTS / f"{record}.csv", df.to_csv(index=False))
     cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
     lines = ["# Whole depth trainer, before and after, side by side (bench_train --compare)", "",
              f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}) shared "
@@ -216,7 +216,7 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
         if short:
             line += f"; steady-state step **{r['steady_images_per_cpu_s'] / rows[0]['steady_images_per_cpu_s']:.2f}x**"
         lines.append(line + " (target 1.5x).  ")
-    write_text_atomic(RESULTS / "bench_train_compare.md", "\n".join(lines) + "\n")
+    write_text_atomic(RESULTS / f"{record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -421,6 +421,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare", metavar="REF", help="compare the whole trainer of git revision REF with this checkout")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--record", default="bench_train_compare",
+                    help="--compare results name: experiments/results/NAME.{md,csv}")
     ap.add_argument("--precisions", nargs="+", default=["off"], choices=("off", "bf16"),
                     help="with --compare: this checkout's trainer in each --mixed-precision setting")
     ap.add_argument("--mixed-precision", default=None, help=argparse.SUPPRESS)
@@ -450,7 +452,7 @@ def main() -> None:
     if a.compare:
         if a.short and a.short >= a.steps:
             raise SystemExit(f"--short {a.short} must be fewer than --steps {a.steps}")
-        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions))
+        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions), a.record)
         return
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), int(a.one[2]), a.batch, a.steps, a.threads)))
