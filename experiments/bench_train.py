@@ -129,7 +129,8 @@ def trainer_run(data: str, h: int, w: int, batch: int, steps: int, mixed_precisi
 
 
 def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int = 0,
-            precisions: tuple[str, ...] = ("off",), record: str = "bench_train_compare") -> None:
+            precisions: tuple[str, ...] = ("off",), record: str = "bench_train_compare",
+            load: str = "other load not recorded") -> None:
     import os
     import statistics
     import tarfile
@@ -195,8 +196,8 @@ def compare(ref: str, steps: int, rounds: int, batch: int, size: str, short: int
     write_text_atomic(RESULTS / f"{record}.csv", df.to_csv(index=False))
     cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
     lines = ["# Whole depth trainer, before and after, side by side (bench_train --compare)", "",
-             f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}) shared "
-             "with other jobs; 1 torch thread per process.",
+             f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}), "
+             f"{load}; 1 torch thread per process.",
              f"Scale: `train_depth` on a rendered world (3 drives x 30 frames, {h}x{w}), ResNet18, batch {batch}, "
              f"{steps} steps per measurement including data loading and model construction; the trainers alternate "
              f"{rounds} times; medians."]
@@ -421,6 +422,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare", metavar="REF", help="compare the whole trainer of git revision REF with this checkout")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--load", default="other load not recorded",
+                    help="--compare: what else ran on the machine meanwhile (written with the figures)")
     ap.add_argument("--record", default="bench_train_compare",
                     help="--compare results name: experiments/results/NAME.{md,csv}")
     ap.add_argument("--precisions", nargs="+", default=["off"], choices=("off", "bf16"),
@@ -452,7 +455,7 @@ def main() -> None:
     if a.compare:
         if a.short and a.short >= a.steps:
             raise SystemExit(f"--short {a.short} must be fewer than --steps {a.steps}")
-        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions), a.record)
+        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions), a.record, a.load)
         return
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), int(a.one[2]), a.batch, a.steps, a.threads)))
