@@ -121,8 +121,8 @@ class QuickstartConfig:
     workers: int = 2
     # torch threads of the final finetune, the one long stage that runs alone (None: ``workers``,
     # the cores the quickstart already claims for build-supernet, when that many are free of
-    # other processes as it starts: ``final_finetune_threads``). Two threads finish it 1.3-1.7x
-    # sooner on an idle 2-core machine and 1.9x later beside a busy core
+    # other processes as it starts: ``final_finetune_threads``). Two threads finish it 1.3x
+    # sooner on an idle 2-core AMD EPYC and 1.9x later beside a busy core
     # (``experiments/results/bench_final_threads.md``). Float sums then run in another order,
     # so the model matches a one-thread run to rounding only.
     final_threads: int | None = None

@@ -8,8 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from donna_nas.cli.common import config_help
-from donna_nas.cli.common import threads_option
+from donna_nas.cli.common import config_help, threads_option
 from donna_nas.runtime.threads import set_threads
 
 from donna_nas.errors import UserError

@@ -9,9 +9,8 @@ from typing import Optional
 import typer
 
 from donna_nas.cli.common import (check_out_dir, check_out_file, config_help, default_of, given, has_default,
-                                  parse_size, same_path, show_value, with_default)
+                                  parse_size, same_path, show_value, threads_option, with_default)
 from donna_nas.errors import UserError
-from donna_nas.cli.common import threads_option
 from donna_nas.runtime.threads import set_threads
 
 # Options that mirror a config field default to None: the config's default (read from these);

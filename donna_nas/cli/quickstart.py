@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from donna_nas.cli.common import config_help, given, with_default
-from donna_nas.cli.common import threads_option
+from donna_nas.cli.common import config_help, given, threads_option, with_default
 
 # Options that mirror a QuickstartConfig field default to None: the config's default (in --help).
 _QUICKSTART = "donna_nas.quickstart:QuickstartConfig"

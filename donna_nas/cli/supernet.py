@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from donna_nas.cli.common import config_help, given
-from donna_nas.cli.common import threads_option
+from donna_nas.cli.common import config_help, given, threads_option
 
 # Options that mirror a SupernetConfig field default to None: the config's default (shown in --help).
 _SUPERNET = "donna_nas.distill.pipeline:SupernetConfig"
