@@ -34,7 +34,8 @@ from pathlib import Path
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from _corun import busy_core  # experiments/ is on sys.path when a script here runs
+from _provenance import code_commit, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,17 +62,8 @@ def export_ratios(run: Path, size: tuple, repeats: int, n: int) -> list[float]:
 def ratios_beside_load(run: Path, size: tuple, repeats: int, n: int) -> list[float]:
     """``export_ratios`` while a one-thread float matmul loop (a separate process) keeps the other
     core busy."""
-    import subprocess
-    import time
-
-    loop = "import torch\ntorch.set_num_threads(1)\na = torch.rand(1024, 1024)\nwhile True:\n    a @ a\n"
-    proc = subprocess.Popen([sys.executable, "-c", loop], env=dict(os.environ, OMP_NUM_THREADS="1"))
-    try:
-        time.sleep(2.0)  # let it start
+    with busy_core():
         return export_ratios(run, size, repeats, n)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def main() -> None:

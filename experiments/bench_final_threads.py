@@ -32,10 +32,10 @@ from pathlib import Path
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from _corun import busy_core  # experiments/ is on sys.path when a script here runs
+from _provenance import code_commit, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BUSY_LOOP = "import torch\ntorch.set_num_threads(1)\na = torch.rand(1024, 1024)\nwhile True:\n    a @ a\n"
 
 
 def one(searched: Path, steps: int, threads: int) -> dict:
@@ -98,13 +98,8 @@ def main() -> None:
         sys.exit(f"error: {searched / 'config.yaml'}: no final finetune here; run `donna-nas quickstart --out {a.out}` first")
     rows = rounds(searched, a.steps, a.threads, a.rounds, "alone")
     if a.corun:
-        proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], env=dict(os.environ, OMP_NUM_THREADS="1"))
-        try:
-            time.sleep(2.0)
+        with busy_core():
             rows += rounds(searched, a.steps, a.threads, a.rounds, "one core busy (matmul loop)")
-        finally:
-            proc.kill()
-            proc.wait()
 
     RESULTS.mkdir(exist_ok=True)
     buf = io.StringIO()

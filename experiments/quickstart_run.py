@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +66,9 @@ def main() -> None:
     result = run_quickstart(out, cfg)
     RESULTS.mkdir(exist_ok=True)
     rec = args.record or "quickstart"
+    # the count the run chose (fewer than --workers when other processes held the cores)
+    ft_path = out / "final_threads.json"
+    final_threads = json.loads(ft_path.read_text())["threads"] if ft_path.is_file() else "unrecorded"
     provenance = {"code": code_commit(), "machine": f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores",
                   "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "load": args.load, "record": rec}
     write_text_atomic(out / "provenance.json", json.dumps(provenance, indent=1) + "\n")
@@ -81,8 +85,7 @@ def main() -> None:
           + (f" --record {rec}" if rec != "quickstart" else "") + "`)  ",
           f"Date: {provenance['date']}; code {provenance['code']}; machine: {provenance['machine']}, "
           f"{os.environ.get('OMP_NUM_THREADS', '1')} thread(s) per process, "
-          f"{cfg.workers} build-supernet workers, the final finetune on {cfg.final_threads or cfg.workers} "
-          f"thread(s); {args.load}.  ",
+          f"{cfg.workers} build-supernet workers, the final finetune on {final_threads} thread(s); {args.load}.  ",
           f"Total time: {sum(timings.values()):.0f} s (target ≤ 15 min).", "",
           table_markdown(result["rows"]),
           *selection_markdown(selected, result["rows"]), "",
@@ -245,7 +248,7 @@ def speedup_markdown(runs: list[dict]) -> list[str]:
         shrink.append(r["fps_int8_vs_teacher"] / check)
         md.append(f"| {r['run']} | {check:.2f}× | {r['fps_int8_vs_teacher']:.2f}× | {shrink[-1]:.3f} |")
     worst = min(shrink)
-    md += ["", f"Table / check over {len(shrink)} runs: median {sorted(shrink)[len(shrink) // 2]:.3f}, lowest {worst:.3f}. "
+    md += ["", f"Table / check over {len(shrink)} runs: median {statistics.median(shrink):.3f}, lowest {worst:.3f}. "
            f"For the table to read 1.5× in the worst of these runs the check must read {1.5 / worst:.2f}×: a guard "
            f"band of {100 * (1 / worst - 1):.0f}% over a 1.5× bound."]
     return md

@@ -89,7 +89,8 @@ def cpu_times(stat: str = "/proc/stat") -> tuple[float, float] | None:
     (idle and iowait count as not busy; guest time is already inside user time); None where
     the file is missing or unreadable (not Linux)."""
     try:
-        first = open(stat).readline().split()
+        with open(stat) as f:
+            first = f.readline().split()
     except OSError:
         return None
     if not first or first[0] != "cpu" or len(first) < 5:
