@@ -100,6 +100,14 @@ def main() -> None:
         md.append(f"| {r['model']} | {r['variant']} | {r['sq_rel_fp32']:.4f} | {r['sq_rel_int8']:.4f} | "
                   f"{r['int8_cost_pct']:+.1f}% | {r['ms_median']:.2f} | {r['latency_vs_all_int8']:.2f}× | "
                   f"{r['teacher_over_searched']:.2f}× |")
+    with (out / "quickstart_table.csv").open() as f:  # the run's own no-image baselines
+        base = {r["model"]: float(r["sq_rel_fp32"]) for r in csv.DictReader(f) if r["model"] in ("constant", "prior")}
+    for name, label in (("constant", "constant depth (no image)"), ("prior", "per-pixel prior (no image)")):
+        md.append(f"| {label} | – | {base[name]:.4f} | – | – | – | – | – |")
+    worst = max(r["sq_rel_int8"] for r in rows)
+    md += ["", f"Every model and variant above beats both baselines on Sq Rel (worst INT8 {worst:.4f} against the "
+           f"prior's {base['prior']:.4f})" if worst < min(base.values()) else
+           f"**Not every model beats the baselines on Sq Rel**: worst INT8 {worst:.4f}, prior {base['prior']:.4f}."]
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -68,7 +68,8 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
     trained at it, and ``RUN/export/`` would be overwritten with a model of another input shape).
     ``float_first_conv`` leaves the stem convolution in float in the INT8 model. With the stem
     quantised one searched network lost 8.8% Sq Rel to INT8, 0.6% with it float, and the ResNet18
-    teacher 1.5% and 0.6%, for 2% and 11% more INT8 latency on a 2-core EPYC
+    teacher 1.5% and 0.6%; the teacher's INT8 latency rose 11-12%, the searched network's stayed
+    within the timing noise (0.92-1.02x in two runs), on a 2-core EPYC
     (``experiments/results/bench_int8_first_conv.md``). Off by default: the other searched networks
     measured lost under 1.5% with every layer in INT8, and a phone's NPU would run a float
     convolution elsewhere.
