@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from donna_nas.data.learnability import flow_magnitude, measure, near_edge
+from donna_nas.data.learnability import GEOMETRY_KINDS, KINDS, flow_magnitude, measure, near_edge, pixel_kinds
 from donna_nas.data.synth import DriveRenderer, default_supersample
 from donna_nas.errors import UserError
 from donna_nas.tasks.depth.baselines import baseline_metrics, pixel_prior
@@ -69,6 +69,32 @@ def test_near_edge_marks_a_band_around_depth_and_object_jumps_only():
     obj2 = obj.copy()
     obj2[6:, :] = 1  # an object boundary at equal depth is an edge too
     assert near_edge(np.full((12, 20), 10.0), obj2, radius=1)[4:8].all()
+
+
+def test_pixel_kinds_take_the_first_kind_that_applies():
+    depth = np.full((12, 30), 10.0)
+    depth[:, 20:] = 30.0  # an occlusion contour between columns 19 and 20
+    obj = np.zeros((12, 30), int)
+    obj[:, 8:] = 1  # an object boundary at equal depth between columns 7 and 8
+    flow = np.full((12, 30), 5.0)
+    flow[:2] = 0.5  # two rows that barely move
+    kind = np.array(KINDS)[pixel_kinds(depth, obj, flow)]
+    assert (kind[:2] == "flow <1 px").all()  # low flow wins over every edge
+    rest = kind[2:]
+    assert (rest[:, 18:22] == "depth jump").all()  # the jump's band, although obj also changes nowhere there
+    assert (rest[:, 6:10] == "object edge").all()
+    assert (rest[:, :5] == "interior").all() and (rest[:, 11:17] == "interior").all() and (rest[:, 23:] == "interior").all()
+
+
+def test_ceiling_counts_geometry_kinds_at_their_fraction_and_the_rest_as_won(figures):
+    new = figures["new"]
+    kinds = new.by_kind
+    assert set(kinds) <= set(KINDS) and sum(v["share"] for v in kinds.values()) == pytest.approx(1.0)
+    assert sum(v["share"] * v["fraction"] for v in kinds.values()) == pytest.approx(new.fraction)
+    lost = sum(v["share"] * (1 - v["fraction"]) for k, v in kinds.items() if k in GEOMETRY_KINDS)
+    assert new.ceiling == pytest.approx(1 - lost)
+    assert new.fraction <= new.ceiling < 1.0  # barely-moving pixels exist in a forward drive
+    assert kinds["flow <1 px"]["fraction"] < kinds["interior"]["fraction"]
 
 
 def test_supersampled_render_keeps_geometry_of_centre_ray():

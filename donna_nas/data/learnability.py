@@ -26,6 +26,14 @@ Two breakdowns say *where* a world fails to teach, because the remedies differ:
   At an occlusion edge the 3×3 SSIM window mixes foreground and background that move differently, so
   the true depth need not win there. At low resolution a large share of a street's pixels is near an
   edge; fewer, larger objects help, texture does not.
+
+``by_kind`` partitions the pixels once, in this order: flow under 1 px; near a depth jump (an
+occlusion); near an object boundary across which depth is continuous (a facade meeting the road, two
+facades side by side); the interior. The first two are set mostly by the street's geometry and the
+camera's motion, so ``ceiling`` is the fraction the world would reach if every pixel of the other
+two taught depth, the first two staying as measured: how much is left to win away from occlusions
+and the focus of expansion. (Texture moves the occlusion pixels' fraction too, so the ceiling is
+that of this texture, not a bound on every texture.)
 """
 
 from __future__ import annotations
@@ -42,6 +50,10 @@ EDGE_PX = 2
 #: A depth discontinuity: |log depth| changes by more than this between 4-neighbours (a 35% jump;
 #: the ground plane's row-to-row change stays below it up to about 70 m at 64 rows).
 EDGE_LOG_DEPTH = 0.3
+#: ``by_kind``'s classes, in the order a pixel is assigned to the first that applies.
+KINDS = ("flow <1 px", "depth jump", "object edge", "interior")
+#: The kinds set mostly by geometry and motion: too little flow, or an occlusion (``ceiling``).
+GEOMETRY_KINDS = ("flow <1 px", "depth jump")
 
 
 @dataclass
@@ -56,6 +68,8 @@ class Learnability:
     by_class: dict[str, dict[str, float]] = field(default_factory=dict)  # class name -> {fraction, median_ratio, share}
     by_flow: dict[str, dict[str, float]] = field(default_factory=dict)  # "<1 px", "1-2 px", ... -> {fraction, median_ratio, share}
     by_region: dict[str, dict[str, float]] = field(default_factory=dict)  # "near edge" / "interior" -> {fraction, median_ratio, share}
+    by_kind: dict[str, dict[str, float]] = field(default_factory=dict)  # KINDS -> {fraction, median_ratio, share}
+    ceiling: float = 0.0  # the fraction if every pixel outside GEOMETRY_KINDS were kept (module doc)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,16 +94,8 @@ def flow_magnitude(depth: np.ndarray, K: np.ndarray, pose: np.ndarray) -> np.nda
     return np.hypot(proj[..., 0] / z - u, proj[..., 1] / z - v)
 
 
-def near_edge(depth: np.ndarray, obj: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
-    """Pixels within ``radius`` (Chebyshev) of a depth jump (``EDGE_LOG_DEPTH``) or an object-id change."""
-    ld = np.log(np.maximum(depth, 1e-3))
-    edge = np.zeros(depth.shape, bool)
-    jump_down = (np.abs(np.diff(ld, axis=0)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=0) != 0)
-    jump_right = (np.abs(np.diff(ld, axis=1)) > EDGE_LOG_DEPTH) | (np.diff(obj, axis=1) != 0)
-    edge[:-1] |= jump_down  # both pixels of a jump are on the edge
-    edge[1:] |= jump_down
-    edge[:, :-1] |= jump_right
-    edge[:, 1:] |= jump_right
+def _grow(edge: np.ndarray, radius: int) -> np.ndarray:
+    """``edge`` dilated by ``radius`` pixels (Chebyshev)."""
     grown = edge.copy()
     H, W = edge.shape
     for dy in range(-radius, radius + 1):
@@ -97,6 +103,38 @@ def near_edge(depth: np.ndarray, obj: np.ndarray, radius: int = EDGE_PX) -> np.n
             src = edge[max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
             grown[max(0, dy):H - max(0, -dy), max(0, dx):W - max(0, -dx)] |= src
     return grown
+
+
+def _jumps(changed_down: np.ndarray, changed_right: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Both pixels of every 4-neighbour pair marked in ``changed_down`` (rows) / ``changed_right`` (columns)."""
+    edge = np.zeros(shape, bool)
+    edge[:-1] |= changed_down
+    edge[1:] |= changed_down
+    edge[:, :-1] |= changed_right
+    edge[:, 1:] |= changed_right
+    return edge
+
+
+def depth_jumps(depth: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
+    """Pixels within ``radius`` of a depth jump (``EDGE_LOG_DEPTH``): the occlusion contours."""
+    ld = np.log(np.maximum(depth, 1e-3))
+    return _grow(_jumps(np.abs(np.diff(ld, axis=0)) > EDGE_LOG_DEPTH, np.abs(np.diff(ld, axis=1)) > EDGE_LOG_DEPTH,
+                        depth.shape), radius)
+
+
+def near_edge(depth: np.ndarray, obj: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
+    """Pixels within ``radius`` (Chebyshev) of a depth jump (``EDGE_LOG_DEPTH``) or an object-id change."""
+    objects = _jumps(np.diff(obj, axis=0) != 0, np.diff(obj, axis=1) != 0, depth.shape)
+    return depth_jumps(depth, radius) | _grow(objects, radius)
+
+
+def pixel_kinds(depth: np.ndarray, obj: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Index into ``KINDS`` of every pixel (the first kind that applies)."""
+    kind = np.full(depth.shape, KINDS.index("interior"), np.int8)
+    kind[near_edge(depth, obj)] = KINDS.index("object edge")
+    kind[depth_jumps(depth)] = KINDS.index("depth jump")
+    kind[flow < FLOW_BINS[0]] = KINDS.index("flow <1 px")
+    return kind
 
 
 def _groups(keep: np.ndarray, ratio: np.ndarray, key: np.ndarray, names: dict) -> dict[str, dict[str, float]]:
@@ -155,7 +193,7 @@ def measure(seed: int = 0, drives: int = 2, frames: int = 60, size: tuple[int, i
     version = FORMAT_VERSION if world_version is None else world_version
     H, W = size
     crop = garg_crop_mask(H, W)
-    keep_all, ratio_all, cls_all, flow_all, edge_all = [], [], [], [], []
+    keep_all, ratio_all, cls_all, flow_all, edge_all, kind_all = [], [], [], [], [], []
     n_frames = 0
     for d in range(1, drives + 1):
         r = DriveRenderer(seed, d, frames, size, world_version=version, texture=texture)
@@ -174,11 +212,13 @@ def measure(seed: int = 0, drives: int = 2, frames: int = 60, size: tuple[int, i
             keep_all.append(keep[valid])
             ratio_all.append((wrong / np.maximum(e1, 1e-6))[valid])
             cls_all.append(tgt.labels[valid])
-            flow_all.append(flow_magnitude(depth, r.cal["K"], poses[1])[valid])
+            flow = flow_magnitude(depth, r.cal["K"], poses[1])
+            flow_all.append(flow[valid])
             edge_all.append(near_edge(depth, tgt.obj)[valid])
+            kind_all.append(pixel_kinds(depth, tgt.obj, flow)[valid])
             n_frames += 1
     keep, ratio, cls = np.concatenate(keep_all), np.concatenate(ratio_all), np.concatenate(cls_all)
-    flow, edge = np.concatenate(flow_all), np.concatenate(edge_all)
+    flow, edge, kind = np.concatenate(flow_all), np.concatenate(edge_all), np.concatenate(kind_all)
     by_class = _groups(keep, ratio, cls, {int(c): sem.CLASSES[int(c)].name for c in np.unique(cls)})
     edges = (0.0,) + FLOW_BINS
     flow_names = {i: f"{lo:g}-{hi:g} px" for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))}
@@ -186,6 +226,9 @@ def measure(seed: int = 0, drives: int = 2, frames: int = 60, size: tuple[int, i
     flow_names[len(FLOW_BINS)] = f">={FLOW_BINS[-1]:g} px"
     by_flow = _groups(keep, ratio, np.searchsorted(np.asarray(FLOW_BINS), flow, side="right"), flow_names)
     by_region = _groups(keep, ratio, edge.astype(int), {1: "near edge", 0: "interior"})
+    by_kind = _groups(keep, ratio, kind, dict(enumerate(KINDS)))
+    ceiling = sum(v["share"] * (v["fraction"] if k in GEOMETRY_KINDS else 1.0) for k, v in by_kind.items())
     return Learnability(size=(H, W), fraction=float(keep.mean()) if len(keep) else 0.0,
                         median_ratio=float(np.median(ratio)) if len(ratio) else 0.0, pixels=int(len(keep)),
-                        frames=n_frames, by_class=by_class, by_flow=by_flow, by_region=by_region)
+                        frames=n_frames, by_class=by_class, by_flow=by_flow, by_region=by_region,
+                        by_kind=by_kind, ceiling=float(ceiling))
