@@ -17,6 +17,15 @@ experiments/results/predictor_rank.{csv,md} (columns model,cv_tau,heldout_tau,n_
 
     OMP_NUM_THREADS=1 python experiments/predictor_rank.py --workers 2
 
+``--eval-splits test``: each finetuned model is also scored on those splits of the world (the
+test split: 116 frames of 2 unseen drives, against the val split's 24), and the noise floor and the
+predictors are reported for those targets too (keys ``test/sq_rel``...). It asks how much of the
+seed noise is the small evaluation set's; a study only, never a selection target (use its own
+``--work`` and ``--record``):
+
+    OMP_NUM_THREADS=1 python experiments/predictor_rank.py --archs 20 --heldout 10 --ft-steps 100 \
+        --workers 2 --seed-archs all --eval-splits test --record predictor_rank_evalset
+
 ``--floor-steps N [N ...]``: after the run (resumed, so free when it is done), finetune the held-out
 architectures again with seeds 0 and 1 for N steps each, from the same blocks, and report how the
 noise floor (seed-to-seed tau, noise and signal standard deviations) changes with the finetune
@@ -63,6 +72,8 @@ def main() -> None:
                     help="which architectures the seed-1 noise-floor finetunes cover")
     ap.add_argument("--floor-steps", type=int, nargs="+", default=None,
                     help="noise floor of the held-out architectures at these finetune budgets (RECORD_floor.md)")
+    ap.add_argument("--eval-splits", nargs="+", default=[],
+                    help="also score every finetuned model on these splits (a noise study; module doc)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default=str(Path.home() / "dn" / "predictor_rank"))
     ap.add_argument("--world", default=str(Path.home() / "dn" / "teachers" / "world_v2_6x60_64x192_s0"))
@@ -85,8 +96,10 @@ def main() -> None:
     work = Path(a.work)
     run = work / f"{a.space}_{a.objective}_{a.ft_steps}"
     cfg = SupernetConfig(teacher=a.teacher, data=str(data), task="depth", height=h, width=w, bkd_steps=a.bkd_steps,
-                         bkd_batch=8, train_frames=208, val_frames=24, calib_frames=16, predictor_archs=a.archs,
-                         predictor_test=a.heldout, ft_steps=a.ft_steps, ft_batch=4, ft_lr=a.ft_lr,
+                         bkd_batch=8, train_frames=208, val_frames=24, calib_frames=16,
+                         # with --eval-splits the build distils only, and the seed-0 finetunes below run
+                         # here with the extra splits (the build's own would lack them)
+                         predictor_archs=0 if a.eval_splits else a.archs, predictor_test=0 if a.eval_splits else a.heldout, ft_steps=a.ft_steps, ft_batch=4, ft_lr=a.ft_lr,
                          distill_weight=0.0, ft_objective=a.objective, ft_decoder=a.ft_decoder, arch_pool=2000, seed=0)
     ex = LocalExecutor(a.workers)
     t0 = time.time()
@@ -103,7 +116,11 @@ def main() -> None:
 
     decoder = resolve_ft_decoder(cfg, json.loads((run / "teacher.json").read_text()))
     job = lambda x, s: FinetuneJob(str(run), x.encode(), "depth", str(data), a.ft_steps, 4, a.ft_lr, h, w, 0.0, s,  # noqa: E731
-                                   1, 0, a.objective, decoder)
+                                   1, 0, a.objective, decoder, tuple(a.eval_splits))
+    from donna_nas.tasks.depth.predictor import export_val_gt
+
+    for sp in ["val", *a.eval_splits]:  # once here, not in every parallel job
+        export_val_gt(run, str(data), sp)
     t0 = time.time()
     recs = {0: _run_jobs(ex, run_finetune_job, [job(x, 0) for x in archs], run, "finetune seed 0", progress=False),
             1: _run_jobs(ex, run_finetune_job, [job(archs[i], 1) for i in seed1], run, "finetune seed 1", progress=False)}
@@ -120,7 +137,8 @@ def main() -> None:
     lookup = nsr_lookup(res.quality, space)
     tr, te = [archs[i] for i in np.where(split == "train")[0]], [archs[i] for i in np.where(split == "test")[0]]
     rows, floor = [], {}
-    for metric in ("sq_rel", "abs_rel"):
+    metrics = ["sq_rel", "abs_rel"] + [f"{sp}/{m}" for sp in a.eval_splits for m in ("sq_rel", "abs_rel")]
+    for metric in metrics:
         y = {0: np.array([r["metrics"][metric] for r in recs[0]])}
         y1 = np.full(len(archs), np.nan)
         y1[seed1] = [r["metrics"][metric] for r in recs[1]]
@@ -150,7 +168,7 @@ def main() -> None:
              f"version 2, 6 drives x 60 frames, seed 0; BKD {a.bkd_steps} steps per block supernet; "
              f"{len(tr)} training + {len(te)} held-out architectures (spread over MACs), each finetuned {a.ft_steps} "
              f"steps (batch 4, lr {a.ft_lr:g} decaying to 0 along a cosine, objective `{a.objective}`, decoder `{decoder}`) from its distilled blocks; target Sq Rel on the "
-             f"val split ({res.evaluation and 'velodyne ground truth'}).",
+             "val split (velodyne ground truth).",
              f"Finetune objective, mean over architectures: {np.nanmean(lf):.4f} at the start, {np.nanmean(ll):.4f} at the end. "
              f"Spread over the architectures (seed 0): Sq Rel {floor['sq_rel'][3]:.3f} .. {floor['sq_rel'][4]:.3f}, "
              f"abs_rel {floor['abs_rel'][3]:.4f} .. {floor['abs_rel'][4]:.4f}.",
@@ -172,8 +190,42 @@ def main() -> None:
     dna = df[df.model.str.startswith("sum_nsr") & sq0].iloc[0]
     lines += ["", f"Fitted ridge on NSR vs the unfitted DNA sum (held-out tau, seed-0 Sq Rel targets): {ridge.heldout_tau:.3f} vs "
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
+    lines += eval_split_lines(a, data, recs, seed1, len(archs))
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> list[str]:
+    """With --eval-splits: the noise floor of the same finetuned models scored on each evaluation
+    set, side by side, and how the sets rank the architectures against each other (seed 0)."""
+    if not a.eval_splits:
+        return []
+    from donna_nas.predictor.fit import kendall_tau
+
+    def frames(split: str) -> int:
+        return sum(1 for ln in (data / "splits" / f"{split}_files.txt").read_text().splitlines() if ln.strip())
+
+    out = ["## The evaluation set's share of the noise", "",
+           "The same finetuned models (seed 0 and seed 1 of every architecture in the seed-1 set), scored on "
+           "each split. A study of the noise only: the test split is never a selection target.", "",
+           "| scored on | frames | metric | seed-to-seed tau | median change | noise sd | signal sd | noise / signal |",
+           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for split in ["val"] + list(a.eval_splits):
+        for m in ("sq_rel", "abs_rel"):
+            key = m if split == "val" else f"{split}/{m}"
+            y0 = np.array([recs[0][i]["metrics"][key] for i in seed1])
+            y1 = np.array([r["metrics"][key] for r in recs[1]])
+            f = noise_floor(y0, y1)
+            ratio = f["noise_sd"] / f["signal_sd"] if f["signal_sd"] > 0 else float("inf")
+            out.append(f"| {split} | {frames(split)} | {m} | {f['seed_tau']:.3f} | {f['median_abs_change']:.4f} | "
+                       f"{f['noise_sd']:.4f} | {f['signal_sd']:.4f} | {ratio:.2f} |")
+    out.append("")
+    for split in a.eval_splits:
+        v = np.array([r["metrics"]["sq_rel"] for r in recs[0]])
+        t = np.array([r["metrics"][f"{split}/sq_rel"] for r in recs[0]])
+        out.append(f"Kendall tau between the val and {split} Sq Rel of the same {n_archs} seed-0 models: "
+                   f"{kendall_tau(v, t):.3f}.")
+    return out + [""]
 
 
 def provenance(a, load: str = "") -> str:

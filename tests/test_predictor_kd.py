@@ -113,3 +113,21 @@ def test_auto_decoder_is_stitched_exactly_when_the_teacher_has_a_decoder(kd_run)
         SupernetConfig(task="classify", ft_decoder="stitched").validate()
     with pytest.raises(UserError, match="use one of"):
         SupernetConfig(task="depth", ft_decoder="teacher").validate()
+
+
+def test_eval_splits_score_the_same_model_beside_the_target(kd_run):
+    """``eval_splits`` scores the finetuned model on further splits: on the target's own split it
+    reproduces the target exactly, on another split it gives that split's figures, and a split the
+    data lacks is a one-line error naming the missing file."""
+    run, data = kd_run
+    arch = SPACE.sample(__import__("random").Random(1)).encode()
+    job = FinetuneJob(str(run), arch, "depth", str(data), steps=2, batch=4, lr=1e-3, height=32, width=96,
+                      distill_weight=0.0, objective="kd", eval_splits=("val", "test"))
+    rec = predictor_finetune(job)
+    for key in ("sq_rel", "abs_rel", "a1"):
+        assert rec[f"val/{key}"] == rec[key]
+    assert rec["test/sq_rel"] > 0 and rec["test/sq_rel"] != rec["sq_rel"]
+    assert (run / "cache" / "test_gt.npz").is_file()
+    with pytest.raises(UserError, match="nosuch_files.txt"):
+        predictor_finetune(FinetuneJob(str(run), arch, "depth", str(data), steps=0, batch=4, height=32, width=96,
+                                       distill_weight=0.0, objective="kd", eval_splits=("nosuch",)))

@@ -48,6 +48,10 @@ class FinetuneJob:
     # where the task head starts (the task decides what it supports): "random", or "stitched"
     # (depth: the teacher's decoder through the BKD adapters, donna_nas.tasks.depth.stitch)
     decoder: str = "random"
+    # further splits of ``data`` the finetuned model is also scored on (depth: e.g. "test"), their
+    # metrics keyed "SPLIT/METRIC": reported beside the target to study its noise, never the target
+    # itself. Not part of ``job_id``: a run folder's records should all share one choice.
+    eval_splits: tuple[str, ...] = ()
 
     @property
     def job_id(self) -> str:

@@ -33,14 +33,20 @@ from donna_nas.predictor.finetune import FinetuneJob, TapDistiller, tap_variance
 __all__ = ["export_val_gt", "predictor_finetune"]
 
 
-def export_val_gt(run: Path, data: str) -> None:
-    """Velodyne ground truth of the validation split, once per run (``RUN/cache/val_gt.npz``)."""
-    out = run / "cache" / "val_gt.npz"
+def export_val_gt(run: Path, data: str, split: str = "val") -> Path:
+    """Velodyne ground truth of a split (the validation split unless told), once per run
+    (``RUN/cache/SPLIT_gt.npz``); returns its path."""
+    out = run / "cache" / f"{split}_gt.npz"
     if out.is_file():
-        return
+        return out
     from donna_nas.data.gt import export_gt
 
-    export_gt(data, Path(data) / "splits" / "val_files.txt", out=out, progress=False)
+    listing = Path(data) / "splits" / f"{split}_files.txt"
+    if not listing.is_file():
+        raise UserError(f"{listing}: no such split file; the finetune's eval split {split!r} must be one of "
+                        f"{data}/splits/*_files.txt")
+    export_gt(data, listing, out=out, progress=False)
+    return out
 
 
 def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
@@ -153,6 +159,14 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         gts = gts[: len(vds)]
     disps, _ = predict_disparities(trainer.depth, vds, cfg.min_depth, cfg.max_depth)
     metrics, _ = evaluate_disparities(disps, gts)
+    extra: dict[str, float] = {}
+    for split in job.eval_splits:  # scored beside the target, to study its noise (FinetuneJob.eval_splits)
+        sds = KittiRawDataset(job.data, str(Path(job.data) / "splits" / f"{split}_files.txt"),
+                              size=(job.height, job.width), frame_ids=(0,), train=False)
+        sgts, _ = load_gt_depths(export_val_gt(run, job.data, split))
+        sd, _ = predict_disparities(trainer.depth, sds, cfg.min_depth, cfg.max_depth)
+        sm, _ = evaluate_disparities(sd, sgts)
+        extra.update({f"{split}/{k2}": float(v) for k2, v in sm.items()})
     k = max(1, min(5, len(trace) // 4))  # the objective at the start and end: did the finetune converge?
-    return {**{k2: float(v) for k2, v in metrics.items()},
+    return {**{k2: float(v) for k2, v in metrics.items()}, **extra,
             "loss_first": float(sum(trace[:k]) / k), "loss_last": float(sum(trace[-k:]) / k)}
