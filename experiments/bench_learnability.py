@@ -26,6 +26,7 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -101,7 +102,7 @@ def main() -> None:
     df.to_csv(RESULTS / "bench_learnability.csv", index=False)
     pd.DataFrame(where).to_csv(RESULTS / "bench_learnability_where.csv", index=False)
     pd.DataFrame(ceilings).to_csv(RESULTS / "bench_learnability_ceiling.csv", index=False)
-    cmd = "python experiments/bench_learnability.py " + " ".join(sys.argv[1:])
+    cmd = "python experiments/bench_learnability.py " + shlex.join(sys.argv[1:])
     lines = ["# Learnability of the synthetic world", "",
              f"Command: `{cmd.strip()}`. Date {datetime.date.today()}; code {code_commit()}. Machine: "
              f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores ({a.load}), 1 torch thread.",
