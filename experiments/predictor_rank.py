@@ -43,6 +43,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--eval-splits", nargs="+", default=[],
                     help="also score every finetuned model on these splits (a noise study; module doc)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--load", default="shared with other jobs", help="what else ran on the machine, for the header")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "predictor_rank"))
     ap.add_argument("--world", default=str(Path.home() / "dn" / "teachers" / "world_v2_6x60_64x192_s0"))
     a = ap.parse_args()
@@ -163,7 +165,7 @@ def main() -> None:
     lf = [r["metrics"].get("loss_first", float("nan")) for r in recs[0]]
     ll = [r["metrics"].get("loss_last", float("nan")) for r in recs[0]]
     lines = ["# Predictor ranking with distillation-finetune targets", "",
-             provenance(a, " (shared with other jobs)"), "",
+             provenance(a), "",
              f"Scale: space `{space.name}` ({space.size():.3g} architectures) at {h}x{w}; teacher `{a.teacher}`; world "
              f"version 2, 6 drives x 60 frames, seed 0; BKD {a.bkd_steps} steps per block supernet; "
              f"{len(tr)} training + {len(te)} held-out architectures (spread over MACs), each finetuned {a.ft_steps} "
@@ -228,11 +230,11 @@ def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> li
     return out + [""]
 
 
-def provenance(a, load: str = "") -> str:
-    """The results' command, date and machine line."""
-    cmd = " ".join(["python experiments/predictor_rank.py"] + sys.argv[1:])
+def provenance(a) -> str:
+    """The results' command, date and machine line (with what else ran there, ``--load``)."""
+    cmd = "python experiments/predictor_rank.py " + shlex.join(sys.argv[1:])
     return (f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {cpu_model()} "
-            f"({platform.machine()}), {os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time{load}.")
+            f"({platform.machine()}), {os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time ({a.load}).")
 
 
 def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
