@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from _provenance import cpu_model  # experiments/ is on sys.path when a script here runs
+from _runs import shadow_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -267,11 +268,7 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
     for steps in a.floor_steps:
         # a finetune record is keyed by architecture and seed within a run (one run, one budget), so
         # another budget gets its own run folder that shares everything of this run but its records
-        shadow = run.parent / f"{run.name}_floor{steps}"
-        (shadow / "jobs").mkdir(parents=True, exist_ok=True)
-        for entry in run.iterdir():
-            if entry.name != "jobs" and not (shadow / entry.name).exists():
-                (shadow / entry.name).symlink_to(entry.resolve())
+        shadow = shadow_run(run, f"{run.name}_floor{steps}")
 
         def at(x, s, steps=steps, shadow=shadow):
             return dataclasses.replace(job(x, s), steps=steps, run_dir=str(shadow))

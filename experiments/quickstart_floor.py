@@ -35,19 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from _runs import shadow_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def shadow_run(run: Path) -> Path:
-    """A run folder that shares everything of ``run`` but its finetune records (which are keyed by
-    architecture and seed, so other seeds' records must not land among the run's own)."""
-    shadow = run.parent / f"{run.name}_floor"
-    (shadow / "jobs").mkdir(parents=True, exist_ok=True)
-    for entry in run.iterdir():
-        if entry.name != "jobs" and not (shadow / entry.name).exists():
-            (shadow / entry.name).symlink_to(entry.resolve())
-    return shadow
 
 
 def main() -> None:
@@ -93,7 +83,7 @@ def main() -> None:
             own[rec["arch"]] = rec
     jobs0 = [FinetuneJob(**{**own[s]["job"], "eval_splits": tuple(own[s]["job"].get("eval_splits", ()))})
              for s in table["arch"]]
-    shadow = shadow_run(run)
+    shadow = shadow_run(run, f"{run.name}_floor")
     ex = LocalExecutor(a.workers)
     t0 = time.time()
     targets = {0: np.array([own[s]["metrics"]["sq_rel"] for s in table["arch"]])}
@@ -101,7 +91,10 @@ def main() -> None:
         jobs = [dataclasses.replace(j, seed=seed, run_dir=str(shadow)) for j in jobs0]
         recs = _run_jobs(ex, run_finetune_job, jobs, shadow, f"finetune seed {seed}", progress=False)
         targets[seed] = np.array([r["metrics"]["sq_rel"] for r in recs])
-    wall = time.time() - t0
+    # a resumed run redoes nothing: report the wall time of the invocations that did the work
+    tpath = shadow / "floor_timings.json"
+    wall = time.time() - t0 + (json.loads(tpath.read_text()).get("wall_s", 0.0) if tpath.is_file() else 0.0)
+    write_text_atomic(tpath, json.dumps({"wall_s": wall}))
 
     names = feature_names(space)
     rows = []
