@@ -26,6 +26,15 @@ seed noise is the small evaluation set's; a study only, never a selection target
     OMP_NUM_THREADS=1 python experiments/predictor_rank.py --archs 20 --heldout 10 --ft-steps 100 \
         --workers 2 --seed-archs all --eval-splits test --record predictor_rank_evalset
 
+``--seed-study N`` (with ``--seed-archs all``): finetune every architecture with seeds 2 .. N-1 as
+well (same run folder: records are keyed by architecture and seed), then for m = 1 .. N/2 compare
+the mean target of seeds 0..m-1 with that of seeds m..2m-1: how the noise floor falls when each
+target averages m seeds, and the predictors' held-out tau on the mean of all N seeds
+(``experiments/results/RECORD_seeds.{md,csv}``):
+
+    OMP_NUM_THREADS=1 python experiments/predictor_rank.py --archs 20 --heldout 10 --ft-steps 100 \
+        --workers 2 --seed-archs all --eval-splits test --work ... --record predictor_rank_evalset --seed-study 4
+
 ``--floor-steps N [N ...]``: after the run (resumed, so free when it is done), finetune the held-out
 architectures again with seeds 0 and 1 for N steps each, from the same blocks, and report how the
 noise floor (seed-to-seed tau, noise and signal standard deviations) changes with the finetune
@@ -76,6 +85,8 @@ def main() -> None:
                     help="noise floor of the held-out architectures at these finetune budgets (RECORD_floor.md)")
     ap.add_argument("--eval-splits", nargs="+", default=[],
                     help="also score every finetuned model on these splits (a noise study; module doc)")
+    ap.add_argument("--seed-study", type=int, default=0, metavar="N",
+                    help="N seeds per architecture, averaged in groups (module doc; needs --seed-archs all)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--load", default="shared with other jobs", help="what else ran on the machine, for the header")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "predictor_rank"))
@@ -138,6 +149,8 @@ def main() -> None:
     if a.floor_steps:
         return floor_study(a, ex, run, archs, test, recs, job, decoder)
     lookup = nsr_lookup(res.quality, space)
+    if a.seed_study:
+        return seed_study(a, ex, run, archs, split, recs, job, space, lookup)
     tr, te = [archs[i] for i in np.where(split == "train")[0]], [archs[i] for i in np.where(split == "test")[0]]
     rows, floor = [], {}
     metrics = ["sq_rel", "abs_rel"] + [f"{sp}/{m}" for sp in a.eval_splits for m in ("sq_rel", "abs_rel")]
@@ -249,6 +262,60 @@ def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
     return {"seed_tau": kendall_tau(y0, y1), "median_abs_change": float(np.median(np.abs(y0 - y1))),
             "noise_sd": noise, "signal_sd": float(np.sqrt(max(total - noise**2, 0.0))),
             "min": float(min(y0.min(), y1.min())), "max": float(max(y0.max(), y1.max()))}
+
+
+def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job, space, lookup) -> None:
+    """How the noise floor falls when each target is the mean of m seeds (module doc)."""
+    import pandas as pd
+
+    from donna_nas.distill.pipeline import _run_jobs
+    from donna_nas.predictor.finetune import run_finetune_job
+    from donna_nas.predictor.fit import compare_models
+    from donna_nas.runtime.io import write_text_atomic
+
+    n = a.seed_study
+    if a.seed_archs != "all" or n < 2 or n % 2:
+        sys.exit("error: --seed-study N needs --seed-archs all and an even N >= 2")
+    t0 = time.time()
+    for s in range(2, n):
+        recs[s] = _run_jobs(ex, run_finetune_job, [job(x, s) for x in archs], run, f"finetune seed {s}", progress=False)
+    wall = time.time() - t0
+    metrics = ["sq_rel"] + [f"{sp}/sq_rel" for sp in a.eval_splits]
+    rows, pred_rows = [], []
+    tr, te = split == "train", split == "test"
+    for metric in metrics:
+        y = np.array([[r["metrics"][metric] for r in recs[s]] for s in range(n)])  # (seeds, archs)
+        for m in range(1, n // 2 + 1):
+            rows.append({"metric": metric, "seeds_averaged": m, "n_archs": len(archs),
+                         **noise_floor(y[:m].mean(0), y[m:2 * m].mean(0))})
+        ev, _ = compare_models([archs[i] for i in np.where(tr)[0]], y.mean(0)[tr], [archs[i] for i in np.where(te)[0]],
+                               y.mean(0)[te], space, lookup)
+        pred_rows += [{"metric": metric, "target": f"mean of {n} seeds", "model": r["model"], "cv_tau": r["cv_tau"],
+                       "heldout_tau": r["test_tau"]} for r in ev]
+    df = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    df.to_csv(RESULTS / f"{a.record}_seeds.csv", index=False, float_format="%.4f")
+    lines = ["# Predictor targets: the noise floor against the seeds averaged per target", "",
+             provenance(a), "",
+             f"Scale: the {len(archs)} architectures of `{a.record}.md`'s run, each finetuned {a.ft_steps} steps from its "
+             f"distilled blocks with seeds 0 .. {n - 1} (seeds 2 .. {n - 1}: {wall:.0f} s wall). Row m compares the mean "
+             f"target of seeds 0..m-1 with that of seeds m..2m-1 over all {len(archs)} architectures. Noise sd: one "
+             "m-seed mean's (sd of the difference / sqrt 2); signal sd: the spread over architectures with that noise "
+             "taken out. Kendall tau >= 0.8 between two noisy targets needs noise / signal of about 0.25 or less.", "",
+             "| target | seeds averaged | seed-group tau | median change | noise sd | signal sd | noise / signal |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = r["noise_sd"] / r["signal_sd"] if r["signal_sd"] > 0 else float("inf")
+        lines.append(f"| {r['metric']} | {r['seeds_averaged']} | {r['seed_tau']:.3f} | {r['median_abs_change']:.4f} | "
+                     f"{r['noise_sd']:.4f} | {r['signal_sd']:.4f} | {ratio:.2f} |")
+    lines += ["", f"Predictors fitted on the mean of all {n} seeds ({int(tr.sum())} training, {int(te.sum())} held-out "
+              "architectures):", "", "| target | predictor | LOO tau (train) | tau held-out | target tau ≥ 0.8 |",
+              "|---|---|---:|---:|---|"]
+    for r in pred_rows:
+        lines.append(f"| {r['metric']} ({r['target']}) | {r['model']} | {r['cv_tau']:.3f} | {r['heldout_tau']:.3f} | "
+                     f"{'met' if r['heldout_tau'] >= 0.8 else '**missed**'} |")
+    write_text_atomic(RESULTS / f"{a.record}_seeds.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job, decoder: str) -> None:
