@@ -131,3 +131,11 @@ def test_eval_splits_score_the_same_model_beside_the_target(kd_run):
     with pytest.raises(UserError, match="nosuch_files.txt"):
         predictor_finetune(FinetuneJob(str(run), arch, "depth", str(data), steps=0, batch=4, height=32, width=96,
                                        distill_weight=0.0, objective="kd", eval_splits=("nosuch",)))
+
+
+def test_eval_splits_on_a_task_that_cannot_score_them_is_a_one_line_error(tmp_path):
+    from donna_nas.predictor.finetune import run_finetune_job
+
+    with pytest.raises(UserError, match="--task distill scores only its own validation split"):
+        run_finetune_job(FinetuneJob(str(tmp_path), "b1:x", "distill", eval_splits=("test",)))
+    assert not (tmp_path / "jobs").exists()  # refused before any work or record

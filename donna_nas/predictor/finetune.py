@@ -70,9 +70,14 @@ def run_finetune_job(job: FinetuneJob) -> dict[str, Any]:
         torch.manual_seed(job.seed)
         random.seed(job.seed)
         np.random.seed(job.seed)
+        from donna_nas.errors import UserError
         from donna_nas.tasks.base import get_task
 
-        metrics = get_task(job.task).predictor_finetune(job)
+        task = get_task(job.task)
+        if job.eval_splits and not task.scores_other_splits:
+            raise UserError(f"finetune of {job.arch}: --task {job.task} scores only its own validation split; "
+                            f"drop eval_splits {list(job.eval_splits)} (the depth task supports them)")
+        metrics = task.predictor_finetune(job)
         record = {"job_id": job.job_id, "job": asdict(job), "arch": job.arch, "metrics": metrics,
                   "seconds": round(time.time() - t0, 3)}
         write_json_atomic(Path(job.run_dir) / "jobs" / f"{job.job_id}.json", record)

@@ -24,6 +24,7 @@ class Task(Protocol):
     table_metrics: tuple[str, ...]  # metrics kept in tables/predictor_train.csv
     ft_lr: float  # default learning rate of the predictor finetunes
     ft_batch: int  # and their default batch size
+    scores_other_splits: bool  # whether predictor_finetune honours FinetuneJob.eval_splits
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
         """Up to ``limit`` images (N,3,H,W) in [0,1] of ``split`` ("train"/"val") for BKD."""
