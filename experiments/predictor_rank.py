@@ -231,10 +231,7 @@ def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> li
             key = m if split == "val" else f"{split}/{m}"
             y0 = np.array([recs[0][i]["metrics"][key] for i in seed1])
             y1 = np.array([r["metrics"][key] for r in recs[1]])
-            f = noise_floor(y0, y1)
-            ratio = f["noise_sd"] / f["signal_sd"] if f["signal_sd"] > 0 else float("inf")
-            out.append(f"| {split} | {frames(split)} | {m} | {f['seed_tau']:.3f} | {f['median_abs_change']:.4f} | "
-                       f"{f['noise_sd']:.4f} | {f['signal_sd']:.4f} | {ratio:.2f} |")
+            out.append(f"| {split} | {frames(split)} | {m} | {noise_cells(noise_floor(y0, y1))} |")
     out.append("")
     for split in a.eval_splits:
         v = np.array([r["metrics"]["sq_rel"] for r in recs[0]])
@@ -249,6 +246,21 @@ def provenance(a) -> str:
     cmd = "python experiments/predictor_rank.py " + shlex.join(sys.argv[1:])
     return (f"Command: `OMP_NUM_THREADS=1 {cmd}`. Date {datetime.date.today()}. Machine: {cpu_model()} "
             f"({platform.machine()}), {os.cpu_count()} cores, 1 torch thread per job, {a.workers} jobs at a time ({a.load}).")
+
+
+def noise_cells(f: dict) -> str:
+    """One ``noise_floor`` result as table cells: tau, median change, noise sd, signal sd, noise / signal."""
+    ratio = f["noise_sd"] / f["signal_sd"] if f["signal_sd"] > 0 else float("inf")
+    return (f"{f['seed_tau']:.3f} | {f['median_abs_change']:.4f} | {f['noise_sd']:.4f} | {f['signal_sd']:.4f} | "
+            f"{ratio:.2f}")
+
+
+def save_rows(rows: list[dict], name: str) -> None:
+    """``experiments/results/NAME`` from a list of row dicts (4 decimals)."""
+    import pandas as pd
+
+    RESULTS.mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(RESULTS / name, index=False, float_format="%.4f")
 
 
 def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
@@ -266,7 +278,6 @@ def noise_floor(y0: np.ndarray, y1: np.ndarray) -> dict:
 
 def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job, space, lookup) -> None:
     """How the noise floor falls when each target is the mean of m seeds (module doc)."""
-    import pandas as pd
 
     from donna_nas.distill.pipeline import _run_jobs
     from donna_nas.predictor.finetune import run_finetune_job
@@ -292,9 +303,7 @@ def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job
                                y.mean(0)[te], space, lookup)
         pred_rows += [{"metric": metric, "target": f"mean of {n} seeds", "model": r["model"], "cv_tau": r["cv_tau"],
                        "heldout_tau": r["test_tau"]} for r in ev]
-    df = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    df.to_csv(RESULTS / f"{a.record}_seeds.csv", index=False, float_format="%.4f")
+    save_rows(rows, f"{a.record}_seeds.csv")
     lines = ["# Predictor targets: the noise floor against the seeds averaged per target", "",
              provenance(a), "",
              f"Scale: the {len(archs)} architectures of `{a.record}.md`'s run, each finetuned {a.ft_steps} steps from its "
@@ -304,10 +313,7 @@ def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job
              "taken out. Kendall tau >= 0.8 between two noisy targets needs noise / signal of about 0.25 or less.", "",
              "| target | seeds averaged | seed-group tau | median change | noise sd | signal sd | noise / signal |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        ratio = r["noise_sd"] / r["signal_sd"] if r["signal_sd"] > 0 else float("inf")
-        lines.append(f"| {r['metric']} | {r['seeds_averaged']} | {r['seed_tau']:.3f} | {r['median_abs_change']:.4f} | "
-                     f"{r['noise_sd']:.4f} | {r['signal_sd']:.4f} | {ratio:.2f} |")
+    lines += [f"| {r['metric']} | {r['seeds_averaged']} | {noise_cells(r)} |" for r in rows]
     lines += ["", f"Predictors fitted on the mean of all {n} seeds ({int(tr.sum())} training, {int(te.sum())} held-out "
               "architectures):", "", "| target | predictor | LOO tau (train) | tau held-out | target tau ≥ 0.8 |",
               "|---|---|---:|---:|---|"]
@@ -320,7 +326,6 @@ def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job
 
 def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job, decoder: str) -> None:
     """The held-out architectures' noise floor at the run's finetune budget and at --floor-steps."""
-    import pandas as pd
 
     from donna_nas.distill.pipeline import _run_jobs
     from donna_nas.predictor.finetune import run_finetune_job
@@ -349,9 +354,7 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
         write_text_atomic(tpath, json.dumps({"wall_s": times[steps]}))
         budgets[steps] = tuple(np.array([r["metrics"]["sq_rel"] for r in got[s]]) for s in (0, 1))
     rows = [{"steps": st, "n_archs": len(held), **noise_floor(*ys)} for st, ys in sorted(budgets.items())]
-    df = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    df.to_csv(RESULTS / f"{a.record}_floor.csv", index=False, float_format="%.4f")
+    save_rows(rows, f"{a.record}_floor.csv")
     lines = ["# Predictor targets: noise floor against the finetune budget", "",
              provenance(a), "",
              f"Scale: the {len(held)} held-out architectures of `{a.record}.md`'s run (space `{a.space}`, 64x192, "
@@ -362,11 +365,8 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
              "two noisy targets needs a noise sd of about a quarter of the signal sd or less.", "",
              "| finetune steps | seed-to-seed tau | median change | noise sd | signal sd | noise / signal | Sq Rel range | wall s |",
              "|---:|---:|---:|---:|---:|---:|---|---:|"]
-    for r in rows:
-        ratio = r["noise_sd"] / r["signal_sd"] if r["signal_sd"] > 0 else float("inf")
-        lines.append(f"| {r['steps']} | {r['seed_tau']:.3f} | {r['median_abs_change']:.4f} | {r['noise_sd']:.4f} | "
-                     f"{r['signal_sd']:.4f} | {ratio:.2f} | {r['min']:.3f} .. {r['max']:.3f} | "
-                     f"{times.get(r['steps'], float('nan')):.0f} |")
+    lines += [f"| {r['steps']} | {noise_cells(r)} | {r['min']:.3f} .. {r['max']:.3f} | "
+              f"{times.get(r['steps'], float('nan')):.0f} |" for r in rows]
     lines.append("")
     write_text_atomic(RESULTS / f"{a.record}_floor.md", "\n".join(lines))
     print("\n".join(lines))
