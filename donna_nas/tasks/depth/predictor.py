@@ -150,23 +150,20 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
             trace.append(float(loss.item()))
             step += 1
         epoch += 1
-    val_split = Path(job.data) / "splits" / "val_files.txt"
-    vds = KittiRawDataset(job.data, str(val_split), size=(job.height, job.width), frame_ids=(0,),
-                          train=False)
-    gts, _ = load_gt_depths(run / "cache" / "val_gt.npz")
-    if job.val_frames:
-        vds = torch.utils.data.Subset(vds, range(min(job.val_frames, len(vds))))
-        gts = gts[: len(vds)]
-    disps, _ = predict_disparities(trainer.depth, vds, cfg.min_depth, cfg.max_depth)
-    metrics, _ = evaluate_disparities(disps, gts)
-    extra: dict[str, float] = {}
+
+    def score(split: str, gt_path: Path, limit: int = 0) -> dict[str, float]:
+        """Eigen metrics of the finetuned depth net on ``split`` (its first ``limit`` frames if set)."""
+        scored = KittiRawDataset(job.data, str(Path(job.data) / "splits" / f"{split}_files.txt"),
+                                 size=(job.height, job.width), frame_ids=(0,), train=False)
+        gts, _ = load_gt_depths(gt_path)
+        if limit:
+            scored = torch.utils.data.Subset(scored, range(min(limit, len(scored))))
+            gts = gts[: len(scored)]
+        disps, _ = predict_disparities(trainer.depth, scored, cfg.min_depth, cfg.max_depth)
+        return {k2: float(v) for k2, v in evaluate_disparities(disps, gts)[0].items()}
+
+    metrics = score("val", run / "cache" / "val_gt.npz", job.val_frames)
     for split in job.eval_splits:  # scored beside the target, to study its noise (FinetuneJob.eval_splits)
-        sds = KittiRawDataset(job.data, str(Path(job.data) / "splits" / f"{split}_files.txt"),
-                              size=(job.height, job.width), frame_ids=(0,), train=False)
-        sgts, _ = load_gt_depths(export_val_gt(run, job.data, split))
-        sd, _ = predict_disparities(trainer.depth, sds, cfg.min_depth, cfg.max_depth)
-        sm, _ = evaluate_disparities(sd, sgts)
-        extra.update({f"{split}/{k2}": float(v) for k2, v in sm.items()})
+        metrics.update({f"{split}/{k2}": v for k2, v in score(split, export_val_gt(run, job.data, split)).items()})
     k = max(1, min(5, len(trace) // 4))  # the objective at the start and end: did the finetune converge?
-    return {**{k2: float(v) for k2, v in metrics.items()}, **extra,
-            "loss_first": float(sum(trace[:k]) / k), "loss_last": float(sum(trace[-k:]) / k)}
+    return {**metrics, "loss_first": float(sum(trace[:k]) / k), "loss_last": float(sum(trace[-k:]) / k)}
