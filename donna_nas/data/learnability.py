@@ -122,16 +122,20 @@ def depth_jumps(depth: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
                         depth.shape), radius)
 
 
+def object_edges(obj: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
+    """Pixels within ``radius`` of an object-id change (depth may be continuous there)."""
+    return _grow(_jumps(np.diff(obj, axis=0) != 0, np.diff(obj, axis=1) != 0, obj.shape), radius)
+
+
 def near_edge(depth: np.ndarray, obj: np.ndarray, radius: int = EDGE_PX) -> np.ndarray:
     """Pixels within ``radius`` (Chebyshev) of a depth jump (``EDGE_LOG_DEPTH``) or an object-id change."""
-    objects = _jumps(np.diff(obj, axis=0) != 0, np.diff(obj, axis=1) != 0, depth.shape)
-    return depth_jumps(depth, radius) | _grow(objects, radius)
+    return depth_jumps(depth, radius) | object_edges(obj, radius)
 
 
 def pixel_kinds(depth: np.ndarray, obj: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Index into ``KINDS`` of every pixel (the first kind that applies)."""
     kind = np.full(depth.shape, KINDS.index("interior"), np.int8)
-    kind[near_edge(depth, obj)] = KINDS.index("object edge")
+    kind[object_edges(obj)] = KINDS.index("object edge")
     kind[depth_jumps(depth)] = KINDS.index("depth jump")
     kind[flow < FLOW_BINS[0]] = KINDS.index("flow <1 px")
     return kind
