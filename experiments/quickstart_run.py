@@ -241,24 +241,24 @@ def noise_floors() -> dict[str, float | None]:
     result file is missing): the 100-step targets' median seed-to-seed change
     (``predictor_rank.csv``) and the quickstart predictor's own, the median seed-to-seed change of
     its prediction for the selected architecture (``quickstart_floor.csv``, experiments/quickstart_floor.py)."""
+    return {
+        "100-step finetune targets' median seed-to-seed change (`predictor_rank.csv`)":
+            _first_value(RESULTS / "predictor_rank.csv", "seed_median_abs_diff",
+                         lambda r: r.get("metric", "sq_rel") == "sq_rel"),
+        "the quickstart predictor's: median seed-to-seed change of its predicted Sq Rel for the selected "
+        "architecture (`quickstart_floor.csv`)": _first_value(RESULTS / "quickstart_floor.csv", "predicted_median_change"),
+    }
+
+
+def _first_value(path: Path, column: str, keep=lambda row: True) -> float | None:
+    """``column`` of the first row of the CSV at ``path`` that ``keep`` accepts and that has it; None otherwise."""
     import csv
 
-    floors: dict[str, float | None] = {}
-    rank, qs = RESULTS / "predictor_rank.csv", RESULTS / "quickstart_floor.csv"
-    value = None
-    if rank.is_file():
-        with rank.open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("metric", "sq_rel") == "sq_rel" and r.get("seed_median_abs_diff")]
-        value = float(rows[0]["seed_median_abs_diff"]) if rows else None
-    floors["100-step finetune targets' median seed-to-seed change (`predictor_rank.csv`)"] = value
-    value = None
-    if qs.is_file():
-        with qs.open() as f:
-            rows = list(csv.DictReader(f))
-        value = float(rows[0]["predicted_median_change"]) if rows else None
-    floors["the quickstart predictor's: median seed-to-seed change of its predicted Sq Rel for the selected "
-           "architecture (`quickstart_floor.csv`)"] = value
-    return floors
+    if not path.is_file():
+        return None
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if keep(r) and r.get(column)]
+    return float(rows[0][column]) if rows else None
 
 
 def speedup_markdown(runs: list[dict]) -> list[str]:
