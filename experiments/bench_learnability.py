@@ -69,17 +69,17 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from donna_nas.data.learnability import measure
+    from donna_nas.data.learnability import KINDS, measure
     from donna_nas.runtime.io import write_text_atomic
 
     torch.set_num_threads(1)
     rows, where, ceilings = [], [], []
     for size in a.sizes:
-        h, w_ = (int(v) for v in size.split("x"))
+        h, w = (int(v) for v in size.split("x"))
         for name, kw in (("old (v1)", {"world_version": 1}), ("new (v2)", {"world_version": 2}),
                          ("flat control (v2 geometry)", {"world_version": 2, "texture": "flat"})):
             t0 = time.time()
-            r = measure(seed=a.seed, drives=a.drives, frames=a.frames, size=(h, w_), targets_per_drive=a.targets, **kw)
+            r = measure(seed=a.seed, drives=a.drives, frames=a.frames, size=(h, w), targets_per_drive=a.targets, **kw)
             road = r.by_class.get("road", {})
             rows.append({"size": size, "world": name, "fraction": round(r.fraction, 3),
                          "median_ratio": round(r.median_ratio, 2), "road_fraction": round(road.get("fraction", 0), 3),
@@ -94,8 +94,9 @@ def main() -> None:
                 ceilings.append(_ceiling_row(size, name, r))
                 for wname, gain, blur in WHAT_IF:
                     with what_if_texture(gain, blur):
-                        w = measure(seed=a.seed, drives=a.drives, frames=a.frames, size=(h, w_), targets_per_drive=a.targets)
-                    ceilings.append(_ceiling_row(size, wname, w))
+                        what = measure(seed=a.seed, drives=a.drives, frames=a.frames, size=(h, w),
+                                       targets_per_drive=a.targets)
+                    ceilings.append(_ceiling_row(size, wname, what))
                     print(ceilings[-1], flush=True)
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
@@ -120,18 +121,18 @@ def main() -> None:
               "| size | pixels | share | fraction | median wrong/true error |", "|---|---|---:|---:|---:|"]
     for r in where:
         lines.append(f"| {r['size']} | {r['pixels']} | {r['share']:.3f} | {r['fraction']:.3f} | {r['median_ratio']:.2f} |")
-    kinds = [k for k in ceilings[0] if k.endswith(" share")] if ceilings else []
-    lines += ["", "## The texture ceiling", "",
+    kinds = [k for k in KINDS if ceilings and f"{k} share" in ceilings[0]]
+    lines += ["", "## The ceiling", "",
               "Each pixel counts once, as the first kind that applies: flow under 1 px, within 2 px of a depth "
               "jump (an occlusion), within 2 px of an object boundary across which depth is continuous, interior. "
               "Ceiling: the fraction if every pixel of the last two kinds were taught, the first two staying as "
               "measured with that texture (texture moves them too, so it is no bound on every texture). The what-if "
               "rows scale the version-2 renderer in this process only (module doc); no world format holds them.",
               "", "| size | texture | fraction | median ratio | " + " | ".join(
-                  f"{k[:-6]} share / fraction" for k in kinds) + " | ceiling | ceiling against the target 0.85 (64x192) |",
+                  f"{k} share / fraction" for k in kinds) + " | ceiling | ceiling against the target 0.85 (64x192) |",
               "|---|---|---:|---:|" + "---:|" * len(kinds) + "---:|---|"]
     for c in ceilings:
-        parts = " | ".join(f"{c[k]:.3f} / {c[k[:-6] + ' fraction']:.3f}" for k in kinds)
+        parts = " | ".join(f"{c[k + ' share']:.3f} / {c[k + ' fraction']:.3f}" for k in kinds)
         verdict = ("ceiling below the target" if c["ceiling"] < 0.85 else "ceiling above the target") \
             if c["size"] == "64x192" else "–"
         lines.append(f"| {c['size']} | {c['texture']} | {c['fraction']:.3f} | {c['median_ratio']:.2f} | {parts} | "

@@ -109,11 +109,13 @@ def main() -> None:
     space = load_space(a.space)
     work = Path(a.work)
     run = work / f"{a.space}_{a.objective}_{a.ft_steps}"
+    # with --eval-splits the build distils only, and the seed-0 finetunes below run here with the
+    # extra splits (the build's own would lack them)
+    build_finetunes = not a.eval_splits
     cfg = SupernetConfig(teacher=a.teacher, data=str(data), task="depth", height=h, width=w, bkd_steps=a.bkd_steps,
                          bkd_batch=8, train_frames=208, val_frames=24, calib_frames=16,
-                         # with --eval-splits the build distils only, and the seed-0 finetunes below run
-                         # here with the extra splits (the build's own would lack them)
-                         predictor_archs=0 if a.eval_splits else a.archs, predictor_test=0 if a.eval_splits else a.heldout, ft_steps=a.ft_steps, ft_batch=4, ft_lr=a.ft_lr,
+                         predictor_archs=a.archs if build_finetunes else 0,
+                         predictor_test=a.heldout if build_finetunes else 0, ft_steps=a.ft_steps, ft_batch=4, ft_lr=a.ft_lr,
                          distill_weight=0.0, ft_objective=a.objective, ft_decoder=a.ft_decoder, arch_pool=2000, seed=0)
     ex = LocalExecutor(a.workers)
     t0 = time.time()
