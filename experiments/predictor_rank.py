@@ -85,6 +85,9 @@ def main() -> None:
                     help="noise floor of the held-out architectures at these finetune budgets (RECORD_floor.md)")
     ap.add_argument("--eval-splits", nargs="+", default=[],
                     help="also score every finetuned model on these splits (a noise study; module doc)")
+    ap.add_argument("--bn-recalibrate", type=int, default=0, metavar="FRAMES",
+                    help="re-estimate batch-norm statistics on FRAMES cached training frames after each finetune, "
+                         "and report the noise floor with and without (module doc)")
     ap.add_argument("--seed-study", type=int, default=0, metavar="N",
                     help="N seeds per architecture, averaged in groups (module doc; needs --seed-archs all)")
     ap.add_argument("--workers", type=int, default=2)
@@ -111,7 +114,7 @@ def main() -> None:
     run = work / f"{a.space}_{a.objective}_{a.ft_steps}"
     # with --eval-splits the build distils only, and the seed-0 finetunes below run here with the
     # extra splits (the build's own would lack them)
-    build_finetunes = not a.eval_splits
+    build_finetunes = not (a.eval_splits or a.bn_recalibrate)
     cfg = SupernetConfig(teacher=a.teacher, data=str(data), task="depth", height=h, width=w, bkd_steps=a.bkd_steps,
                          bkd_batch=8, train_frames=208, val_frames=24, calib_frames=16,
                          predictor_archs=a.archs if build_finetunes else 0,
@@ -132,7 +135,7 @@ def main() -> None:
 
     decoder = resolve_ft_decoder(cfg, json.loads((run / "teacher.json").read_text()))
     job = lambda x, s: FinetuneJob(str(run), x.encode(), "depth", str(data), a.ft_steps, 4, a.ft_lr, h, w, 0.0, s,  # noqa: E731
-                                   1, 0, a.objective, decoder, tuple(a.eval_splits))
+                                   1, 0, a.objective, decoder, tuple(a.eval_splits), a.bn_recalibrate)
     from donna_nas.tasks.depth.predictor import export_val_gt
 
     for sp in ["val", *a.eval_splits]:  # once here, not in every parallel job
@@ -156,6 +159,7 @@ def main() -> None:
     tr, te = [archs[i] for i in np.where(split == "train")[0]], [archs[i] for i in np.where(split == "test")[0]]
     rows, floor = [], {}
     metrics = ["sq_rel", "abs_rel"] + [f"{sp}/{m}" for sp in a.eval_splits for m in ("sq_rel", "abs_rel")]
+    metrics += [f"bn_running/{m}" for m in ("sq_rel", "abs_rel")] if a.bn_recalibrate else []
     for metric in metrics:
         y = {0: np.array([r["metrics"][metric] for r in recs[0]])}
         y1 = np.full(len(archs), np.nan)
@@ -209,6 +213,7 @@ def main() -> None:
     lines += ["", f"Fitted ridge on NSR vs the unfitted DNA sum (held-out tau, seed-0 Sq Rel targets): {ridge.heldout_tau:.3f} vs "
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
     lines += eval_split_lines(a, data, recs, seed1, len(archs))
+    lines += bn_lines(a, recs, seed1)
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -240,6 +245,25 @@ def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> li
         t = np.array([r["metrics"][f"{split}/sq_rel"] for r in recs[0]])
         out.append(f"Kendall tau between the val and {split} Sq Rel of the same {n_archs} seed-0 models: "
                    f"{kendall_tau(v, t):.3f}.")
+    return out + [""]
+
+
+def bn_lines(a, recs: dict, seed1: list) -> list[str]:
+    """With --bn-recalibrate: the noise floor of the same finetuned models scored with their own
+    running batch-norm statistics and with statistics re-estimated on cached training frames."""
+    if not a.bn_recalibrate:
+        return []
+    out = ["## Batch-norm statistics: the finetune's own against re-estimated", "",
+           f"The same finetuned models (seeds 0 and 1 of every architecture in the seed-1 set), scored on the val split "
+           f"twice: with the running statistics the finetune ended with (an EMA over its last colour-jittered batches), "
+           f"and after re-estimating them on {a.bn_recalibrate} cached, un-augmented training frames.", "",
+           "| batch-norm statistics | metric | seed-to-seed tau | median change | noise sd | signal sd | noise / signal |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for label, prefix in (("finetune's running EMA", "bn_running/"), (f"re-estimated ({a.bn_recalibrate} frames)", "")):
+        for m in ("sq_rel", "abs_rel"):
+            y0 = np.array([recs[0][i]["metrics"][prefix + m] for i in seed1])
+            y1 = np.array([r["metrics"][prefix + m] for r in recs[1]])
+            out.append(f"| {label} | {m} | {noise_cells(noise_floor(y0, y1))} |")
     return out + [""]
 
 

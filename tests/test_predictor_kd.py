@@ -139,3 +139,48 @@ def test_eval_splits_on_a_task_that_cannot_score_them_is_a_one_line_error(tmp_pa
     with pytest.raises(UserError, match="--task distill scores only its own validation split"):
         run_finetune_job(FinetuneJob(str(tmp_path), "b1:x", "distill", eval_splits=("test",)))
     assert not (tmp_path / "jobs").exists()  # refused before any work or record
+
+
+def test_bn_recalibrate_scores_the_same_finetune_with_both_statistics(kd_run):
+    """``bn_recalibrate`` changes only the statistics the model is scored with: its ``bn_running``
+    figures are exactly those of the same finetune without recalibration (the finetune is
+    deterministic), and the re-estimated statistics give other figures."""
+    run, data = kd_run
+    arch = SPACE.sample(__import__("random").Random(2)).encode()
+    job = FinetuneJob(str(run), arch, "depth", str(data), steps=4, batch=4, lr=1e-3, height=32, width=96,
+                      distill_weight=0.0, objective="kd")
+    plain = predictor_finetune(job)
+    recal = predictor_finetune(__import__("dataclasses").replace(job, bn_recalibrate=8))
+    for key in ("sq_rel", "abs_rel", "a1"):
+        assert recal[f"bn_running/{key}"] == plain[key]
+    assert recal["sq_rel"] != plain["sq_rel"]
+    assert not any(k.startswith("bn_running/") for k in plain)
+
+
+def test_recalibration_on_the_cache_forgets_the_statistics_it_started_from(kd_run):
+    """A cumulative average over the cached frames, not an EMA: perturbed running statistics come
+    back to the same values, bit for bit."""
+    from donna_nas.distill.assemble import assemble, recalibrate_on_cache
+
+    run, _ = kd_run
+    enc = assemble(run, SPACE.sample(__import__("random").Random(3)).encode(), recalibrate=False)
+    assert recalibrate_on_cache(enc, run, 8)
+    bns = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    first = [(b.running_mean.clone(), b.running_var.clone()) for b in bns]
+    for b in bns:
+        b.running_mean.add_(1.0)
+        b.running_var.mul_(3.0)
+    assert recalibrate_on_cache(enc, run, 8)
+    for b, (m, v) in zip(bns, first):
+        assert torch.equal(b.running_mean, m) and torch.equal(b.running_var, v)
+        assert b.momentum == 0.1  # training after it is an ordinary EMA again
+    assert not enc.training
+    assert not recalibrate_on_cache(enc, run.parent / "nosuch", 8)
+
+
+def test_bn_recalibrate_on_a_task_without_it_is_a_one_line_error(tmp_path):
+    from donna_nas.predictor.finetune import run_finetune_job
+
+    with pytest.raises(UserError, match="--task distill does not recalibrate batch norm"):
+        run_finetune_job(FinetuneJob(str(tmp_path), "b1:x", "distill", bn_recalibrate=64))
+    assert not (tmp_path / "jobs").exists()

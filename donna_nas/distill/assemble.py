@@ -18,7 +18,7 @@ from donna_nas.errors import UserError
 from donna_nas.nn.builder import SearchedEncoder
 from donna_nas.space.space import Architecture, SearchSpace
 
-__all__ = ["assemble", "load_run_space"]
+__all__ = ["assemble", "load_run_space", "recalibrate_on_cache"]
 
 
 def load_run_space(run_dir: str | Path) -> SearchSpace:
@@ -47,10 +47,21 @@ def assemble(run_dir: str | Path, arch: Architecture | str, recalibrate: bool = 
             enc.blocks[i].load_state_dict(layers.state_dict(), strict=True)
             cin = choice.out_channels
     if recalibrate:
-        cache = run_dir / "cache" / "train" / "images.npy"
-        if cache.is_file():
-            from donna_nas.distill.cache import FeatureCache
-
-            imgs = FeatureCache(run_dir / "cache", "train").images()[:64]
-            _recalibrate(enc, imgs, 16)
+        recalibrate_on_cache(enc, run_dir)
     return enc.eval()
+
+
+def recalibrate_on_cache(encoder: torch.nn.Module, run_dir: str | Path, frames: int = 64) -> bool:
+    """Re-estimate ``encoder``'s batch-norm statistics (a cumulative average, not an EMA) on the
+    first ``frames`` cached training frames of ``run_dir``, un-augmented; leaves it in eval mode.
+
+    Used after assembly (shared supernet statistics fit no single sub-network) and after a short
+    finetune, whose running statistics are an EMA over its last few colour-jittered batches and so
+    differ from seed to seed. False (nothing changed) when the run has no cached frames."""
+    cache = Path(run_dir) / "cache" / "train" / "images.npy"
+    if not cache.is_file():
+        return False
+    from donna_nas.distill.cache import FeatureCache
+
+    _recalibrate(encoder, FeatureCache(Path(run_dir) / "cache", "train").images()[:frames], 16)
+    return True

@@ -52,6 +52,10 @@ class FinetuneJob:
     # metrics keyed "SPLIT/METRIC": reported beside the target to study its noise, never the target
     # itself. Not part of ``job_id``: a run folder's records should all share one choice.
     eval_splits: tuple[str, ...] = ()
+    # > 0 (depth): after the finetune, re-estimate the encoder's batch-norm statistics on this many
+    # cached, un-augmented training frames before scoring; the score with the finetune's own running
+    # statistics is reported beside it under "bn_running/METRIC". Not part of ``job_id`` either.
+    bn_recalibrate: int = 0
 
     @property
     def job_id(self) -> str:
@@ -77,6 +81,9 @@ def run_finetune_job(job: FinetuneJob) -> dict[str, Any]:
         if job.eval_splits and not task.scores_other_splits:
             raise UserError(f"finetune of {job.arch}: --task {job.task} scores only its own validation split; "
                             f"drop eval_splits {list(job.eval_splits)} (the depth task supports them)")
+        if job.bn_recalibrate and not task.recalibrates_bn:
+            raise UserError(f"finetune of {job.arch}: --task {job.task} does not recalibrate batch norm after its "
+                            f"finetune; drop bn_recalibrate {job.bn_recalibrate} (the depth task supports it)")
         metrics = task.predictor_finetune(job)
         record = {"job_id": job.job_id, "job": asdict(job), "arch": job.arch, "metrics": metrics,
                   "seconds": round(time.time() - t0, 3)}

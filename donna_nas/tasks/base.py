@@ -25,6 +25,7 @@ class Task(Protocol):
     ft_lr: float  # default learning rate of the predictor finetunes
     ft_batch: int  # and their default batch size
     scores_other_splits: bool  # whether predictor_finetune honours FinetuneJob.eval_splits
+    recalibrates_bn: bool  # whether predictor_finetune honours FinetuneJob.bn_recalibrate
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
         """Up to ``limit`` images (N,3,H,W) in [0,1] of ``split`` ("train"/"val") for BKD."""

@@ -24,6 +24,7 @@ class ClassifyTask:
     ft_lr: float = 2e-3  # AdamW, encoder; the new head learns at 10x
     ft_batch: int = 32
     scores_other_splits: bool = False
+    recalibrates_bn: bool = False
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
         from donna_nas.data.imagefolder import load_split

@@ -13,6 +13,12 @@ Objectives (``FinetuneJob.objective``):
 
 Tap NSR distillation (``distill_weight`` > 0) can be added to any of them.
 
+Batch-norm statistics (``FinetuneJob.bn_recalibrate`` frames, 0 = off): a 100-step finetune at batch
+4 ends with running statistics that are an EMA over its last few colour-jittered batches, so they
+differ from seed to seed; re-estimated on the run's cached, un-augmented training frames they do
+not. Whether that lowers the targets' noise floor is measured by ``experiments/predictor_rank.py
+--bn-recalibrate``.
+
 The decoder (``FinetuneJob.decoder``): ``stitched`` starts from the teacher depth model's decoder
 with the BKD out-adapters folded in (``donna_nas.tasks.depth.stitch``), so the short finetune
 corrects a whole network; ``random`` draws a fresh one, which a 100-step finetune cannot train
@@ -162,7 +168,17 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
         disps, _ = predict_disparities(trainer.depth, scored, cfg.min_depth, cfg.max_depth)
         return {k2: float(v) for k2, v in evaluate_disparities(disps, gts)[0].items()}
 
+    running = None
+    if job.bn_recalibrate:  # the finetune's own statistics, scored for comparison (FinetuneJob.bn_recalibrate)
+        from donna_nas.distill.assemble import recalibrate_on_cache
+
+        running = score("val", run / "cache" / "val_gt.npz", job.val_frames)
+        if not recalibrate_on_cache(trainer.depth.encoder, run, job.bn_recalibrate):
+            raise UserError(f"{run}/cache/train/images.npy: missing, so batch norm cannot be recalibrated; "
+                            "rebuild the run's cache or drop bn_recalibrate")
     metrics = score("val", run / "cache" / "val_gt.npz", job.val_frames)
+    if running is not None:
+        metrics.update({f"bn_running/{k2}": v for k2, v in running.items()})
     for split in job.eval_splits:  # scored beside the target, to study its noise (FinetuneJob.eval_splits)
         metrics.update({f"{split}/{k2}": v for k2, v in score(split, export_val_gt(run, job.data, split)).items()})
     k = max(1, min(5, len(trace) // 4))  # the objective at the start and end: did the finetune converge?

@@ -22,6 +22,7 @@ class DepthTask:
     ft_lr: float = 2e-4  # default predictor-finetune learning rate (Adam)
     ft_batch: int = 4
     scores_other_splits: bool = True
+    recalibrates_bn: bool = True
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
         from donna_nas.tasks.depth.frames import load_frames

@@ -24,6 +24,7 @@ class DistillTask:
     ft_lr: float = 2e-4
     ft_batch: int = 4
     scores_other_splits: bool = False
+    recalibrates_bn: bool = False
 
     def bkd_frames(self, data: str, split: str, size: tuple[int, int], limit: int) -> torch.Tensor:
         from donna_nas.tasks.depth.frames import load_frames
