@@ -42,6 +42,11 @@ budget (``experiments/results/RECORD_floor.{md,csv}``; the main record is left a
 
     OMP_NUM_THREADS=1 python experiments/predictor_rank.py --archs 20 --heldout 10 --ft-steps 100 \
         --workers 2 --seed-archs all --floor-steps 300
+
+``--floor-lr LR [LR ...]``: the same at the run's budget with other peak learning rates (a smaller
+lr moves the assembled network less, so seeds differ less, but the target then says more about the
+assembled start and less about the finetuned network; the table's ``loss last / first`` column
+says how far each finetune moved). Both flags can be given together.
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ def main() -> None:
                     help="which architectures the seed-1 noise-floor finetunes cover")
     ap.add_argument("--floor-steps", type=int, nargs="+", default=None,
                     help="noise floor of the held-out architectures at these finetune budgets (RECORD_floor.md)")
+    ap.add_argument("--floor-lr", type=float, nargs="+", default=None,
+                    help="noise floor of the held-out architectures at these finetune lrs (RECORD_floor.md)")
     ap.add_argument("--eval-splits", nargs="+", default=[],
                     help="also score every finetuned model on these splits (a noise study; module doc)")
     ap.add_argument("--bn-recalibrate", type=int, default=0, metavar="FRAMES",
@@ -111,7 +118,8 @@ def main() -> None:
     data = synthesize(Path(a.world), drives=6, frames=60, size=(h, w), seed=0, progress=False, world_version=2)
     space = load_space(a.space)
     work = Path(a.work)
-    run = work / f"{a.space}_{a.objective}_{a.ft_steps}"
+    # finetune records are keyed by architecture and seed, so another lr needs its own run folder
+    run = work / (f"{a.space}_{a.objective}_{a.ft_steps}" + ("" if a.ft_lr == 1e-3 else f"_lr{a.ft_lr:g}"))
     # with --eval-splits the build distils only, and the seed-0 finetunes below run here with the
     # extra splits (the build's own would lack them)
     build_finetunes = not (a.eval_splits or a.bn_recalibrate)
@@ -151,7 +159,7 @@ def main() -> None:
     build_s, seed_s = build_s + prev.get("build_s", 0.0), seed_s + prev.get("seed_s", 0.0)
     write_text_atomic(tpath, json.dumps({"build_s": build_s, "seed_s": seed_s}))
     test = split == "test"
-    if a.floor_steps:
+    if a.floor_steps or a.floor_lr:
         return floor_study(a, ex, run, archs, test, recs, job, decoder)
     lookup = nsr_lookup(res.quality, space)
     if a.seed_study:
@@ -351,7 +359,8 @@ def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job
 
 
 def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job, decoder: str) -> None:
-    """The held-out architectures' noise floor at the run's finetune budget and at --floor-steps."""
+    """The held-out architectures' noise floor at the run's finetune budget and lr, at each
+    --floor-steps budget (the run's lr) and at each --floor-lr (the run's budget)."""
 
     from donna_nas.distill.pipeline import _run_jobs
     from donna_nas.predictor.finetune import run_finetune_job
@@ -361,38 +370,54 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
     # seed 1 ran on the held-out architectures only, or on all of them (--seed-archs)
     held1 = recs[1] if a.seed_archs == "heldout" else [r for r, t in zip(recs[1], test) if t]
     held0 = [r for r, t in zip(recs[0], test) if t]
-    budgets = {a.ft_steps: tuple(np.array([r["metrics"]["sq_rel"] for r in rs]) for rs in (held0, held1))}
+    # the target as scored with the finetune's own batch-norm statistics, and (with --bn-recalibrate)
+    # re-estimated ones: the records carry both
+    keys = {"finetune's": "sq_rel"} if not a.bn_recalibrate else {"finetune's": "bn_running/sq_rel",
+                                                                  "re-estimated": "sq_rel"}
+    base = (a.ft_steps, a.ft_lr)
+    got = {base: (held0, held1)}
+    variants = [(st, a.ft_lr) for st in a.floor_steps or []] + [(a.ft_steps, lr) for lr in a.floor_lr or []]
     times = {}
-    for steps in a.floor_steps:
+    for steps, lr in variants:
         # a finetune record is keyed by architecture and seed within a run (one run, one budget), so
-        # another budget gets its own run folder that shares everything of this run but its records
-        shadow = shadow_run(run, f"{run.name}_floor{steps}")
+        # another budget or lr gets its own run folder that shares everything of this run but its records
+        name = f"{run.name}_floor{steps}" + ("" if lr == a.ft_lr else f"_lr{lr:g}")
+        shadow = shadow_run(run, name)
 
-        def at(x, s, steps=steps, shadow=shadow):
-            return dataclasses.replace(job(x, s), steps=steps, run_dir=str(shadow))
+        def at(x, s, steps=steps, lr=lr, shadow=shadow):
+            return dataclasses.replace(job(x, s), steps=steps, lr=lr, run_dir=str(shadow))
         t0 = time.time()
-        got = {s: _run_jobs(ex, run_finetune_job, [at(x, s) for x in held], shadow, f"finetune {steps} steps seed {s}",
-                            progress=False) for s in (0, 1)}
-        # a resumed budget redoes nothing: report the wall time of the invocations that did the work
+        got[(steps, lr)] = tuple(_run_jobs(ex, run_finetune_job, [at(x, s) for x in held], shadow,
+                                           f"finetune {steps} steps lr {lr:g} seed {s}", progress=False) for s in (0, 1))
+        # a resumed variant redoes nothing: report the wall time of the invocations that did the work
         tpath = shadow / "floor_timings.json"
         prev = json.loads(tpath.read_text()).get("wall_s", 0.0) if tpath.is_file() else 0.0
-        times[steps] = time.time() - t0 + prev
-        write_text_atomic(tpath, json.dumps({"wall_s": times[steps]}))
-        budgets[steps] = tuple(np.array([r["metrics"]["sq_rel"] for r in got[s]]) for s in (0, 1))
-    rows = [{"steps": st, "n_archs": len(held), **noise_floor(*ys)} for st, ys in sorted(budgets.items())]
+        times[(steps, lr)] = time.time() - t0 + prev
+        write_text_atomic(tpath, json.dumps({"wall_s": times[(steps, lr)]}))
+    rows = []
+    for (steps, lr), (r0, r1) in sorted(got.items()):
+        moved = float(np.mean([r["metrics"].get("loss_last", np.nan) / r["metrics"].get("loss_first", np.nan)
+                               if r["metrics"].get("loss_first") else np.nan for r in r0]))
+        for label, key in keys.items():
+            ys = [np.array([r["metrics"][key] for r in rs]) for rs in (r0, r1)]
+            rows.append({"steps": steps, "lr": lr, "bn_statistics": label, "n_archs": len(held),
+                         "loss_last_over_first": moved, **noise_floor(*ys)})
     save_rows(rows, f"{a.record}_floor.csv")
-    lines = ["# Predictor targets: noise floor against the finetune budget", "",
+    lines = ["# Predictor targets: noise floor against the finetune budget and learning rate", "",
              provenance(a), "",
              f"Scale: the {len(held)} held-out architectures of `{a.record}.md`'s run (space `{a.space}`, 64x192, "
              f"teacher `{a.teacher}`), each finetuned from its distilled blocks with seeds 0 and 1 (objective "
-             f"`{a.objective}`, decoder `{decoder}`, batch 4, lr {a.ft_lr:g} with cosine decay to 0 over the budget); "
+             f"`{a.objective}`, decoder `{decoder}`, batch 4, the lr decaying to 0 along a cosine over the budget); "
              "target Sq Rel on the val split. Noise sd: the sd of the seed-to-seed difference / sqrt 2 (one run's "
              "noise). Signal sd: the spread over architectures with that noise taken out. Kendall tau >= 0.8 between "
-             "two noisy targets needs a noise sd of about a quarter of the signal sd or less.", "",
-             "| finetune steps | seed-to-seed tau | median change | noise sd | signal sd | noise / signal | Sq Rel range | wall s |",
-             "|---:|---:|---:|---:|---:|---:|---|---:|"]
-    lines += [f"| {r['steps']} | {noise_cells(r)} | {r['min']:.3f} .. {r['max']:.3f} | "
-              f"{times.get(r['steps'], float('nan')):.0f} |" for r in rows]
+             "two noisy targets needs a noise sd of about a quarter of the signal sd or less. Loss last / first: the "
+             "finetune objective's mean over its last steps over that over its first (how far the finetune moved the "
+             "assembled network; 0 steps: none).", "",
+             "| finetune steps | lr | batch-norm statistics | seed-to-seed tau | median change | noise sd | signal sd | "
+             "noise / signal | Sq Rel range | loss last / first | wall s |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines += [f"| {r['steps']} | {r['lr']:g} | {r['bn_statistics']} | {noise_cells(r)} | {r['min']:.3f} .. {r['max']:.3f} | "
+              f"{r['loss_last_over_first']:.3f} | {times.get((r['steps'], r['lr']), float('nan')):.0f} |" for r in rows]
     lines.append("")
     write_text_atomic(RESULTS / f"{a.record}_floor.md", "\n".join(lines))
     print("\n".join(lines))
