@@ -35,6 +35,10 @@ target averages m seeds, and the predictors' held-out tau on the mean of all N s
     OMP_NUM_THREADS=1 python experiments/predictor_rank.py --archs 20 --heldout 10 --ft-steps 100 \
         --workers 2 --seed-archs all --eval-splits test --work ... --record predictor_rank_evalset --seed-study 4
 
+``--zero-step``: also score every architecture's stitched network before any finetune step (in
+its own shadow run) and report its Kendall tau with the finetuned targets: does the assembled
+network already rank the architectures that the block-NSR predictors do not?
+
 ``--floor-steps N [N ...]``: after the run (resumed, so free when it is done), finetune the held-out
 architectures again with seeds 0 and 1 for N steps each, from the same blocks, and report how the
 noise floor (seed-to-seed tau, noise and signal standard deviations) changes with the finetune
@@ -90,6 +94,9 @@ def main() -> None:
                     help="noise floor of the held-out architectures at these finetune budgets (RECORD_floor.md)")
     ap.add_argument("--floor-lr", type=float, nargs="+", default=None,
                     help="noise floor of the held-out architectures at these finetune lrs (RECORD_floor.md)")
+    ap.add_argument("--zero-step", action="store_true",
+                    help="also score every architecture's assembled, stitched network before any finetune step, "
+                         "and report how it ranks against the targets (a diagnostic of the features; module doc)")
     ap.add_argument("--eval-splits", nargs="+", default=[],
                     help="also score every finetuned model on these splits (a noise study; module doc)")
     ap.add_argument("--bn-recalibrate", type=int, default=0, metavar="FRAMES",
@@ -222,6 +229,8 @@ def main() -> None:
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
     lines += eval_split_lines(a, data, recs, seed1, len(archs))
     lines += bn_lines(a, recs, seed1)
+    if a.zero_step:
+        lines += zero_step_lines(a, ex, run, archs, split, recs, seed1, job)
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -253,6 +262,38 @@ def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> li
         t = np.array([r["metrics"][f"{split}/sq_rel"] for r in recs[0]])
         out.append(f"Kendall tau between the val and {split} Sq Rel of the same {n_archs} seed-0 models: "
                    f"{kendall_tau(v, t):.3f}.")
+    return out + [""]
+
+
+def zero_step_lines(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, seed1: list, job) -> list[str]:
+    """With --zero-step: Kendall tau between each architecture's network as assembled (distilled
+    blocks, stitched decoder, no finetune step; deterministic) and its finetuned target. It asks
+    whether the assembled network already carries the ranking the NSR predictors miss."""
+    from donna_nas.distill.pipeline import _run_jobs
+    from donna_nas.predictor.finetune import run_finetune_job
+    from donna_nas.predictor.fit import kendall_tau
+
+    shadow = shadow_run(run, f"{run.name}_floor0")
+    zero = _run_jobs(ex, run_finetune_job, [dataclasses.replace(job(x, 0), steps=0, run_dir=str(shadow)) for x in archs],
+                     shadow, "zero-step scores", progress=False)
+    key = "bn_running/sq_rel" if a.bn_recalibrate else "sq_rel"  # the finetune's own statistics
+    z = np.array([r["metrics"]["sq_rel"] for r in zero])
+    y0 = np.array([r["metrics"][key] for r in recs[0]])
+    y1 = np.full(len(archs), np.nan)
+    y1[seed1] = [r["metrics"][key] for r in recs[1]]
+    both = ~np.isnan(y1)
+    mean = (y0 + np.where(both, y1, y0)) / 2
+    out = ["## The assembled network before finetuning, against the targets", "",
+           f"Sq Rel of each architecture's stitched network with no finetune step (range {z.min():.2f} .. {z.max():.2f}; "
+           f"the finetuned targets {y0.min():.3f} .. {y0.max():.3f}), and Kendall tau with the targets (Sq Rel, the "
+           "finetune's own batch-norm statistics). A predictor on block NSRs that ranked as well as this would need "
+           "no finetunes; this one needs an evaluation per architecture, so it is a diagnostic, not a search objective.", "",
+           "| architectures | tau with the seed-0 target | tau with the seed-0 / seed-1 mean | tau of seed 0 with seed 1 |",
+           "|---|---:|---:|---:|"]
+    for label, sel in ((f"all {len(archs)}", np.ones(len(archs), bool)), ("held-out", split == "test")):
+        s1 = sel & both
+        out.append(f"| {label} | {kendall_tau(z[sel], y0[sel]):.3f} | {kendall_tau(z[s1], mean[s1]):.3f} | "
+                   f"{kendall_tau(y0[s1], y1[s1]):.3f} |")
     return out + [""]
 
 
