@@ -82,7 +82,21 @@ def test_compare_models_ranks_a_clean_signal():
     rows, preds = compare_models(archs[:20], y[:20], archs[20:], y[20:], SPACE, lookup)
     r = {row["model"]: row for row in rows}
     assert r["ridge_nsr"]["cv_tau"] > 0.95 and r["ridge_nsr"]["test_tau"] > 0.95
-    assert set(r) == {"ridge_nsr", "ridge_onehot", "gbm_nsr", "sum_nsr (DNA, unfitted)"}
+    assert set(r) == {"ridge_nsr", "ridge_onehot", "gbm_nsr", "sum_nsr (DNA, unfitted)",
+                      "macs (bigger is better, unfitted)"}
+
+
+def test_the_size_baseline_ranks_a_target_that_falls_with_macs():
+    """The unfitted "bigger is better" row: tau 1 for an error that falls with the MACs, -1 for one
+    that rises, whatever the NSRs say."""
+    lookup = _lookup(3)
+    archs = [SPACE.sample(s) for s in range(30)]
+    macs = np.array([float(SPACE.macs(a)) for a in archs])
+    for sign in (-1.0, 1.0):
+        rows, preds = compare_models(archs[:20], sign * macs[:20], archs[20:], sign * macs[20:], SPACE, lookup)
+        r = {row["model"]: row for row in rows}["macs (bigger is better, unfitted)"]
+        assert r["cv_tau"] == pytest.approx(-sign) and r["test_tau"] == pytest.approx(-sign)
+        assert np.array_equal(preds["macs"], -macs[20:])
 
 
 def test_too_few_points():

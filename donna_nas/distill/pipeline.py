@@ -423,9 +423,9 @@ def _fit_predictor(space, run, config, archs, split, ft, lookup):
         raise UserError(f"{run}/tables/predictor_train.csv: non-finite {metric} values; check the finetunes")
     evaluation, preds = compare_models([archs[i] for i in tr], y[tr], [archs[i] for i in te], y[te],
                                        space, lookup, config.folds, config.seed)
-    if direction == "maximize":  # the unfitted NSR sum ranks accuracy in reverse (low NSR, high top-1)
+    if direction == "maximize":  # the unfitted baselines rank accuracy in reverse (low NSR, high top-1)
         for r in evaluation:
-            if r["model"].startswith("sum_nsr"):
+            if "unfitted" in r["model"]:
                 r["cv_tau"], r["test_tau"] = -r["cv_tau"], -r["test_tau"]
     ev = pd.DataFrame(evaluation)
     with atomic_path(run / "tables" / "predictor_eval.csv") as tmp:

@@ -45,8 +45,11 @@ def cv_predict(factory: Callable[[], Any], X: np.ndarray, y: np.ndarray, folds: 
 def compare_models(train: list[Architecture], y_train: np.ndarray, test: list[Architecture],
                    y_test: np.ndarray, space: SearchSpace, lookup: dict[str, dict[str, float]],
                    folds: int = 0, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Rows (model, cv_tau, test_tau, cv_rmse) for ridge-NSR, ridge-one-hot, GBM-NSR, and the
-    DNA baseline (sum of block NSRs, no fitting); plus every model's held-out predictions."""
+    """Rows (model, cv_tau, test_tau, cv_rmse) for ridge-NSR, ridge-one-hot, GBM-NSR, and two
+    unfitted baselines: DNA's sum of block NSRs, and "bigger is better" (minus the MACs), which a
+    predictor must beat before its ranking says more than the network's size; plus every model's
+    held-out predictions. Both baselines are oriented for a metric to minimise (low NSR, many MACs:
+    low error); callers with a metric to maximise negate their taus."""
     Xn, Xn_t = nsr_features(train, lookup, space), nsr_features(test, lookup, space)
     Xo, Xo_t = onehot_features(train, space), onehot_features(test, space)
     y_train, y_test = np.asarray(y_train, float), np.asarray(y_test, float)
@@ -69,6 +72,10 @@ def compare_models(train: list[Architecture], y_train: np.ndarray, test: list[Ar
     rows.append({"model": "sum_nsr (DNA, unfitted)", "cv_tau": kendall_tau(Xn.sum(1), y_train),
                  "test_tau": kendall_tau(dna, y_test) if len(test) > 1 else math.nan,
                  "cv_rmse": math.nan})
+    macs, macs_t = (-np.array([float(space.macs(a)) for a in archs]) for archs in (train, test))
+    preds["macs"] = macs_t
+    rows.append({"model": "macs (bigger is better, unfitted)", "cv_tau": kendall_tau(macs, y_train),
+                 "test_tau": kendall_tau(macs_t, y_test) if len(test) > 1 else math.nan, "cv_rmse": math.nan})
     return rows, preds
 
 
