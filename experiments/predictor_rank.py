@@ -366,7 +366,7 @@ def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job
     for s in range(2, n):
         recs[s] = _run_jobs(ex, run_finetune_job, [job(x, s) for x in archs], run, f"finetune seed {s}", progress=False)
     wall = time.time() - t0
-    metrics = ["sq_rel"] + [f"{sp}/sq_rel" for sp in a.eval_splits]
+    metrics = ["sq_rel"] + [f"{sp}/sq_rel" for sp in a.eval_splits] + (["bn_running/sq_rel"] if a.bn_recalibrate else [])
     rows, pred_rows = [], []
     tr, te = split == "train", split == "test"
     for metric in metrics:

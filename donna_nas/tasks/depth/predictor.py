@@ -16,8 +16,9 @@ Tap NSR distillation (``distill_weight`` > 0) can be added to any of them.
 Batch-norm statistics (``FinetuneJob.bn_recalibrate`` frames, 0 = off): a 100-step finetune at batch
 4 ends with running statistics that are an EMA over its last few colour-jittered batches, so they
 differ from seed to seed; re-estimated on the run's cached, un-augmented training frames they do
-not. Whether that lowers the targets' noise floor is measured by ``experiments/predictor_rank.py
---bn-recalibrate``.
+not. Measured (``experiments/predictor_rank.py --bn-recalibrate``, docs/supernet.md), that does not
+lower the targets' noise floor (noise / signal 1.27 against 1.13), so it is off by default and kept
+for such studies.
 
 The decoder (``FinetuneJob.decoder``): ``stitched`` starts from the teacher depth model's decoder
 with the BKD out-adapters folded in (``donna_nas.tasks.depth.stitch``), so the short finetune
