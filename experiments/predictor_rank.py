@@ -126,7 +126,7 @@ def main() -> None:
     space = load_space(a.space)
     work = Path(a.work)
     # finetune records are keyed by architecture and seed, so another lr needs its own run folder
-    run = work / (f"{a.space}_{a.objective}_{a.ft_steps}" + ("" if a.ft_lr == 1e-3 else f"_lr{a.ft_lr:g}"))
+    run = work / (f"{a.space}_{a.objective}_{a.ft_steps}" + ("" if a.ft_lr == ap.get_default("ft_lr") else f"_lr{a.ft_lr:g}"))
     # with --eval-splits the build distils only, and the seed-0 finetunes below run here with the
     # extra splits (the build's own would lack them)
     build_finetunes = not (a.eval_splits or a.bn_recalibrate)
@@ -253,9 +253,7 @@ def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> li
     for split in ["val"] + list(a.eval_splits):
         for m in ("sq_rel", "abs_rel"):
             key = m if split == "val" else f"{split}/{m}"
-            y0 = np.array([recs[0][i]["metrics"][key] for i in seed1])
-            y1 = np.array([r["metrics"][key] for r in recs[1]])
-            out.append(f"| {split} | {frames(split)} | {m} | {noise_cells(noise_floor(y0, y1))} |")
+            out.append(f"| {split} | {frames(split)} | {m} | {noise_cells(noise_floor(*seed_pair(recs, seed1, key)))} |")
     out.append("")
     for split in a.eval_splits:
         v = np.array([r["metrics"]["sq_rel"] for r in recs[0]])
@@ -276,7 +274,7 @@ def zero_step_lines(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict
     shadow = shadow_run(run, f"{run.name}_floor0")
     zero = _run_jobs(ex, run_finetune_job, [dataclasses.replace(job(x, 0), steps=0, run_dir=str(shadow)) for x in archs],
                      shadow, "zero-step scores", progress=False)
-    key = "bn_running/sq_rel" if a.bn_recalibrate else "sq_rel"  # the finetune's own statistics
+    key = own_stats_key(a, "sq_rel")
     z = np.array([r["metrics"]["sq_rel"] for r in zero])
     y0 = np.array([r["metrics"][key] for r in recs[0]])
     y1 = np.full(len(archs), np.nan)
@@ -297,6 +295,18 @@ def zero_step_lines(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict
     return out + [""]
 
 
+def seed_pair(recs: dict, seed1: list, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``key`` of the seed-0 and seed-1 finetunes of the architectures in the seed-1 set."""
+    return (np.array([recs[0][i]["metrics"][key] for i in seed1]),
+            np.array([r["metrics"][key] for r in recs[1]]))
+
+
+def own_stats_key(a, metric: str) -> str:
+    """The record key of ``metric`` scored with the finetune's own batch-norm statistics (with
+    --bn-recalibrate the plain key holds the re-estimated score)."""
+    return f"bn_running/{metric}" if a.bn_recalibrate else metric
+
+
 def bn_lines(a, recs: dict, seed1: list) -> list[str]:
     """With --bn-recalibrate: the noise floor of the same finetuned models scored with their own
     running batch-norm statistics and with statistics re-estimated on cached training frames."""
@@ -310,9 +320,7 @@ def bn_lines(a, recs: dict, seed1: list) -> list[str]:
            "|---|---|---:|---:|---:|---:|---:|"]
     for label, prefix in (("finetune's running EMA", "bn_running/"), (f"re-estimated ({a.bn_recalibrate} frames)", "")):
         for m in ("sq_rel", "abs_rel"):
-            y0 = np.array([recs[0][i]["metrics"][prefix + m] for i in seed1])
-            y1 = np.array([r["metrics"][prefix + m] for r in recs[1]])
-            out.append(f"| {label} | {m} | {noise_cells(noise_floor(y0, y1))} |")
+            out.append(f"| {label} | {m} | {noise_cells(noise_floor(*seed_pair(recs, seed1, prefix + m)))} |")
     return out + [""]
 
 
@@ -413,8 +421,7 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
     held0 = [r for r, t in zip(recs[0], test) if t]
     # the target as scored with the finetune's own batch-norm statistics, and (with --bn-recalibrate)
     # re-estimated ones: the records carry both
-    keys = {"finetune's": "sq_rel"} if not a.bn_recalibrate else {"finetune's": "bn_running/sq_rel",
-                                                                  "re-estimated": "sq_rel"}
+    keys = {"finetune's": own_stats_key(a, "sq_rel"), **({"re-estimated": "sq_rel"} if a.bn_recalibrate else {})}
     base = (a.ft_steps, a.ft_lr)
     got = {base: (held0, held1)}
     variants = [(st, a.ft_lr) for st in a.floor_steps or []] + [(a.ft_steps, lr) for lr in a.floor_lr or []]
@@ -437,8 +444,8 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
         write_text_atomic(tpath, json.dumps({"wall_s": times[(steps, lr)]}))
     rows = []
     for (steps, lr), (r0, r1) in sorted(got.items()):
-        moved = float(np.mean([r["metrics"].get("loss_last", np.nan) / r["metrics"].get("loss_first", np.nan)
-                               if r["metrics"].get("loss_first") else np.nan for r in r0]))
+        moved = float(np.mean([r["metrics"]["loss_last"] / r["metrics"]["loss_first"]
+                               if r["metrics"]["loss_first"] else np.nan for r in r0]))
         for label, key in keys.items():
             ys = [np.array([r["metrics"][key] for r in rs]) for rs in (r0, r1)]
             rows.append({"steps": steps, "lr": lr, "bn_statistics": label, "n_archs": len(held),

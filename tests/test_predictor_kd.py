@@ -2,6 +2,7 @@
 learns the teacher depth model's outputs (the objective falls), and ``auto`` picks it exactly when
 the teacher has a depth decoder."""
 
+import dataclasses
 import json
 
 import pytest
@@ -150,7 +151,7 @@ def test_bn_recalibrate_scores_the_same_finetune_with_both_statistics(kd_run):
     job = FinetuneJob(str(run), arch, "depth", str(data), steps=4, batch=4, lr=1e-3, height=32, width=96,
                       distill_weight=0.0, objective="kd")
     plain = predictor_finetune(job)
-    recal = predictor_finetune(__import__("dataclasses").replace(job, bn_recalibrate=8))
+    recal = predictor_finetune(dataclasses.replace(job, bn_recalibrate=8))
     for key in ("sq_rel", "abs_rel", "a1"):
         assert recal[f"bn_running/{key}"] == plain[key]
     assert recal["sq_rel"] != plain["sq_rel"]
