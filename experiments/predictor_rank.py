@@ -295,6 +295,16 @@ def zero_step_lines(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict
     return out + [""]
 
 
+def summed_wall(path: Path, seconds: float) -> float:
+    """``seconds`` plus what earlier invocations recorded in ``path``, recorded again: a resumed
+    study redoes nothing, so its report keeps the wall time of the invocations that did the work."""
+    from donna_nas.runtime.io import write_text_atomic
+
+    total = seconds + (json.loads(path.read_text()).get("wall_s", 0.0) if path.is_file() else 0.0)
+    write_text_atomic(path, json.dumps({"wall_s": total}))
+    return total
+
+
 def seed_pair(recs: dict, seed1: list, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``key`` of the seed-0 and seed-1 finetunes of the architectures in the seed-1 set."""
     return (np.array([recs[0][i]["metrics"][key] for i in seed1]),
@@ -373,7 +383,7 @@ def seed_study(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, job
     t0 = time.time()
     for s in range(2, n):
         recs[s] = _run_jobs(ex, run_finetune_job, [job(x, s) for x in archs], run, f"finetune seed {s}", progress=False)
-    wall = time.time() - t0
+    wall = summed_wall(run / "seed_study_timings.json", time.time() - t0)
     metrics = ["sq_rel"] + [f"{sp}/sq_rel" for sp in a.eval_splits] + (["bn_running/sq_rel"] if a.bn_recalibrate else [])
     rows, pred_rows = [], []
     tr, te = split == "train", split == "test"
@@ -437,11 +447,7 @@ def floor_study(a, ex, run: Path, archs: list, test: np.ndarray, recs: dict, job
         t0 = time.time()
         got[(steps, lr)] = tuple(_run_jobs(ex, run_finetune_job, [at(x, s) for x in held], shadow,
                                            f"finetune {steps} steps lr {lr:g} seed {s}", progress=False) for s in (0, 1))
-        # a resumed variant redoes nothing: report the wall time of the invocations that did the work
-        tpath = shadow / "floor_timings.json"
-        prev = json.loads(tpath.read_text()).get("wall_s", 0.0) if tpath.is_file() else 0.0
-        times[(steps, lr)] = time.time() - t0 + prev
-        write_text_atomic(tpath, json.dumps({"wall_s": times[(steps, lr)]}))
+        times[(steps, lr)] = summed_wall(shadow / "floor_timings.json", time.time() - t0)
     rows = []
     for (steps, lr), (r0, r1) in sorted(got.items()):
         moved = float(np.mean([r["metrics"]["loss_last"] / r["metrics"]["loss_first"]
