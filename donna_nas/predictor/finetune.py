@@ -56,6 +56,10 @@ class FinetuneJob:
     # cached, un-augmented training frames before scoring; the score with the finetune's own running
     # statistics is reported beside it under "bn_running/METRIC". Not part of ``job_id`` either.
     bn_recalibrate: int = 0
+    # fold each block boundary's BKD adapters into the next block when assembling the start point
+    # (donna_nas.distill.assemble); False joins the distilled blocks raw, as releases before the
+    # bridges did. A comparison switch (experiments/predictor_rank.py --raw-join); not in ``job_id``.
+    bridge: bool = True
 
     @property
     def job_id(self) -> str:

@@ -61,7 +61,7 @@ class ClassifyTask:
                 teacher, _ = load_classifier(tinfo["run"])
             except UserError:
                 teacher = None  # a depth teacher: no logits, plain cross-entropy
-        enc = assemble(run, job.arch, input_size=size)
+        enc = assemble(run, job.arch, input_size=size, bridge=job.bridge)
         torch.manual_seed(job.seed + 2)
         model = ClassifierNet(enc, len(classes))
         # the head starts from scratch: it learns at 10x the encoder's (distilled) rate

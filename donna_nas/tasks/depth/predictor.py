@@ -99,7 +99,7 @@ def predictor_finetune(job: FinetuneJob) -> dict[str, float]:
     # drawn for a stitched start too, so both starts leave the global RNG in the same state
     torch.manual_seed(job.seed + 2)
     trainer.depth.decoder = DepthDecoder(trainer.depth.encoder.channels, tuple(cfg.scales), cfg.act)
-    enc = assemble(run, job.arch, input_size=(job.height, job.width))
+    enc = assemble(run, job.arch, input_size=(job.height, job.width), bridge=job.bridge)
     if job.decoder == "stitched":  # the teacher's decoder through the BKD adapters (tasks/depth/stitch.py)
         from donna_nas.distill.assemble import load_run_space
         from donna_nas.tasks.depth.run import load_model

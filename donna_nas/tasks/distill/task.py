@@ -47,7 +47,7 @@ class DistillTask:
         from donna_nas.predictor.finetune import TapDistiller, tap_variances
 
         run = Path(job.run_dir)
-        enc = assemble(run, job.arch)
+        enc = assemble(run, job.arch, bridge=job.bridge)
         tr, va = FeatureCache(run / "cache", "train"), FeatureCache(run / "cache", "val")
         n = len(enc.channels)
         x, taps = tr.images(), [tr.tap(i) for i in range(n)]
