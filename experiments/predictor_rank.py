@@ -104,6 +104,9 @@ def main() -> None:
                          "and report the noise floor with and without (module doc)")
     ap.add_argument("--seed-study", type=int, default=0, metavar="N",
                     help="N seeds per architecture, averaged in groups (module doc; needs --seed-archs all)")
+    ap.add_argument("--raw-join", action="store_true",
+                    help="assemble each start point with the distilled blocks joined raw, without the bridges "
+                         "(donna_nas.distill.assemble; the behaviour before them), in its own run folder RUN_raw")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--load", default="shared with other jobs", help="what else ran on the machine, for the header")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "predictor_rank"))
@@ -128,8 +131,8 @@ def main() -> None:
     # finetune records are keyed by architecture and seed, so another lr needs its own run folder
     run = work / (f"{a.space}_{a.objective}_{a.ft_steps}" + ("" if a.ft_lr == ap.get_default("ft_lr") else f"_lr{a.ft_lr:g}"))
     # with --eval-splits the build distils only, and the seed-0 finetunes below run here with the
-    # extra splits (the build's own would lack them)
-    build_finetunes = not (a.eval_splits or a.bn_recalibrate)
+    # extra splits (the build's own would lack them); with --raw-join they run in their own folder
+    build_finetunes = not (a.eval_splits or a.bn_recalibrate or a.raw_join)
     cfg = SupernetConfig(teacher=a.teacher, data=str(data), task="depth", height=h, width=w, bkd_steps=a.bkd_steps,
                          bkd_batch=8, train_frames=208, val_frames=24, calib_frames=16,
                          predictor_archs=a.archs if build_finetunes else 0,
@@ -140,6 +143,8 @@ def main() -> None:
     res = build_supernet(space, run, cfg, executor=ex, resume=(run / "config.yaml").is_file(), progress=False)
     build_s = time.time() - t0
 
+    if a.raw_join:  # the same blocks, its own finetune records (they are keyed by architecture and seed)
+        run = shadow_run(run, f"{run.name}_raw")
     # the same architectures and split as the build (sample_spread is seeded), finetuned with seed 1
     archs = sample_spread(space, a.archs + a.heldout, cfg.arch_pool, cfg.seed)
     test_idx = set(np.linspace(1, len(archs) - 2, a.heldout).round().astype(int))
@@ -150,7 +155,8 @@ def main() -> None:
 
     decoder = resolve_ft_decoder(cfg, json.loads((run / "teacher.json").read_text()))
     job = lambda x, s: FinetuneJob(str(run), x.encode(), "depth", str(data), a.ft_steps, 4, a.ft_lr, h, w, 0.0, s,  # noqa: E731
-                                   1, 0, a.objective, decoder, tuple(a.eval_splits), a.bn_recalibrate)
+                                   1, 0, a.objective, decoder, tuple(a.eval_splits), a.bn_recalibrate,
+                                   bridge=not a.raw_join)
     from donna_nas.tasks.depth.predictor import export_val_gt
 
     for sp in ["val", *a.eval_splits]:  # once here, not in every parallel job
@@ -229,8 +235,10 @@ def main() -> None:
               f"{dna.heldout_tau:.3f}: {'ridge better' if ridge.heldout_tau > dna.heldout_tau else '**ridge not better**'}.", ""]
     lines += eval_split_lines(a, data, recs, seed1, len(archs))
     lines += bn_lines(a, recs, seed1)
+    zero = zero_step_scores(ex, run, archs, job) if a.zero_step else {}
     if a.zero_step:
-        lines += zero_step_lines(a, ex, run, archs, split, recs, seed1, job)
+        lines += zero_step_lines(a, zero, archs, split, recs, seed1)
+    save_archs(a, space, lookup, archs, split, recs, seed1, zero)
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -263,36 +271,75 @@ def eval_split_lines(a, data: Path, recs: dict, seed1: list, n_archs: int) -> li
     return out + [""]
 
 
-def zero_step_lines(a, ex, run: Path, archs: list, split: np.ndarray, recs: dict, seed1: list, job) -> list[str]:
+def zero_step_lines(a, z: dict[str, np.ndarray], archs: list, split: np.ndarray, recs: dict, seed1: list) -> list[str]:
     """With --zero-step: Kendall tau between each architecture's network as assembled (distilled
-    blocks, stitched decoder, no finetune step; deterministic) and its finetuned target. It asks
-    whether the assembled network already carries the ranking the NSR predictors miss."""
-    from donna_nas.distill.pipeline import _run_jobs
-    from donna_nas.predictor.finetune import run_finetune_job
+    blocks, stitched decoder, no finetune step; deterministic) and its finetuned target, for the
+    start points joined with bridges and joined raw side by side (``assemble``). It asks whether
+    the assembled network already carries the ranking the NSR predictors miss, and how far the
+    bridges bring the start point towards the teacher."""
     from donna_nas.predictor.fit import kendall_tau
 
-    shadow = shadow_run(run, f"{run.name}_floor0")
-    zero = _run_jobs(ex, run_finetune_job, [dataclasses.replace(job(x, 0), steps=0, run_dir=str(shadow)) for x in archs],
-                     shadow, "zero-step scores", progress=False)
     key = own_stats_key(a, "sq_rel")
-    z = np.array([r["metrics"]["sq_rel"] for r in zero])
     y0 = np.array([r["metrics"][key] for r in recs[0]])
     y1 = np.full(len(archs), np.nan)
     y1[seed1] = [r["metrics"][key] for r in recs[1]]
     both = ~np.isnan(y1)
     mean = (y0 + np.where(both, y1, y0)) / 2
+    joined = "raw (no bridges)" if a.raw_join else "with bridges"
     out = ["## The assembled network before finetuning, against the targets", "",
-           f"Sq Rel of each architecture's stitched network with no finetune step (range {z.min():.2f} .. {z.max():.2f}; "
-           f"the finetuned targets {y0.min():.3f} .. {y0.max():.3f}), and Kendall tau with the targets (Sq Rel, the "
-           "finetune's own batch-norm statistics). A predictor on block NSRs that ranked as well as this would need "
-           "no finetunes; this one needs an evaluation per architecture, so it is a diagnostic, not a search objective.", "",
-           "| architectures | tau with the seed-0 target | tau with the seed-0 / seed-1 mean | tau of seed 0 with seed 1 |",
-           "|---|---:|---:|---:|"]
-    for label, sel in ((f"all {len(archs)}", np.ones(len(archs), bool)), ("held-out", split == "test")):
-        s1 = sel & both
-        out.append(f"| {label} | {kendall_tau(z[sel], y0[sel]):.3f} | {kendall_tau(z[s1], mean[s1]):.3f} | "
-                   f"{kendall_tau(y0[s1], y1[s1]):.3f} |")
+           f"Sq Rel of each architecture's stitched network with no finetune step, its blocks joined with the bridges "
+           f"(`donna_nas.distill.assemble`) and joined raw, against the finetuned targets (start points joined {joined}; "
+           f"Sq Rel {y0.min():.3f} .. {y0.max():.3f}), with Kendall tau (Sq Rel, the finetune's own batch-norm "
+           "statistics). A predictor on block NSRs that ranked as well as this would need no finetunes; this one needs "
+           "an evaluation per architecture, so it is a diagnostic, not a search objective.", "",
+           "| start point | architectures | Sq Rel median | Sq Rel range | tau with the seed-0 target | "
+           "tau with the seed-0 / seed-1 mean | tau of seed 0 with seed 1 |",
+           "|---|---|---:|---|---:|---:|---:|"]
+    for join, zs in z.items():
+        for label, sel in ((f"all {len(archs)}", np.ones(len(archs), bool)), ("held-out", split == "test")):
+            s1 = sel & both
+            out.append(f"| {join} | {label} | {np.median(zs[sel]):.2f} | {zs[sel].min():.2f} .. {zs[sel].max():.2f} | "
+                       f"{kendall_tau(zs[sel], y0[sel]):.3f} | {kendall_tau(zs[s1], mean[s1]):.3f} | "
+                       f"{kendall_tau(y0[s1], y1[s1]):.3f} |")
     return out + [""]
+
+
+def zero_step_scores(ex, run: Path, archs: list, job) -> dict[str, np.ndarray]:
+    """Sq Rel of every architecture's stitched start point, no finetune step, joined with bridges
+    and raw (each in its own shadow run of the build: ``{build}_floor0`` and ``{build}_floor0_raw``)."""
+    from donna_nas.distill.pipeline import _run_jobs
+    from donna_nas.predictor.finetune import run_finetune_job
+
+    build = run.with_name(run.name.removesuffix("_raw"))
+    out = {}
+    for join, bridge, suffix in (("with bridges", True, ""), ("raw", False, "_raw")):
+        shadow = shadow_run(build, f"{build.name}_floor0{suffix}")
+        recs = _run_jobs(ex, run_finetune_job, [dataclasses.replace(job(x, 0), steps=0, run_dir=str(shadow), bridge=bridge)
+                                                for x in archs], shadow, f"zero-step scores ({join})", progress=False)
+        out[join] = np.array([r["metrics"]["sq_rel"] for r in recs])
+    return out
+
+
+def save_archs(a, space, lookup: dict, archs: list, split: np.ndarray, recs: dict, seed1: list,
+               zero: dict[str, np.ndarray]) -> None:
+    """``RECORD_archs.csv``: one row per architecture (its string, train or held-out, MACs, params,
+    the NSR of each of its blocks, the seed-0 and seed-1 targets, the zero-step scores), so other
+    predictors can be fitted to these targets without rerunning a finetune."""
+    from donna_nas.predictor.features import feature_names, nsr_features
+
+    nsr = nsr_features(archs, lookup, space)
+    rows = []
+    for i, x in enumerate(archs):
+        row = {"arch": x.encode(), "split": "heldout" if split[i] == "test" else "train",
+               "macs": int(space.macs(x)), "params": int(space.params(x)),
+               **{n: float(v) for n, v in zip(feature_names(space), nsr[i])}}
+        for m in ("sq_rel", "abs_rel"):
+            row[f"{m}_seed0"] = recs[0][i]["metrics"][m]
+            row[f"{m}_seed1"] = recs[1][seed1.index(i)]["metrics"][m] if i in seed1 else float("nan")
+        for join, zs in zero.items():
+            row["zero_step_sq_rel_" + ("bridged" if join == "with bridges" else "raw")] = float(zs[i])
+        rows.append(row)
+    save_rows(rows, f"{a.record}_archs.csv")
 
 
 def summed_wall(path: Path, seconds: float) -> float:
