@@ -13,7 +13,8 @@ unfitted: the DNA sum of NSRs and minus the MACs; with ``RECORD_downstream.csv``
 score (``down_kd``, ``down_sq_rel``); and, where the record has it, the assembled
 network's Sq Rel before any finetune step (a diagnostic: it costs an evaluation per architecture).
 Choosing among several predictors by their held-out tau over 10 architectures would flatter the
-winner, so the table marks the one a user would pick, by leave-one-out tau on the training set.
+winner, so the table marks the one a user would pick, by leave-one-out tau on the training set;
+an unfitted score also gets its tau over all the architectures (nothing was fitted on them).
 
 Writes ``experiments/results/RECORD_features.{md,csv}``.
 """
@@ -82,7 +83,8 @@ def main() -> None:
                          "loo_tau": kendall_tau(oof, y[tr]), "heldout_tau": kendall_tau(pred, y[te])})
         for name, s in unfitted.items():
             rows.append({"target": tname, "predictor": name, "fitted": False,
-                         "loo_tau": kendall_tau(s[tr], y[tr]), "heldout_tau": kendall_tau(s[te], y[te])})
+                         "loo_tau": kendall_tau(s[tr], y[tr]), "heldout_tau": kendall_tau(s[te], y[te]),
+                         "all_tau": kendall_tau(s, y)})
     out = pd.DataFrame(rows)
     out.to_csv(RESULTS / f"{a.record}_features.csv", index=False, float_format="%.4f")
     cmd = "python " + " ".join(shlex.quote(x) for x in ["experiments/predictor_features.py", *sys.argv[1:]])
@@ -93,14 +95,23 @@ def main() -> None:
              "Target: Sq Rel on the val split after the recorded finetune. LOO tau: leave-one-out on the training "
              "architectures (for an unfitted score, its tau there). Picked: the fitted predictor with the best LOO tau, "
              "the one a user without the held-out set would choose.", ""]
+    if "mean of seeds 0 and 1" in targets:
+        from predictor_rank import noise_floor  # experiments/ is on sys.path when a script here runs
+
+        f = noise_floor(df["sq_rel_seed0"].to_numpy(float), df["sq_rel_seed1"].to_numpy(float))
+        lines += [f"Noise floor of the targets (seed 0 against seed 1, all {len(df)} architectures): Kendall tau "
+                  f"{f['seed_tau']:.3f}, noise sd {f['noise_sd']:.4f}, signal sd {f['signal_sd']:.4f}, noise / signal "
+                  f"{f['noise_sd'] / f['signal_sd']:.2f}; Sq Rel {f['min']:.3f} .. {f['max']:.3f}.", ""]
     for tname in targets:
         sub = out[out.target == tname]
         pick = sub[sub.fitted].sort_values("loo_tau", ascending=False).iloc[0]["predictor"]
-        lines += [f"**Target: {tname}**", "", "| predictor | LOO tau (train) | held-out tau | tau ≥ 0.8 |",
-                  "|---|---:|---:|---|"]
+        lines += [f"**Target: {tname}**", "",
+                  "| predictor | LOO tau (train) | held-out tau | tau over all (unfitted only) | held-out tau ≥ 0.8 |",
+                  "|---|---:|---:|---:|---|"]
         for r in sub.itertuples(index=False):
             mark = " (picked)" if r.predictor == pick else ""
-            lines.append(f"| {r.predictor}{mark} | {r.loo_tau:.3f} | {r.heldout_tau:.3f} | "
+            every = "–" if r.fitted else f"{r.all_tau:.3f}"
+            lines.append(f"| {r.predictor}{mark} | {r.loo_tau:.3f} | {r.heldout_tau:.3f} | {every} | "
                          f"{'met' if r.heldout_tau >= 0.8 else '**missed**'} |")
         lines.append("")
     from donna_nas.runtime.io import write_text_atomic
