@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path.home() / "dn" / "final_curve"))
     ap.add_argument("--xdistill-scales", default=None,
                     help="decoder scales X-Distill reads, comma-separated (default: the quickstart's)")
+    ap.add_argument("--joins", default="bridged",
+                    help="how the distilled blocks are joined at step 0, comma-separated: bridged (the default "
+                         "since the bridges) and/or raw (before them; donna_nas.distill.assemble)")
     ap.add_argument("--record", default="final_finetune_curve", help="results file name")
     ap.add_argument("--load", default="shared with another job", help="what else ran on the machine")
     a = ap.parse_args()
@@ -55,26 +58,30 @@ def main() -> None:
     teacher = json.loads((qs / "teacher" / "metrics.json").read_text())
     bases = teacher["baselines"]
     milestones = [int(m) for m in a.milestones.split(",")]
-    rows = [{"model": "teacher", "lr": None, "seed": None, "steps": None, **teacher["metrics"]}]
-    rows += [{"model": k, "lr": None, "seed": None, "steps": None, **v} for k, v in bases.items()]
+    rows = [{"model": "teacher", "join": None, "lr": None, "seed": None, "steps": None, **teacher["metrics"]}]
+    rows += [{"model": k, "join": None, "lr": None, "seed": None, "steps": None, **v} for k, v in bases.items()]
+    joins = a.joins.split(",")
+    if set(joins) - {"bridged", "raw"}:
+        raise SystemExit(f"--joins {a.joins}: use bridged and/or raw")
     seeds = [int(v) for v in a.seeds.split(",")]
     xd = {} if a.xdistill_scales is None else {"xdistill_scales": [int(v) for v in a.xdistill_scales.split(",")]}
     xd_read = xd.get("xdistill_scales", base.xdistill_scales)
-    for lr, seed in ((float(v), s) for v in a.lrs.split(",") for s in seeds):
+    for lr, seed, join in ((float(v), s, j) for v in a.lrs.split(",") for s in seeds for j in joins):
         name = f"lr{lr:g}" + (f"_step{a.lr_step}" if a.lr_step else "") + (f"_xd{a.xdistill_scales.replace(',', '')}"
                                                                              if a.xdistill_scales else "")
+        name += "_raw" if join == "raw" else ""
         run = Path(a.work) / (name if seed == base.seed else f"{name}_seed{seed}")
         for m in milestones:
             snap = run / f"metrics_{m}.json"
             if not snap.is_file():
                 cfg: DepthConfig = dataclasses.replace(base, lr=lr, lr_step=a.lr_step or 10 ** 6, epochs=10 ** 6, max_steps=m, **xd,
-                                                       checkpoint_every=50, seed=seed)
+                                                       checkpoint_every=50, seed=seed, bridge=join == "bridged")
                 train_depth(cfg, run, resume=has_checkpoint(run), progress=False)
                 evaluate_run(run, report=False)
                 snap.write_text((run / "metrics.json").read_text())
             met = json.loads(snap.read_text())["metrics"]
-            rows.append({"model": "searched", "lr": lr, "seed": seed, "steps": m, **met})
-            print(f"lr {lr:g} seed {seed} step {m}: abs_rel {met['abs_rel']:.4f} sq_rel {met['sq_rel']:.4f}", flush=True)
+            rows.append({"model": "searched", "join": join, "lr": lr, "seed": seed, "steps": m, **met})
+            print(f"{join} lr {lr:g} seed {seed} step {m}: abs_rel {met['abs_rel']:.4f} sq_rel {met['sq_rel']:.4f}", flush=True)
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     df.to_csv(RESULTS / f"{a.record}.csv", index=False, float_format="%.4f")
@@ -89,14 +96,15 @@ def main() -> None:
              f"{f'lr x0.1 after {a.lr_step} epochs' if a.lr_step else 'constant lr'}, output distillation from "
              f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
              f"(weight {base.xdistill_weight:g}, on {'every scale' if xd_read is None else 'scales ' + ','.join(map(str, xd_read))}); evaluated on the quickstart's held-out test drives.", "",
-             "| model | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
-             "|---|---|---:|---:|---:|---:|---:|---|---|"]
+             "| model | blocks joined | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in df.to_dict("records"):
         lr = "–" if r["lr"] is None or r["lr"] != r["lr"] else f"{r['lr']:g}"
         steps = "–" if r["steps"] is None or r["steps"] != r["steps"] else f"{int(r['steps'])}"
         seed = "–" if r["seed"] is None or r["seed"] != r["seed"] else f"{int(r['seed'])}"
         yes = lambda b: "–" if r["model"] in bases else ("yes" if beats(r, bases[b]) else "**no**")  # noqa: E731
-        lines.append(f"| {r['model']} | {lr} | {seed} | {steps} | {r['abs_rel']:.4f} | {r['sq_rel']:.4f} | "
+        join = r["join"] if isinstance(r["join"], str) else "–"
+        lines.append(f"| {r['model']} | {join} | {lr} | {seed} | {steps} | {r['abs_rel']:.4f} | {r['sq_rel']:.4f} | "
                      f"{r['sq_rel'] / t['sq_rel']:.2f} | {yes('constant')} | {yes('prior')} |")
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

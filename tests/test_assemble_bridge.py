@@ -100,3 +100,18 @@ def test_bridge_map_is_the_composition_of_the_two_adapters(run):
         want = cur.block_input(prev.head(r))[:, :c]
     got = torch.einsum("ij,njhw->nihw", M.float(), r) + m.float().view(1, c, 1, 1)
     assert M.shape == (c, c) and torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_depth_run_starts_from_bridged_blocks_unless_told_otherwise(run):
+    """DepthConfig.bridge reaches the encoder a depth run starts from (default: bridged)."""
+    from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.train import build_depth_net
+
+    arch = SPACE.sample(random.Random(7))
+    cfg = DepthConfig(backbone=arch.encode(), space=str(run), height=64, width=192)
+    default = build_depth_net(cfg).encoder.blocks[1][0].body[0][0].weight
+    raw = build_depth_net(DepthConfig(**{**cfg.__dict__, "bridge": False})).encoder.blocks[1][0].body[0][0].weight
+    want = assemble(run, arch).blocks[1][0].body[0][0].weight
+    assert torch.equal(default, want)
+    assert torch.equal(raw, assemble(run, arch, bridge=False).blocks[1][0].body[0][0].weight)
+    assert not torch.allclose(default, raw)

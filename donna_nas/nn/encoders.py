@@ -76,7 +76,8 @@ def resolve_encoder(spec: str, space: str | None = None) -> EncoderSpec:
 
 
 def create_encoder(spec: str | EncoderSpec, space: str | None = None, weights: str | None = None, *,
-                   init: bool = True, input_size: tuple[int, int] | None = None) -> nn.Module:
+                   init: bool = True, input_size: tuple[int, int] | None = None,
+                   bridge: bool = True) -> nn.Module:
     """The encoder of ``spec``. ``weights``: a torchvision-format file (ResNets only); ``init``:
     start an architecture of a build-supernet run from its distilled blocks (built for
     ``input_size``, default the space's)."""
@@ -93,7 +94,7 @@ def create_encoder(spec: str | EncoderSpec, space: str | None = None, weights: s
     if es.run is not None and init:
         from donna_nas.distill.assemble import assemble
 
-        return assemble(es.run, es.name, input_size=input_size)
+        return assemble(es.run, es.name, input_size=input_size, bridge=bridge)
     if es.space is None:
         raise UserError(
             f"--backbone {es.name!r}: not resnet18/resnet50; an architecture string needs --space "

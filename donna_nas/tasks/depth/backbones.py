@@ -11,9 +11,10 @@ __all__ = ["make_encoder", "selected_architecture"]
 
 
 def make_encoder(backbone: str, space: str | None = None, weights: str | None = None,
-                 init: bool = True) -> nn.Module:
+                 init: bool = True, bridge: bool = True) -> nn.Module:
     """Encoder with the five-tap contract (``create_encoder``). ``weights``: a torchvision-format
     file (ResNets only). ``backbone`` may be a build-supernet run directory: its ``selected.json``
     architecture, initialised from the run's blockwise-distilled blocks (``init``; without it,
-    the plain architecture — what rebuilding a trained model needs)."""
-    return create_encoder(backbone, space, weights, init=init)
+    the plain architecture — what rebuilding a trained model needs; ``bridge``: joined as
+    ``donna_nas.distill.assemble`` says)."""
+    return create_encoder(backbone, space, weights, init=init, bridge=bridge)

@@ -89,6 +89,10 @@ class DepthConfig:
     # how the photometric loss samples the warped source (geometry.WARP_SAMPLING): "exact", or
     # "monodepth2", the half-pixel magnification of Monodepth2's code on PyTorch >= 1.3
     warp: str = "exact"
+    # a backbone from a build-supernet run starts from its distilled blocks joined with bridges
+    # (donna_nas.distill.assemble); False joins them raw, as releases before the bridges did
+    # (kept for the comparison in experiments/final_finetune_curve.py --joins)
+    bridge: bool = True
 
     def validate(self) -> None:
         if self.height % 32 or self.width % 32:

@@ -48,7 +48,7 @@ class TrainingDiverged(UserError):
 
 
 def build_depth_net(cfg: DepthConfig) -> DepthNet:
-    enc = make_encoder(cfg.backbone, cfg.space, cfg.weights)
+    enc = make_encoder(cfg.backbone, cfg.space, cfg.weights, bridge=cfg.bridge)
     return DepthNet(enc, DepthDecoder(enc.channels, tuple(cfg.scales), cfg.act))
 
 
