@@ -35,6 +35,29 @@ def synth_world(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("synth_world") / "world", progress=False, **SYNTH_WORLD)
 
 
+@pytest.fixture(scope="module")
+def tiny_supernet(tmp_path_factory):
+    """A build-supernet run of the ``tiny`` space distilled 3 steps per block from a random
+    ResNet18 on random 32×64 frames (no predictor): enough for tests of how distilled blocks are
+    assembled and stitched, whose subject is the plumbing, not the blocks' quality."""
+    import torch
+
+    from donna_nas.distill.pipeline import SupernetConfig, build_supernet
+    from donna_nas.distill.teacher import TeacherCut
+    from donna_nas.nn.resnet import resnet18
+    from donna_nas.space import load_space
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("tiny_supernet") / "run"
+    g = torch.Generator().manual_seed(0)
+    frames = {"train": torch.rand(8, 3, 32, 64, generator=g), "val": torch.rand(4, 3, 32, 64, generator=g)}
+    cfg = SupernetConfig(height=32, width=64, bkd_steps=3, bkd_batch=4, calib_frames=4, predictor_archs=0,
+                         predictor_test=0, task="distill", arch_pool=50)
+    build_supernet(load_space("tiny"), run, cfg, teacher=TeacherCut(resnet18(), name="resnet18-random"),
+                   frames=frames, progress=False)
+    return run
+
+
 def quick_pairing(mp: pytest.MonkeyPatch) -> None:
     """Time deployed candidates against their teacher in 2 rounds of 3 runs instead of the
     product's 10 x 5: tests check what the pairing decides, not its precision."""

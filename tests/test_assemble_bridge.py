@@ -10,10 +10,7 @@ from torch import nn
 
 from donna_nas.distill.assemble import assemble, bridge_map, fold_bridge
 from donna_nas.distill.bkd import load_bkd_model
-from donna_nas.distill.pipeline import SupernetConfig, build_supernet
-from donna_nas.distill.teacher import TeacherCut
 from donna_nas.nn.ops import conv_bn
-from donna_nas.nn.resnet import resnet18
 from donna_nas.space import load_space
 
 SPACE = load_space("tiny")
@@ -53,16 +50,8 @@ def test_a_depthwise_conv_cannot_take_a_dense_bridge():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    torch.manual_seed(0)
-    run = tmp_path_factory.mktemp("bridge") / "run"
-    g = torch.Generator().manual_seed(0)
-    frames = {"train": torch.rand(8, 3, 32, 64, generator=g), "val": torch.rand(4, 3, 32, 64, generator=g)}
-    cfg = SupernetConfig(height=32, width=64, bkd_steps=3, bkd_batch=4, calib_frames=4, predictor_archs=0,
-                         predictor_test=0, task="distill", arch_pool=50)
-    build_supernet(SPACE, run, cfg, teacher=TeacherCut(resnet18(), name="resnet18-random"), frames=frames,
-                   progress=False)
-    return run
+def run(tiny_supernet):
+    return tiny_supernet
 
 
 def _one_by_one_first(arch) -> bool:

@@ -6,10 +6,7 @@ import torch
 
 from donna_nas.distill.assemble import assemble
 from donna_nas.distill.bkd import load_bkd_model
-from donna_nas.distill.pipeline import SupernetConfig, build_supernet
-from donna_nas.distill.teacher import TeacherCut
 from donna_nas.errors import UserError
-from donna_nas.nn.resnet import resnet18
 from donna_nas.space import load_space
 from donna_nas.tasks.depth.networks import DepthDecoder
 from donna_nas.tasks.depth.stitch import fold_input_adapter, stitched_decoder
@@ -31,16 +28,8 @@ def test_folding_an_affine_adapter_into_a_reflection_padded_conv_is_exact():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    torch.manual_seed(0)
-    run = tmp_path_factory.mktemp("stitch") / "run"
-    g = torch.Generator().manual_seed(0)
-    frames = {"train": torch.rand(8, 3, 32, 64, generator=g), "val": torch.rand(4, 3, 32, 64, generator=g)}
-    cfg = SupernetConfig(height=32, width=64, bkd_steps=3, bkd_batch=4, calib_frames=4, predictor_archs=0,
-                         predictor_test=0, task="distill", arch_pool=50)
-    build_supernet(SPACE, run, cfg, teacher=TeacherCut(resnet18(), name="resnet18-random"), frames=frames,
-                   progress=False)
-    return run
+def run(tiny_supernet):
+    return tiny_supernet
 
 
 def test_the_stitched_decoder_reads_student_taps_as_the_teacher_decoder_reads_adapted_ones(run):
