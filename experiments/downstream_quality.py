@@ -18,7 +18,13 @@ Then ``experiments/predictor_features.py`` fits predictors on them against the r
         --record predictor_rank_bridged
     python experiments/predictor_features.py --record predictor_rank_bridged
 
-Writes ``experiments/results/RECORD_downstream.csv`` (block, choice, nsr, down_kd, down_sq_rel).
+Writes ``experiments/results/RECORD_downstream.csv`` (block, choice, cin, nsr from the block-quality
+table, nsr_here recomputed on the teacher's float32 val taps, down_kd, down_sq_rel).
+
+``--widths actual``: BKD scores every choice at its block's largest input width, but an assembled
+block reads only as many channels as the previous block chose (16 of b1's 24, say). This scores
+each choice at each width the recorded architectures feed it (``RECORD_downstream_widths.csv``),
+so ``predictor_features.py`` can test whether NSR at the width a block really gets ranks better.
 Needs a ResNet teacher depth model (the stages are run one by one).
 """
 
@@ -45,6 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="the predictor_rank build folder (blocks, cache, teacher.json)")
     ap.add_argument("--record", default="predictor_rank_bridged", help="its RECORD_archs.csv names the choices to score")
+    ap.add_argument("--widths", default="max", choices=("max", "actual"),
+                    help="score each choice at the block's largest input width, as BKD does (max), or at each "
+                         "input width the recorded architectures feed it (actual: RECORD_downstream_widths.csv)")
     ap.add_argument("--data", default=str(Path.home() / "dn" / "teachers" / "world_v2_6x60_64x192_s0"))
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -54,6 +63,7 @@ def main() -> None:
     from donna_nas.distill.assemble import load_run_space
     from donna_nas.distill.bkd import _recalibrate, load_bkd_model
     from donna_nas.distill.cache import FeatureCache
+    from donna_nas.distill.nsr import NSRAccumulator
     from donna_nas.distill.quality import read_quality_table
     from donna_nas.nn.builder import IMAGE_MEAN, IMAGE_STD
     from donna_nas.tasks.depth.geometry import disp_to_depth
@@ -85,11 +95,18 @@ def main() -> None:
     archs = [space.decode(s) for s in pd.read_csv(RESULTS / f"{a.record}_archs.csv")["arch"]]
     rows, t0 = [], time.time()
     for i, b in enumerate(space.blocks):
-        for tok in sorted({x.block_choices[i].token() for x in archs}):
+        # the input widths block i is scored at: its largest (as BKD scores), or each width that the
+        # recorded architectures feed it (the previous block's chosen width; the stem's for b1)
+        def width(x, cin_max, i=i):
+            if a.widths == "max":
+                return cin_max
+            return space.stem.channels if i == 0 else x.block_choices[i - 1].out_channels
+
+        cin_max = space.stem.channels if i == 0 else max(space.blocks[i - 1].out_channels)
+        for tok, cin in sorted({(x.block_choices[i].token(), width(x, cin_max)) for x in archs}):
             choice = next(c for c in b.all_choices() if c.token() == tok)
             model = load_bkd_model(run, space, i, choice.op, choice.act).eval()
-            cin = model.block.cin_max
-            # as BKD scores a choice: batch norm recalibrated on the calibration frames, largest input width
+            # as BKD scores a choice: batch norm recalibrated on the calibration frames
             calib_x = calib.images()[:16] if i == 0 else model.block_input(calib.tap(i - 1)[:16].float())
             inp = x if i == 0 else model.block_input(taps[i - 1])
             if model.block.stem is not None:
@@ -99,14 +116,19 @@ def main() -> None:
             sub = model.block.export(choice, cin)
             _recalibrate(sub, calib_x[:, :cin], 16)
             est = model.head(sub(inp[:, :cin]))
+            acc = NSRAccumulator(calib.variance(i))
+            acc.add(est, taps[i])
             feats = list(taps[:i]) + [est]
             for stage in stages[i:]:
                 feats.append(stage(feats[-1]))
             kd, sq = depth_scores(feats)
-            rows.append({"block": b.name, "choice": tok, "nsr": nsr[(b.name, tok)], "down_kd": kd, "down_sq_rel": sq})
-        print(f"block {b.name}: {sum(r['block'] == b.name for r in rows)} choices, {time.time() - t0:.0f} s", flush=True)
+            rows.append({"block": b.name, "choice": tok, "cin": cin, "nsr": nsr[(b.name, tok)], "nsr_here": acc.value(),
+                         "down_kd": kd, "down_sq_rel": sq})
+        print(f"block {b.name}: {sum(r['block'] == b.name for r in rows)} (choice, width) pairs, {time.time() - t0:.0f} s",
+              flush=True)
     out = pd.DataFrame(rows)
-    out.to_csv(RESULTS / f"{a.record}_downstream.csv", index=False, float_format="%.6f")
+    out.to_csv(RESULTS / f"{a.record}_downstream{'' if a.widths == 'max' else '_widths'}.csv", index=False,
+               float_format="%.6f")
     print(f"teacher itself: kd 0, Sq Rel {teacher_sq:.4f}")
     for b in space.blocks:
         d = out[out.block == b.name]

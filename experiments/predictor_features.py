@@ -10,7 +10,9 @@ Feature sets (ridge, alpha by exact leave-one-out error, as ``donna_nas.predicto
 ``block_macs`` (log MACs of each block), ``nsr+block_macs``, ``onehot`` (option=value indicators);
 unfitted: the DNA sum of NSRs and minus the MACs; with ``RECORD_downstream.csv``
 (``experiments/downstream_quality.py``) also ridge on, and the sum of, each block's downstream
-score (``down_kd``, ``down_sq_rel``); and, where the record has it, the assembled
+score (``down_kd``, ``down_sq_rel``, and ``nsr_here``, NSR recomputed on float32 taps), and with
+``RECORD_downstream_widths.csv`` the same at the input width each block really gets; and, where the
+record has it, the assembled
 network's Sq Rel before any finetune step (a diagnostic: it costs an evaluation per architecture).
 Choosing among several predictors by their held-out tau over 10 architectures would flatter the
 winner, so the table marks the one a user would pick, by leave-one-out tau on the training set;
@@ -59,17 +61,28 @@ def main() -> None:
     feats = {"nsr": nsr, "log_nsr": np.log(nsr), "nsr+macs": np.hstack([nsr, logm]), "block_macs": bm,
              "nsr+block_macs": np.hstack([nsr, bm]), "onehot": onehot_features(archs, space)}
     unfitted = {"sum_nsr (DNA, unfitted)": nsr.sum(1), "macs (bigger is better, unfitted)": -df["macs"].to_numpy(float)}
-    down_path = RESULTS / f"{a.record}_downstream.csv"
-    if down_path.is_file():  # per-(block, choice) scores of experiments/downstream_quality.py
-        down = pd.read_csv(down_path).set_index(["block", "choice"])
-        for col in ("down_kd", "down_sq_rel"):
-            D = np.array([[down.loc[(b.name, c.token()), col] for b, c in zip(space.blocks, x.block_choices)]
-                          for x in archs])
-            feats[col] = D
-            feats[f"{col}+block_macs"] = np.hstack([D, bm])
-            unfitted[f"sum of {col} (unfitted)"] = D.sum(1)
-    if "zero_step_sq_rel_bridged" in df:
-        unfitted["assembled net, no step (diagnostic)"] = df["zero_step_sq_rel_bridged"].to_numpy(float)
+    for suffix, label in (("", ""), ("_widths", " at its input width")):
+        # per-(block, choice[, input width]) scores of experiments/downstream_quality.py
+        path = RESULTS / f"{a.record}_downstream{suffix}.csv"
+        if not path.is_file():
+            continue
+        down = pd.read_csv(path)
+        keyed = suffix == "_widths"
+        down = down.set_index(["block", "choice", "cin"] if keyed else ["block", "choice"])
+
+        def key(i, b, c, x, keyed=keyed):
+            if not keyed:
+                return (b.name, c.token())
+            return (b.name, c.token(), space.stem.channels if i == 0 else x.block_choices[i - 1].out_channels)
+
+        for col in [c for c in ("nsr_here", "down_kd", "down_sq_rel") if c in down.columns]:
+            D = np.array([[down.loc[key(i, b, c, x), col] for i, (b, c) in enumerate(zip(space.blocks, x.block_choices))]
+                          for x in archs], dtype=float)
+            name = col + label
+            feats[name] = D
+            if col != "nsr_here":
+                feats[f"{name}+block_macs"] = np.hstack([D, bm])
+            unfitted[f"sum of {name} (unfitted)"] = D.sum(1)
     tr, te = (df["split"] == "train").to_numpy(), (df["split"] == "heldout").to_numpy()
     targets = {"seed 0": df["sq_rel_seed0"].to_numpy(float)}
     if df["sq_rel_seed1"].notna().all():
