@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--joins", default="bridged",
                     help="how the distilled blocks are joined at step 0, comma-separated: bridged (the default "
                          "since the bridges) and/or raw (before them; donna_nas.distill.assemble)")
+    ap.add_argument("--int8", action="store_true",
+                    help="also export each run at its last milestone to static INT8 (16 calibration frames, as the "
+                         "quickstart) and report its Sq Rel through ONNX Runtime beside fp32 (no FPS)")
     ap.add_argument("--record", default="final_finetune_curve", help="results file name")
     ap.add_argument("--load", default="shared with another job", help="what else ran on the machine")
     a = ap.parse_args()
@@ -80,7 +83,10 @@ def main() -> None:
                 evaluate_run(run, report=False)
                 snap.write_text((run / "metrics.json").read_text())
             met = json.loads(snap.read_text())["metrics"]
-            rows.append({"model": "searched", "join": join, "lr": lr, "seed": seed, "steps": m, **met})
+            row = {"model": "searched", "join": join, "lr": lr, "seed": seed, "steps": m, **met}
+            if a.int8 and m == milestones[-1]:
+                row.update(int8_metrics(run))
+            rows.append(row)
             print(f"{join} lr {lr:g} seed {seed} step {m}: abs_rel {met['abs_rel']:.4f} sq_rel {met['sq_rel']:.4f}", flush=True)
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
@@ -96,8 +102,9 @@ def main() -> None:
              f"{f'lr x0.1 after {a.lr_step} epochs' if a.lr_step else 'constant lr'}, output distillation from "
              f"`{base.distill_from}` (weight {base.distill_weight:g}) + self-supervision + X-Distill "
              f"(weight {base.xdistill_weight:g}, on {'every scale' if xd_read is None else 'scales ' + ','.join(map(str, xd_read))}); evaluated on the quickstart's held-out test drives.", "",
-             "| model | blocks joined | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+             "| model | blocks joined | lr | seed | steps | abs_rel | Sq Rel | Sq Rel / teacher | beats constant | beats prior |"
+             + (" Sq Rel ORT fp32 / int8 | INT8 cost |" if a.int8 else ""),
+             "|---|---|---|---:|---:|---:|---:|---:|---|---|" + ("---:|---:|" if a.int8 else "")]
     for r in df.to_dict("records"):
         lr = "–" if r["lr"] is None or r["lr"] != r["lr"] else f"{r['lr']:g}"
         steps = "–" if r["steps"] is None or r["steps"] != r["steps"] else f"{int(r['steps'])}"
@@ -105,9 +112,29 @@ def main() -> None:
         yes = lambda b: "–" if r["model"] in bases else ("yes" if beats(r, bases[b]) else "**no**")  # noqa: E731
         join = r["join"] if isinstance(r["join"], str) else "–"
         lines.append(f"| {r['model']} | {join} | {lr} | {seed} | {steps} | {r['abs_rel']:.4f} | {r['sq_rel']:.4f} | "
-                     f"{r['sq_rel'] / t['sq_rel']:.2f} | {yes('constant')} | {yes('prior')} |")
+                     f"{r['sq_rel'] / t['sq_rel']:.2f} | {yes('constant')} | {yes('prior')} |"
+                     + (int8_cells(r) if a.int8 else ""))
     write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def int8_metrics(run: Path) -> dict:
+    """Sq Rel of RUN's exported fp32 and static INT8 models through ONNX Runtime (its export is
+    reused when RUN/export/export.json is newer than the model)."""
+    from donna_nas.export.pipeline import export_run, load_export
+
+    done = run / "export" / "export.json"
+    if not (done.is_file() and done.stat().st_mtime >= (run / "model.safetensors").stat().st_mtime):
+        export_run(run, int8=True, calib=16, fps_repeats=1)
+    e = load_export(run)
+    return {"ort_sq_rel_fp32": e["fp32"]["metrics"]["sq_rel"], "ort_sq_rel_int8": e["int8"]["metrics"]["sq_rel"]}
+
+
+def int8_cells(r: dict) -> str:
+    if r.get("ort_sq_rel_int8") is None or r["ort_sq_rel_int8"] != r["ort_sq_rel_int8"]:
+        return " – | – |"
+    f, q = r["ort_sq_rel_fp32"], r["ort_sq_rel_int8"]
+    return f" {f:.4f} / {q:.4f} | {100 * (q / f - 1):+.1f}% |"
 
 
 if __name__ == "__main__":
