@@ -661,7 +661,7 @@ def selection_markdown(selected: dict[str, Any], rows: list[dict[str, Any]] | No
                   f"({dep['how']}); bound {bound_ms:.3g} ms for that timing{median}; {len(dep['checked'])} of "
                   f"{dep['candidates']} front candidates timed (bisection, best predicted first).", ""]
     q = selected.get("predictor_quality") or {}
-    pq = PredictorQuality(q.get("kendall_tau"), q.get("tau_kind"), q.get("n"))
+    pq = PredictorQuality(q.get("kendall_tau"), q.get("tau_kind"), q.get("n"), constant=q.get("constant") is True)
     lines.append(f"**{pq.warning()}**" if pq.warning() else pq.describe() + ".")
     return lines
 

@@ -87,19 +87,26 @@ def test_predictor_json_loads_as_linear_block_predictor(full_run):
 
 
 def test_assemble_loads_the_distilled_block_weights(full_run):
+    """Joined raw, every weight is the distilled block's; joined with bridges (the default), only
+    the first convolution of each block after the first differs (the bridge folded in)."""
     run, _ = full_run
     arch = SPACE.sample(3)
-    enc = assemble(run, arch.encode(), recalibrate=False)
+    raw = assemble(run, arch.encode(), recalibrate=False, bridge=False)
+    bridged = assemble(run, arch.encode(), recalibrate=False)
     cin = SPACE.stem.channels
     for i, ch in enumerate(arch.block_choices):
         want = load_bkd_model(run, SPACE, i, ch.op, ch.act).block.export(ch, cin).state_dict()
-        got = enc.blocks[i].state_dict()
+        got, got_bridged = raw.blocks[i].state_dict(), bridged.blocks[i].state_dict()
         for k, v in want.items():
             if "running" not in k and "num_batches" not in k:
                 torch.testing.assert_close(got[k], v)
+                if i > 0 and k == "0.body.0.0.weight":
+                    assert not torch.allclose(got_bridged[k], v)
+                else:
+                    torch.testing.assert_close(got_bridged[k], v)
         cin = ch.out_channels
-    taps = enc(torch.rand(1, 3, 32, 64))
-    assert [t.shape[1] for t in taps] == enc.channels
+    taps = bridged(torch.rand(1, 3, 32, 64))
+    assert [t.shape[1] for t in taps] == bridged.channels
 
 
 def test_resume_after_kill_skips_finished_jobs_and_gives_identical_table(full_run, tmp_path):

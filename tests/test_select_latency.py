@@ -272,3 +272,26 @@ def test_tau_over_too_few_architectures_warns_and_the_measured_tau_is_preferred(
     # neither measured: the held-out one is shown, with the warning
     q = PredictorQuality.from_json({"test_kendall_tau": 1.0, "n_test": 2, "cv_kendall_tau": 1.0, "n_train": 3})
     assert q.kind == "held-out" and "fewer than 5" in q.warning()
+
+
+def test_a_constant_predictor_warns_that_it_ranks_nothing():
+    """A ridge shrunk to its intercept predicts one value; leave-one-out of that gives tau -1 by
+    construction, which the warning must not present as a ranking."""
+    import numpy as np
+
+    from donna_nas.predictor.fit import cv_predict, kendall_tau, predicts_constant
+    from donna_nas.predictor.models import Ridge
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 5)), rng.normal(size=8)
+    flat = Ridge(alpha=1e9)
+    assert predicts_constant(flat.fit(X, y).predict(X), y)
+    assert kendall_tau(cv_predict(lambda: Ridge(alpha=1e9), X, y), y) == pytest.approx(-1.0)
+    assert not predicts_constant(Ridge(alpha=1e-6).fit(X, X @ np.arange(5.0)).predict(X), X @ np.arange(5.0))
+    q = PredictorQuality.from_json({"cv_kendall_tau": -1.0, "n_train": 8, "constant": True})
+    assert q.constant and q.reliable is False
+    assert "same prediction" in q.warning() and "ranks nothing" in q.warning()
+    assert q.to_json()["constant"] is True
+    # a constant predictor warns even with a tau that would otherwise pass
+    assert PredictorQuality.from_json({"test_kendall_tau": 0.9, "n_test": 10, "constant": True}).warning()
+    assert PredictorQuality.from_json({"test_kendall_tau": 0.9, "n_test": 10}).warning() is None

@@ -399,7 +399,7 @@ def _rank_check(space, run, config, executor, quality, progress) -> pd.DataFrame
 
 def _fit_predictor(space, run, config, archs, split, ft, lookup):
     from donna_nas.predictor.features import feature_names, nsr_features
-    from donna_nas.predictor.fit import compare_models, to_linear_block_json
+    from donna_nas.predictor.fit import compare_models, predicts_constant, to_linear_block_json
     from donna_nas.predictor.models import Ridge
 
     task = _task(config)
@@ -435,7 +435,8 @@ def _fit_predictor(space, run, config, archs, split, ft, lookup):
     obj = to_linear_block_json(ridge, space, lookup, metric,
                                {"direction": direction,
                                 "cv_kendall_tau": best["cv_tau"], "test_kendall_tau": best["test_tau"],
-                                "n_train": len(tr), "n_test": len(te)})
+                                "n_train": len(tr), "n_test": len(te),
+                                "constant": predicts_constant(ridge.predict(X[tr]), y[tr])})
     write_json_atomic(run / "predictor.json", obj)
     _scatter(run, y, ridge.predict(X), split, metric, best)
     return obj, evaluation

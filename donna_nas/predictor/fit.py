@@ -16,7 +16,12 @@ from donna_nas.predictor.features import nsr_features, onehot_columns, onehot_fe
 from donna_nas.predictor.models import GradientBoosting, Ridge
 from donna_nas.space.space import Architecture, SearchSpace
 
-__all__ = ["kendall_tau", "cv_predict", "compare_models", "to_linear_block_json"]
+__all__ = ["CONSTANT_SPREAD", "kendall_tau", "cv_predict", "compare_models", "predicts_constant",
+           "to_linear_block_json"]
+
+#: A predictor whose predictions over its training architectures spread less than this fraction of
+#: the targets' spread is constant: it ranks nothing (``predictor.quality``).
+CONSTANT_SPREAD = 1e-3
 
 
 def kendall_tau(a, b) -> float:
@@ -26,6 +31,12 @@ def kendall_tau(a, b) -> float:
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(kendalltau(a, b).statistic)
+
+
+def predicts_constant(pred, y) -> bool:
+    """Whether predictions ``pred`` of targets ``y`` are, in effect, one value (``CONSTANT_SPREAD``)."""
+    pred, y = np.asarray(pred, float), np.asarray(y, float)
+    return bool(np.ptp(pred) <= CONSTANT_SPREAD * np.ptp(y)) if len(y) > 1 else False
 
 
 def cv_predict(factory: Callable[[], Any], X: np.ndarray, y: np.ndarray, folds: int = 0,

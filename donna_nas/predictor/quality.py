@@ -9,6 +9,12 @@ ranking — and so the selected architecture — is unreliable. They warn too wh
 than ``MIN_TAU_ARCHS`` architectures: τ over 2 architectures is ±1 whatever the predictor, over 3
 it is ±1 or ±1/3, so it measures nothing.
 
+A *constant* predictor (``constant`` in ``predictor.json``: its predictions over the training
+architectures spread less than ``predictor.fit.CONSTANT_SPREAD`` of the targets', as when ridge
+shrinks every coefficient to nothing) ranks nothing, whatever τ says: leaving one architecture out
+of a mean moves the mean away from it, so the leave-one-out τ of a constant predictor is −1 by
+construction. Its warning says so instead of quoting that τ as a ranking.
+
 Pure Python (no numpy, no torch): the search layer reads it.
 """
 
@@ -43,6 +49,7 @@ class PredictorQuality:
     kind: str | None = None          # "held-out" | "cross-validated"
     n: int | None = None             # architectures the τ was computed on
     source: str = "predictor"
+    constant: bool = False           # every architecture gets the same prediction (module docstring)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], source: str = "predictor") -> "PredictorQuality":
@@ -50,14 +57,15 @@ class PredictorQuality:
             n = obj.get(key)
             return int(n) if isinstance(n, int) else None
 
-        found = [cls(tau, kind, count(n_key), source)
+        constant = obj.get("constant") is True
+        found = [cls(tau, kind, count(n_key), source, constant)
                  for tau, kind, n_key in ((_number(obj.get("test_kendall_tau")), "held-out", "n_test"),
                                           (_number(obj.get("cv_kendall_tau")), "cross-validated", "n_train"))
                  if tau is not None]
         for q in found:  # held-out first, if it was taken over enough architectures
             if q.measured:
                 return q
-        return found[0] if found else cls(None, None, None, source)
+        return found[0] if found else cls(None, None, None, source, constant)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PredictorQuality":
@@ -74,7 +82,10 @@ class PredictorQuality:
 
     @property
     def reliable(self) -> bool | None:
-        """False below ``TAU_WARN`` or over too few architectures, True otherwise, None when unknown."""
+        """False when constant, below ``TAU_WARN`` or over too few architectures, True otherwise,
+        None when unknown."""
+        if self.constant:
+            return False
         if self.tau is None:
             return None
         # τ is a ratio of pair counts: 14/28 arrives as 0.4999999999999999, and is 0.5
@@ -91,6 +102,8 @@ class PredictorQuality:
         """A few words for a plot title: why the ranking cannot be trusted, or ``""``."""
         if self.reliable is not False:
             return ""
+        if self.constant:
+            return "constant: ranks nothing"
         if not self.measured:
             return f"over < {MIN_TAU_ARCHS} architectures: ranking unmeasured"
         return f"< {TAU_WARN}: ranking unreliable"
@@ -100,6 +113,12 @@ class PredictorQuality:
         ``None`` otherwise."""
         if self.reliable is not False:
             return None
+        if self.constant:
+            why = ("what leaving one out of a constant gives" if self.kind == "cross-validated"
+                   else "an order of rounding-level differences")
+            tau = f" (its {self.kind} τ {self.tau:.2f} is {why})" if self.tau is not None else ""
+            return ("warning: the predictor gives every architecture the same prediction: it ranks nothing"
+                    f"{tau}, so the selected architecture is not chosen for accuracy")
         if not self.measured:
             return (f"warning: {self.describe()} is taken over fewer than {MIN_TAU_ARCHS} architectures, "
                     f"too few to show a ranking: the predictor's ranking of architectures is unmeasured, "
@@ -109,4 +128,4 @@ class PredictorQuality:
 
     def to_json(self) -> dict[str, Any]:
         return {"kendall_tau": self.tau, "tau_kind": self.kind, "n": self.n,
-                "reliable": self.reliable, "warning": self.warning()}
+                "reliable": self.reliable, "constant": self.constant, "warning": self.warning()}
