@@ -61,11 +61,11 @@ def main() -> None:
     from donna_nas.data.gt import load_gt_depths
     from donna_nas.data.kitti import KittiRawDataset
     from donna_nas.distill.assemble import load_run_space
-    from donna_nas.distill.bkd import _recalibrate, load_bkd_model
+    from donna_nas.distill.bkd import load_bkd_model
     from donna_nas.distill.cache import FeatureCache
     from donna_nas.distill.nsr import NSRAccumulator
     from donna_nas.distill.quality import read_quality_table
-    from donna_nas.nn.builder import IMAGE_MEAN, IMAGE_STD
+    from donna_nas.space.ops import incoming_widths
     from donna_nas.tasks.depth.geometry import disp_to_depth
     from donna_nas.tasks.depth.metrics import evaluate_disparities
     from donna_nas.tasks.depth.run import load_model
@@ -91,7 +91,7 @@ def main() -> None:
         return kd, evaluate_disparities(d[:, 0].numpy(), gts)[0]["sq_rel"]
 
     teacher_disp = dec.forward_scale0(taps)
-    teacher_kd, teacher_sq = depth_scores(taps)
+    teacher_sq = depth_scores(taps)[1]
     archs = [space.decode(s) for s in pd.read_csv(RESULTS / f"{a.record}_archs.csv")["arch"]]
     rows, t0 = [], time.time()
     for i, b in enumerate(space.blocks):
@@ -102,20 +102,14 @@ def main() -> None:
                 return cin_max
             return space.stem.channels if i == 0 else x.block_choices[i - 1].out_channels
 
-        cin_max = space.stem.channels if i == 0 else max(space.blocks[i - 1].out_channels)
+        cin_max = max(incoming_widths(space, i))
         for tok, cin in sorted({(x.block_choices[i].token(), width(x, cin_max)) for x in archs}):
             choice = next(c for c in b.all_choices() if c.token() == tok)
-            model = load_bkd_model(run, space, i, choice.op, choice.act).eval()
-            # as BKD scores a choice: batch norm recalibrated on the calibration frames
-            calib_x = calib.images()[:16] if i == 0 else model.block_input(calib.tap(i - 1)[:16].float())
-            inp = x if i == 0 else model.block_input(taps[i - 1])
-            if model.block.stem is not None:
-                _recalibrate(model.block.stem, (calib_x - IMAGE_MEAN) / IMAGE_STD, 16)
-                calib_x = model.block.stem((calib_x - IMAGE_MEAN) / IMAGE_STD)
-                inp = model.block.stem((inp - IMAGE_MEAN) / IMAGE_STD)
-            sub = model.block.export(choice, cin)
-            _recalibrate(sub, calib_x[:, :cin], 16)
-            est = model.head(sub(inp[:, :cin]))
+            model = load_bkd_model(run, space, i, choice.op, choice.act)
+            # as BKD scores a choice (its calibration frames and batch), on the teacher's float32 val taps
+            calib_x, inp = model.scoring_inputs(calib.images()[:16] if i == 0 else calib.tap(i - 1)[:16].float(),
+                                                x if i == 0 else taps[i - 1], 16)
+            est = model.head(model.scored_choice(choice, cin, calib_x, 16)(inp[:, :cin]))
             acc = NSRAccumulator(calib.variance(i))
             acc.add(est, taps[i])
             feats = list(taps[:i]) + [est]

@@ -104,6 +104,28 @@ class BKDModel(nn.Module):
     def forward(self, x: torch.Tensor, choice: BlockChoice, cin: int | None = None) -> torch.Tensor:
         return self.head(self.block(self.block_input(x), choice, cin))
 
+    @torch.no_grad()
+    def scoring_inputs(self, calib: torch.Tensor, x: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a choice of this supernet is scored on: calibration frames and frames ``x`` (images
+        for the first block, else the teacher's previous tap) through the in-adapter, and for the
+        first block through the stem, whose batch norm is first recalibrated on ``calib``."""
+        self.eval()
+        calib, x = self.block_input(calib), self.block_input(x)
+        stem = self.block.stem
+        if stem is not None:  # the stem is fixed: recalibrate once, then feed its output
+            from donna_nas.nn.builder import IMAGE_MEAN, IMAGE_STD
+
+            _recalibrate(stem, (calib - IMAGE_MEAN) / IMAGE_STD, batch)
+            calib, x = stem((calib - IMAGE_MEAN) / IMAGE_STD), stem((x - IMAGE_MEAN) / IMAGE_STD)
+        return calib, x
+
+    def scored_choice(self, choice: BlockChoice, cin: int, calib: torch.Tensor, batch: int) -> nn.Module:
+        """``choice`` at input width ``cin`` as a standalone sub-network, its batch norm
+        recalibrated on ``calib`` (from ``scoring_inputs``): shared statistics fit no single choice."""
+        sub = self.block.export(choice, cin)
+        _recalibrate(sub, calib[:, :cin], batch)
+        return sub
+
 
 def _choices(space: SearchSpace, job: BKDJob) -> list[BlockChoice]:
     block = space.blocks[job.index]
@@ -195,22 +217,12 @@ def _run(job: BKDJob) -> dict[str, Any]:
     train_s = time.time() - t0
 
     # ---- score every choice on held-out frames (max input width; BN recalibrated per choice)
-    model.eval()
-    with torch.no_grad():
-        calib_x = model.block_input(x_tr[: job.calib_frames])
-        val_x, val_y = model.block_input(_inputs(val, i)), val.tap(i)
-        stem = model.block.stem
-        if stem is not None:  # the stem is fixed: recalibrate once, then feed its output
-            from donna_nas.nn.builder import IMAGE_MEAN, IMAGE_STD
-
-            _recalibrate(stem, (calib_x - IMAGE_MEAN) / IMAGE_STD, job.eval_batch)
-            calib_x = stem((calib_x - IMAGE_MEAN) / IMAGE_STD)
-            val_x = stem((val_x - IMAGE_MEAN) / IMAGE_STD)
+    calib_x, val_x = model.scoring_inputs(x_tr[: job.calib_frames], _inputs(val, i), job.eval_batch)
+    val_y = val.tap(i)
     cin = max(cins)
     rows = []
     for choice in choices:
-        sub = model.block.export(choice, cin)
-        _recalibrate(sub, calib_x[:, :cin], job.eval_batch)
+        sub = model.scored_choice(choice, cin, calib_x, job.eval_batch)
         acc = NSRAccumulator(var)
         with torch.no_grad():
             for s in range(0, val_x.shape[0], job.eval_batch):
