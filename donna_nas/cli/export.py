@@ -22,8 +22,12 @@ def export_cmd(
                                   help="Evaluate the ONNX models on the test split (Eigen protocol)."),
     data: str = typer.Option("", help="Dataset folder (default: the run's)."),
     float_first_conv: bool = typer.Option(
-        False, "--float-first-conv", help="Keep the stem convolution in float in the INT8 model: less "
-                                          "INT8 loss, a few percent more latency."),
+        False, "--float-first-conv", help="Keep the stem convolution in float in the INT8 model "
+                                          "(a few percent more latency; a phone NPU cannot run it)."),
+    stem_weight_bits: int = typer.Option(
+        7, "--stem-weight-bits", min=7, max=8,
+        help="Bits of the stem convolution's INT8 weights: 7 avoids ONNX Runtime's AVX2 saturation on "
+             "bright images, 8 quantises it like every other layer."),
 ) -> None:
     """Export RUN to RUN/export/model.onnx (+ model_int8.onnx), check it against PyTorch,
     evaluate it through ONNX Runtime and measure batch-1 FPS on this CPU."""
@@ -33,6 +37,6 @@ def export_cmd(
 
     result = export_run(run, int8=int8, calib=calib, size=parse_size(size) if size else None,
                         threads=threads, evaluate=evaluate, data=data or None, force=force,
-                        float_first_conv=float_first_conv)
+                        float_first_conv=float_first_conv, stem_weight_bits=stem_weight_bits)
     console.print(export_markdown(result), highlight=False)
     console.print(f"written: {run / 'export'}")

@@ -94,18 +94,54 @@ def first_conv_node(onnx_path: str | Path) -> str | None:
     return next((n.name for n in graph.node if n.op_type == "Conv"), None)
 
 
+# Ops through which a tensor still carries the input image, pixel for pixel (the normalisation).
+_PIXELWISE = frozenset({"Sub", "Div", "Mul", "Add", "Cast", "Identity"})
+
+
+def image_conv_weights(model) -> list[str]:
+    """Weight tensors of the convolutions that read the graph's input image, directly or through
+    pixelwise normalisation (``Sub``/``Div``/...): the stem. ``model`` is an ``onnx.ModelProto``."""
+    inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
+    carries_image, weights = set(inputs), []
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        if not node.input or node.input[0] not in carries_image:
+            continue
+        if node.op_type == "Conv" and len(node.input) > 1:
+            weights.append(node.input[1])
+        elif node.op_type in _PIXELWISE:
+            carries_image.update(node.output)
+    return weights
+
+
 def quantize_qdq_bytes(fp32: bytes, calib_inputs: Iterable[np.ndarray], input_name: str = "image",
-                       keep_float: Sequence[str] = ()) -> bytes:
+                       keep_float: Sequence[str] = (), stem_weight_bits: int = 7) -> bytes:
     """Static INT8 QDQ quantisation (U8 activations, per-channel S8 weights) of an ONNX model,
     calibrated on ``calib_inputs`` (each one full input tensor, batch dimension included).
     ``keep_float`` names nodes left in float (e.g. the disparity sigmoid, whose [0, 1] output in
-    8 bits would cap depth resolution)."""
+    8 bits would cap depth resolution).
+
+    ``stem_weight_bits=7`` stores the weights of the convolutions that read the image
+    (``image_conv_weights``) in 7 bits ([-64, 63]). ONNX Runtime's U8S8 convolution on x86 CPUs
+    with AVX2 but no VNNI adds pairs of u8×s8 products in saturating 16-bit lanes (``VPMADDUBSW``):
+    255 × 127 twice overflows 32,767. Inside the network that rarely happens, since activations
+    crowd near zero, but an image fills the top of its range wherever it is bright, so the stem
+    clips. On a 2-core EPYC a searched network lost 12-16% Sq Rel to INT8 that way, and 0.5-1.0%
+    with 7-bit stem weights, every layer still INT8 and as fast
+    (``experiments/results/bench_int8_stem.md``). 7-bit weights keep each pair below 32,767 on
+    every CPU; the cost is one bit on the one layer whose 3-channel input makes it small.
+    ``stem_weight_bits=8`` quantises them like every other layer."""
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
+    if stem_weight_bits not in (7, 8):
+        raise UserError(f"stem_weight_bits={stem_weight_bits}: use 7 (no AVX2 saturation) or 8")
     batches = [{input_name: np.asarray(x, dtype=np.float32)} for x in calib_inputs]
     if not batches:
         raise UserError("INT8 calibration needs at least one input (--calib N with N >= 1)")
+    overrides = {}
+    if stem_weight_bits == 7:
+        overrides = {w: [{"reduce_range": True}] for w in image_conv_weights(onnx.load_from_string(fp32))}
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -123,18 +159,19 @@ def quantize_qdq_bytes(fp32: bytes, calib_inputs: Iterable[np.ndarray], input_na
             try:
                 quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                per_channel=True, nodes_to_exclude=list(keep_float))
+                                per_channel=True, nodes_to_exclude=list(keep_float),
+                                extra_options={"TensorQuantOverrides": overrides} if overrides else {})
             finally:
                 logging.disable(logging.NOTSET)
         return dst.read_bytes()
 
 
 def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calib_images: Iterable[np.ndarray],
-                 input_name: str = "image", keep_float: Sequence[str] = ()) -> Path:
+                 input_name: str = "image", keep_float: Sequence[str] = (), stem_weight_bits: int = 7) -> Path:
     """``quantize_qdq_bytes`` of an ONNX file calibrated on (3,H,W) images; writes ``out_path``."""
     data = quantize_qdq_bytes(Path(fp32_path).read_bytes(),
                               [np.asarray(img, dtype=np.float32)[None] for img in calib_images],
-                              input_name, keep_float)
+                              input_name, keep_float, stem_weight_bits)
     with atomic_path(out_path) as dst:
         dst.write_bytes(data)
     return Path(out_path)

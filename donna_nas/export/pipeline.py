@@ -61,18 +61,18 @@ def _eigen(onnx_path: Path, images: np.ndarray, gts, info: dict) -> dict[str, fl
 
 def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[int, int] | None = None,
                threads: int = 1, evaluate: bool = True, data: str | None = None,
-               fps_repeats: int = 30, force: bool = False, float_first_conv: bool = False) -> ExportResult:
+               fps_repeats: int = 30, force: bool = False, float_first_conv: bool = False,
+               stem_weight_bits: int = 7) -> ExportResult:
     """Export RUN's depth network; optionally quantise, evaluate through ORT and time it.
 
     ``size`` other than the training size is refused unless ``force`` (the network was never
     trained at it, and ``RUN/export/`` would be overwritten with a model of another input shape).
-    ``float_first_conv`` leaves the stem convolution in float in the INT8 model. With the stem
-    quantised one searched network lost 8.8% Sq Rel to INT8, 0.6% with it float, and the ResNet18
-    teacher 1.5% and 0.6%; the teacher's INT8 latency rose 11-12%, the searched network's stayed
-    within the timing noise (0.92-1.02x in two runs), on a 2-core EPYC
-    (``experiments/results/bench_int8_first_conv.md``). Off by default: the other searched networks
-    measured lost under 1.5% with every layer in INT8, and a phone's NPU would run a float
-    convolution elsewhere.
+    ``stem_weight_bits`` (7 by default) is the stem convolution's weight precision in the INT8
+    model: 7 bits keep ONNX Runtime's AVX2 INT8 convolution from saturating on the bright image
+    (``export.onnx.quantize_qdq_bytes``). ``float_first_conv`` leaves the stem in float instead,
+    which fixed the same loss before its cause was known and costs the ResNet teachers 5-15%
+    latency (``experiments/results/bench_int8_stem.md``); a phone's NPU would run a float
+    convolution elsewhere, so it is off by default.
     """
     from donna_nas.tasks.depth.evaluate import load_gt
     from donna_nas.tasks.depth.run import load_config, load_model
@@ -108,11 +108,12 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
         keep = sigmoid_nodes(fp32_path)
         stem = first_conv_node(fp32_path) if float_first_conv else None
         keep += [stem] if stem else []
-        int8_path = quantize_qdq(fp32_path, out / "model_int8.onnx", calib_images, keep_float=keep)
+        int8_path = quantize_qdq(fp32_path, out / "model_int8.onnx", calib_images, keep_float=keep,
+                                 stem_weight_bits=stem_weight_bits)
         fps8 = measure_fps(int8_path, size, threads, repeats=fps_repeats)
         result.int8 = {"path": str(int8_path), "fps": fps8.fps, "median_ms": fps8.median_ms,
                        "std_ms": fps8.std_ms, "threads": threads, "calib_frames": int(len(calib_images)),
-                       "kept_float": keep}
+                       "kept_float": keep, "stem_weight_bits": stem_weight_bits}
         if evaluate:
             result.int8["metrics"] = _eigen(int8_path, test_images, gts, info)
     write_json_atomic(out / "export.json", result.to_json())
