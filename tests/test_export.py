@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from donna_nas import load_space
+from donna_nas.errors import UserError
 from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
 from donna_nas.tasks.depth.run import DepthConfig, save_config, save_model
 
@@ -145,7 +146,7 @@ def test_only_the_stem_gets_7_bit_weights(run_dir):
     weights = _int8_weights((run_dir / "export" / "model_int8.onnx").read_bytes())
     reach = sorted(int(np.abs(w.astype(np.int16)).max()) for w in weights)
     assert reach[0] <= 64 and reach.count(127) == len(reach) - 1  # per-channel: each layer reaches 127
-    with pytest.raises(Exception, match="stem_weight_bits=6"):
+    with pytest.raises(UserError, match="--stem-weight-bits 6"):
         export_run(run_dir, int8=True, calib=4, evaluate=False, fps_repeats=2, stem_weight_bits=6)
 
 

@@ -78,6 +78,9 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
     from donna_nas.tasks.depth.run import load_config, load_model
 
     run = Path(run)
+    if stem_weight_bits not in (7, 8):
+        raise UserError(f"--stem-weight-bits {stem_weight_bits}: use 7 (the default: no saturation in "
+                        f"ONNX Runtime's AVX2 INT8 convolution) or 8")
     net, info = load_model(run)
     cfg = load_config(run)
     data = data or cfg.data
