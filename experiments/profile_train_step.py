@@ -1,0 +1,94 @@
+"""Where a depth training step spends its CPU time: ``torch.profiler`` over a few steps of
+``bench_train.synthetic_step`` (depth net, pose net on two pairs, 4-scale Monodepth2 loss, fused
+Adam; random frames), grouped into convolutions forward, convolutions backward, Adam and the rest:
+
+    python experiments/profile_train_step.py --steps 5
+
+Writes ``experiments/results/profile_train_step.{md,csv}`` (``--record NAME`` for another name):
+the groups and the 15 ops with the most self CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from donna_nas.runtime.io import write_text_atomic
+
+from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from bench_train import synthetic_step
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GROUPS = (("convolution backward", ("convolution_backward", "conv2d_backward", "slow_conv2d_backward")),
+          ("convolution forward", ("mkldnn_convolution", "slow_conv2d_forward", "_convolution")),
+          ("Adam", ("_fused_adam",)))
+
+
+def group_of(name: str) -> str:
+    return next((g for g, keys in GROUPS if any(k in name for k in keys)), "everything else")
+
+
+def main() -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--size", default="64x192")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--record", default="profile_train_step")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    h, w = (int(v) for v in a.size.split("x"))
+    step = synthetic_step(a.backbone, h, w, a.batch, True)
+    for _ in range(2):
+        step()
+    t0 = time.process_time()
+    for _ in range(a.steps):
+        step()
+    ms_per_step = (time.process_time() - t0) / a.steps * 1e3
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(a.steps):
+            step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    groups: dict[str, float] = {}
+    for e in events:
+        groups[group_of(e.key)] = groups.get(group_of(e.key), 0.0) + e.self_cpu_time_total
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]
+
+    RESULTS.mkdir(exist_ok=True)
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(["kind", "name", "self_cpu_share", "calls"])
+    for g, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+        wr.writerow(["group", g, round(t / total, 4), ""])
+    for e in top:
+        wr.writerow(["op", e.key, round(e.self_cpu_time_total / total, 4), e.count])
+    write_text_atomic(RESULTS / f"{a.record}.csv", buf.getvalue())
+    md = ["# Where a depth training step spends its CPU time", "",
+          f"Command: `python experiments/profile_train_step.py {' '.join(sys.argv[1:])}`  ",
+          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
+          f"({platform.machine()}), {os.cpu_count()} cores, 1 torch thread; torch {torch.__version__}.  ",
+          f"Scale: {a.backbone}, {h}×{w}, batch {a.batch}; one step = depth net + pose net on 2 pairs + 4-scale "
+          f"Monodepth2 loss + fused Adam on random frames; {a.steps} profiled steps after warm-up. "
+          f"{ms_per_step:.0f} CPU-ms per step unprofiled.", "",
+          "| group | share of self CPU time |", "|---|---:|"]
+    md += [f"| {g} | {t / total:.1%} |" for g, t in sorted(groups.items(), key=lambda kv: -kv[1])]
+    md += ["", "| op | share | calls |", "|---|---:|---:|"]
+    md += [f"| `{e.key}` | {e.self_cpu_time_total / total:.1%} | {e.count} |" for e in top]
+    write_text_atomic(RESULTS / f"{a.record}.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
