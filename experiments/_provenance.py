@@ -48,5 +48,35 @@ def cpu_isa() -> str:
     flags = set(fields.get("flags", "").split())
     vector = ("AVX-512, AMX" if "amx_tile" in flags else "AVX-512" + (" BF16" if "avx512_bf16" in flags else "")
               if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        vector += ", VNNI"  # ONNX Runtime's INT8 kernels differ with it (bench_int8_saturation.py)
     where = f"family {fields['cpu family']} model {fields['model']}, " if "cpu family" in fields and "model" in fields else ""
     return where + vector
+
+
+def results_header(title: str, machine_extra: str = "") -> list[str]:
+    """The first lines of a results markdown file: the title, the command as it was run, and the
+    date, code commit and machine (``machine_extra`` is appended to the machine's description)."""
+    import os
+    import platform
+    import sys
+    from datetime import datetime, timezone
+
+    command = " ".join(["python", f"experiments/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    return [f"# {title}", "", f"Command: `{command}`  ",
+            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
+            f"({platform.machine()}), {os.cpu_count()} cores{machine_extra}.  "]
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys, in column order) as a CSV file, written atomically."""
+    import csv
+    import io
+
+    from donna_nas.runtime.io import write_text_atomic
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())

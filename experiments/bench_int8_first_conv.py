@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
-import os
-import platform
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from _provenance import results_header, write_csv  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("teacher", "searched")
@@ -86,20 +82,13 @@ def main() -> None:
         row["teacher_over_searched"] = by[("teacher", row["variant"])]["ms_median"] / by[("searched", row["variant"])]["ms_median"]
 
     RESULTS.mkdir(exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(RESULTS / f"{a.record}.csv", buf.getvalue())
-    md = ["# INT8 with the stem convolution's weights in 8 or 7 bits, or the stem left in float", "",
-          f"Command: `python experiments/bench_int8_first_conv.py {' '.join(sys.argv[1:])}`  ",
-          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
-          f"({platform.machine()}), {os.cpu_count()} cores.  ",
-          f"Scale: the quickstart's teacher and searched model ({out}), {a.calib} calibration frames, Sq Rel on "
-          f"the test split through ONNX Runtime; latency: the six INT8 models timed side by side, one thread, "
-          f"batch 1, medians over {a.rounds} rounds.", "",
-          "| model | INT8 variant | Sq Rel fp32 | Sq Rel int8 | INT8 cost | latency ms | latency vs 8-bit stem | "
-          "teacher / searched latency |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    write_csv(RESULTS / f"{a.record}.csv", rows)
+    md = results_header("INT8 with the stem convolution's weights in 8 or 7 bits, or the stem left in float")
+    md += [f"Scale: the quickstart's teacher and searched model ({out}), {a.calib} calibration frames, Sq Rel on "
+           f"the test split through ONNX Runtime; latency: the six INT8 models timed side by side, one thread, "
+           f"batch 1, medians over {a.rounds} rounds.", "",
+           "| model | INT8 variant | Sq Rel fp32 | Sq Rel int8 | INT8 cost | latency ms | latency vs 8-bit stem | "
+           "teacher / searched latency |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         md.append(f"| {r['model']} | {r['variant']} | {r['sq_rel_fp32']:.4f} | {r['sq_rel_int8']:.4f} | "
                   f"{r['int8_cost_pct']:+.1f}% | {r['ms_median']:.2f} | {r['latency_vs_8bit']:.2f}× | "

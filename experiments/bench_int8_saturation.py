@@ -13,12 +13,6 @@ Takes a few seconds.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import os
-import platform
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +21,7 @@ from torch import nn
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from _provenance import results_header, write_csv  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = 8
@@ -80,21 +74,14 @@ def main() -> None:
         print(row, flush=True)
 
     RESULTS.mkdir(exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(RESULTS / f"{a.record}.csv", buf.getvalue())
-    md = ["# INT8 stem saturation on this CPU", "",
-          f"Command: `python experiments/bench_int8_saturation.py {' '.join(sys.argv[1:])}`  ",
-          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
-          f"({platform.machine()}), {os.cpu_count()} cores; onnxruntime {ort.__version__}.  ",
-          f"Scale: one 3×3 convolution, 3→4 channels, all weights 0.1, on a normalised 1×3×{SIZE}×{SIZE} image; "
-          "static QDQ INT8 as `donna-nas export` quantises (U8 activations calibrated over [0, 1] images, "
-          "per-channel S8 weights), with the stem's weights in 8 or 7 bits. Centre pixel of output channel 0, "
-          "and the largest error over the output relative to its largest value.", "",
-          "| image | fp32 | INT8, 8-bit stem | INT8, 7-bit stem (default) | max rel. error 8-bit | max rel. error 7-bit |",
-          "|---|---:|---:|---:|---:|---:|"]
+    write_csv(RESULTS / f"{a.record}.csv", rows)
+    md = results_header("INT8 stem saturation on this CPU", f"; onnxruntime {ort.__version__}")
+    md += [f"Scale: one 3×3 convolution, 3→4 channels, all weights 0.1, on a normalised 1×3×{SIZE}×{SIZE} image; "
+           "static QDQ INT8 as `donna-nas export` quantises (U8 activations calibrated over [0, 1] images, "
+           "per-channel S8 weights), with the stem's weights in 8 or 7 bits. Centre pixel of output channel 0, "
+           "and the largest error over the output relative to its largest value.", "",
+           "| image | fp32 | INT8, 8-bit stem | INT8, 7-bit stem (default) | max rel. error 8-bit | max rel. error 7-bit |",
+           "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         md.append(f"| {r['image']} | {r['fp32_centre']:.3f} | {r['int8_stem8_centre']:.3f} | "
                   f"{r['int8_stem7_centre']:.3f} | {r['stem8_max_rel_err']:.1%} | {r['stem7_max_rel_err']:.1%} |")

@@ -13,18 +13,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
-import platform
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
+from _provenance import results_header  # experiments/ is on sys.path when a script here runs
 from bench_train import synthetic_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,14 +71,12 @@ def main() -> None:
     for e in top:
         wr.writerow(["op", e.key, round(e.self_cpu_time_total / total, 4), e.count])
     write_text_atomic(RESULTS / f"{a.record}.csv", buf.getvalue())
-    md = ["# Where a depth training step spends its CPU time", "",
-          f"Command: `python experiments/profile_train_step.py {' '.join(sys.argv[1:])}`  ",
-          f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; code {code_commit()}; machine: {cpu_model()} "
-          f"({platform.machine()}), {os.cpu_count()} cores, 1 torch thread; torch {torch.__version__}.  ",
-          f"Scale: {a.backbone}, {h}×{w}, batch {a.batch}; one step = depth net + pose net on 2 pairs + 4-scale "
-          f"Monodepth2 loss + fused Adam on random frames; {a.steps} profiled steps after warm-up. "
-          f"{ms_per_step:.0f} CPU-ms per step unprofiled.", "",
-          "| group | share of self CPU time |", "|---|---:|"]
+    md = results_header("Where a depth training step spends its CPU time",
+                        f", 1 torch thread; torch {torch.__version__}")
+    md += [f"Scale: {a.backbone}, {h}×{w}, batch {a.batch}; one step = depth net + pose net on 2 pairs + 4-scale "
+           f"Monodepth2 loss + fused Adam on random frames; {a.steps} profiled steps after warm-up. "
+           f"{ms_per_step:.0f} CPU-ms per step unprofiled.", "",
+           "| group | share of self CPU time |", "|---|---:|"]
     md += [f"| {g} | {t / total:.1%} |" for g, t in sorted(groups.items(), key=lambda kv: -kv[1])]
     md += ["", "| op | share | calls |", "|---|---:|---:|"]
     md += [f"| `{e.key}` | {e.self_cpu_time_total / total:.1%} | {e.count} |" for e in top]
