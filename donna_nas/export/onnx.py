@@ -113,6 +113,13 @@ def image_conv_weights(model) -> list[str]:
     return weights
 
 
+def check_stem_weight_bits(bits: int) -> None:
+    """Refuse a stem weight width other than 7 or 8 (``quantize_qdq_bytes``), naming the option."""
+    if bits not in (7, 8):
+        raise UserError(f"--stem-weight-bits {bits}: use 7 (the default: no saturation in ONNX Runtime's "
+                        f"AVX2 INT8 convolution) or 8")
+
+
 def quantize_qdq_bytes(fp32: bytes, calib_inputs: Iterable[np.ndarray], input_name: str = "image",
                        keep_float: Sequence[str] = (), stem_weight_bits: int = 7) -> bytes:
     """Static INT8 QDQ quantisation (U8 activations, per-channel S8 weights) of an ONNX model,
@@ -121,21 +128,20 @@ def quantize_qdq_bytes(fp32: bytes, calib_inputs: Iterable[np.ndarray], input_na
     8 bits would cap depth resolution).
 
     ``stem_weight_bits=7`` stores the weights of the convolutions that read the image
-    (``image_conv_weights``) in 7 bits ([-64, 63]). ONNX Runtime's U8S8 convolution on x86 CPUs
+    (``image_conv_weights``) in 7 bits ([-64, 64]). ONNX Runtime's U8S8 convolution on x86 CPUs
     with AVX2 but no VNNI adds pairs of u8×s8 products in saturating 16-bit lanes (``VPMADDUBSW``):
     255 × 127 twice overflows 32,767. Inside the network that rarely happens, since activations
     crowd near zero, but an image fills the top of its range wherever it is bright, so the stem
-    clips. On a 2-core EPYC a searched network lost 12-16% Sq Rel to INT8 that way, and 0.5-1.0%
-    with 7-bit stem weights, every layer still INT8 and as fast
-    (``experiments/results/bench_int8_stem.md``). 7-bit weights keep each pair below 32,767 on
-    every CPU; the cost is one bit on the one layer whose 3-channel input makes it small.
-    ``stem_weight_bits=8`` quantises them like every other layer."""
+    clips. On a 2-core EPYC Zen 3 three searched networks lost 12-17% Sq Rel to INT8 that way, and
+    0.2-1.0% with 7-bit stem weights, every layer still INT8 and as fast
+    (``experiments/results/bench_int8_stem_*.md``, ``bench_int8_saturation.md``). 7-bit weights
+    keep each pair at most 32,640 on every CPU; the cost is one bit on the one layer whose
+    3-channel input makes it small. ``stem_weight_bits=8`` quantises them like every other layer."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
-    if stem_weight_bits not in (7, 8):
-        raise UserError(f"stem_weight_bits={stem_weight_bits}: use 7 (no AVX2 saturation) or 8")
+    check_stem_weight_bits(stem_weight_bits)
     batches = [{input_name: np.asarray(x, dtype=np.float32)} for x in calib_inputs]
     if not batches:
         raise UserError("INT8 calibration needs at least one input (--calib N with N >= 1)")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from donna_nas.errors import UserError
-from donna_nas.export.onnx import (FpsResult, export_depth_onnx, max_abs_diff_vs_torch, measure_fps,
+from donna_nas.export.onnx import (FpsResult, check_stem_weight_bits, export_depth_onnx, max_abs_diff_vs_torch, measure_fps,
                                    first_conv_node, ort_session, predict_disparities, quantize_qdq,
                                    sigmoid_nodes)
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
@@ -70,17 +70,15 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
     ``stem_weight_bits`` (7 by default) is the stem convolution's weight precision in the INT8
     model: 7 bits keep ONNX Runtime's AVX2 INT8 convolution from saturating on the bright image
     (``export.onnx.quantize_qdq_bytes``). ``float_first_conv`` leaves the stem in float instead,
-    which fixed the same loss before its cause was known and costs the ResNet teachers 5-15%
-    latency (``experiments/results/bench_int8_stem.md``); a phone's NPU would run a float
+    which fixed the same loss before its cause was known and costs the ResNet teachers 3-12%
+    latency (``experiments/results/bench_int8_stem_*.md``); a phone's NPU would run a float
     convolution elsewhere, so it is off by default.
     """
     from donna_nas.tasks.depth.evaluate import load_gt
     from donna_nas.tasks.depth.run import load_config, load_model
 
     run = Path(run)
-    if stem_weight_bits not in (7, 8):
-        raise UserError(f"--stem-weight-bits {stem_weight_bits}: use 7 (the default: no saturation in "
-                        f"ONNX Runtime's AVX2 INT8 convolution) or 8")
+    check_stem_weight_bits(stem_weight_bits)  # before any work
     net, info = load_model(run)
     cfg = load_config(run)
     data = data or cfg.data
