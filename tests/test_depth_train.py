@@ -107,6 +107,42 @@ def test_bf16_nets_feed_a_float32_loss_close_to_the_float32_one():
         _cfg(mixed_precision="fp16").validate()
 
 
+def _pose_batch():
+    return {k: torch.stack([FakeFrames()[i][k] for i in range(2)]) for k in ("images", "images_aug", "K", "inv_K")}
+
+
+def test_batched_pose_pairs_equal_separate_calls_outside_batch_norm_training():
+    """One pose-net call on both pairs stacked gives each pair the pose that its own call gives, when
+    batch norm uses its running statistics; in training mode each call's statistics differ."""
+    from donna_nas.tasks.depth.train import DepthTrainer
+
+    aug = _pose_batch()["images_aug"]
+    torch.manual_seed(0)
+    m = DepthTrainer(_cfg(pose_batch_pairs=True)).eval()
+    separate = DepthTrainer(_cfg(pose_batch_pairs=False)).eval()
+    separate.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        got, want = m.pose_parameters(aug), separate.pose_parameters(aug)
+        assert list(got) == list(want) == [-1, 1]
+        for f in want:
+            for g, w in zip(got[f], want[f]):
+                assert g.shape == w.shape
+                torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+        m.train(), separate.train()
+        got, want = m.pose_parameters(aug), separate.pose_parameters(aug)
+    assert not torch.allclose(got[1][1], want[1][1])  # batch statistics over 4 samples, not 2
+
+
+def test_runs_written_before_pose_batching_resume_with_separate_calls(tmp_path):
+    from donna_nas.tasks.depth.run import load_config, save_config
+
+    save_config(tmp_path, _cfg())
+    assert load_config(tmp_path).pose_batch_pairs is True
+    text = (tmp_path / "config.yaml").read_text()
+    (tmp_path / "config.yaml").write_text("\n".join(ln for ln in text.splitlines() if "pose_batch_pairs" not in ln))
+    assert load_config(tmp_path).pose_batch_pairs is False
+
+
 def test_existing_run_needs_resume(tmp_path):
     ds = FakeFrames()
     train_depth(_cfg(max_steps=2), tmp_path / "r", dataset=ds, progress=False, log=None)

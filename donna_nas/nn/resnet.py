@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from donna_nas.errors import UserError
+from donna_nas.nn.small_map_conv import SmallMapConv2d
 
 __all__ = [
     "BasicBlock",
@@ -26,7 +27,8 @@ __all__ = [
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+    # trains through one GEMM on the last stage's tiny maps (donna_nas/nn/small_map_conv.py)
+    return SmallMapConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
 def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:

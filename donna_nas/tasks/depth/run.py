@@ -93,6 +93,12 @@ class DepthConfig:
     # (donna_nas.distill.assemble); False joins them raw, as releases before the bridges did
     # (kept for the comparison in experiments/final_finetune_curve.py --joins)
     bridge: bool = True
+    # the pose net runs once on both frame pairs stacked along the batch, not once per pair as in
+    # Monodepth2: about 8% faster steps (experiments/bench_train.py). Its batch-norm statistics are
+    # then taken over both pairs (2 × batch samples) instead of each pair alone; the pose net is
+    # used only in training (the learning curve against per-pair calls: docs/depth.md).
+    # Runs whose config.yaml predates this field resume with False, as they were trained
+    pose_batch_pairs: bool = True
 
     def validate(self) -> None:
         if self.height % 32 or self.width % 32:
@@ -164,6 +170,7 @@ def load_config(run: Path) -> DepthConfig:
     bad = sorted(set(obj) - known)
     if bad:
         raise UserError(f"{path}: unknown field(s) {', '.join(bad)}")
+    obj.setdefault("pose_batch_pairs", False)  # written before the field: one pose call per pair
     return DepthConfig(**obj)
 
 

@@ -98,8 +98,16 @@ class DepthTrainer(nn.Module):
         """The pose net's (axis-angle, translation) per source frame, in the caller's precision;
         the pose net always sees a pair in temporal order."""
         i0 = images_aug[:, 0]
-        return {f: self.pose(images_aug[:, j], i0) if f < 0 else self.pose(i0, images_aug[:, j])
-                for j, f in enumerate(self.cfg.frame_ids[1:], start=1)}
+        pairs = {f: (images_aug[:, j], i0) if f < 0 else (i0, images_aug[:, j])
+                 for j, f in enumerate(self.cfg.frame_ids[1:], start=1)}
+        if not self.cfg.pose_batch_pairs:  # Monodepth2: one pose-net call per pair
+            return {f: self.pose(a, b) for f, (a, b) in pairs.items()}
+        # one call on every pair stacked along the batch: a third fewer, twice-as-wide convolutions
+        # (DepthConfig.pose_batch_pairs says what changes)
+        axisangle, translation = self.pose(torch.cat([a for a, _ in pairs.values()]),
+                                           torch.cat([b for _, b in pairs.values()]))
+        n = i0.shape[0]
+        return {f: (axisangle[k * n:(k + 1) * n], translation[k * n:(k + 1) * n]) for k, f in enumerate(pairs)}
 
     @staticmethod
     def transforms(params: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, torch.Tensor]:
