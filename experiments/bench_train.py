@@ -23,9 +23,11 @@ composite, alone (forward + backward at the training size) and inside the whole 
 ``--kernels`` times, on one thread and alternating in one process (medians of CPU time), the
 kernel choices the trainer's docs quote: the 3x3 box mean (depthwise convolution, separable
 shifted-slice sums, avg_pool2d) and its adjoint (hand-written against ATen's depthwise-convolution
-backward), the reflection pad's backward (slice adjoint against ATen's), and the last ResNet
-stage's 512-channel 3x3 convolution through oneDNN against im2col + GEMM, with GFLOP/s for
-oneDNN's convolutions and a plain GEMM (``experiments/results/bench_train_kernels.{md,csv}``):
+backward), the reflection pad's backward (slice adjoint against ATen's), the last ResNet
+stage's 512-channel 3x3 convolution as im2col + one GEMM (``nn/small_map_conv.py``) against
+oneDNN, with GFLOP/s for the convolutions and a plain GEMM, and whole ResNet18 training steps with
+each of the trainer's two speed choices (that GEMM; one pose call on both frame pairs) toggled
+(``experiments/results/bench_train_kernels.{md,csv}``):
 
     python experiments/bench_train.py --kernels --rounds 7 --batch 4
 
@@ -47,13 +49,13 @@ from pathlib import Path
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import cpu_model  # experiments/ is on sys.path when a script here runs
+from _provenance import cpu_model, results_header  # experiments/ is on sys.path when a script here runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [("resnet18", 96, 320), ("resnet18", 192, 640), ("resnet50", 96, 320), ("resnet50", 192, 640)]
 
 
-def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool):
+def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool, pose_batch_pairs: bool = True):
     """One full training step (depth net, pose net on 2 pairs, 4-scale loss, Adam) on random frames
     with the dataset's dict contract, as a closure."""
     import torch
@@ -61,7 +63,8 @@ def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool):
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import DepthTrainer
 
-    m = DepthTrainer(DepthConfig(backbone=backbone, height=h, width=w, batch=batch)).train()
+    cfg = DepthConfig(backbone=backbone, height=h, width=w, batch=batch, pose_batch_pairs=pose_batch_pairs)
+    m = DepthTrainer(cfg).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-4, fused=fused_adam)
     K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
     imgs = torch.rand(batch, 3, 3, h, w)
@@ -286,6 +289,9 @@ def _box3_slices(t):
     return (r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]) * (1.0 / 9.0)
 
 
+STEP = "training step, ResNet18"
+
+
 def kernels(rounds: int, batch: int, size: str) -> None:
     """The per-kernel timings quoted in docs/depth.md and the trainer's docstrings, side by side."""
     import statistics
@@ -293,8 +299,12 @@ def kernels(rounds: int, batch: int, size: str) -> None:
     import torch
     import torch.nn.functional as F
 
+    import donna_nas.nn.small_map_conv as smc
     import donna_nas.tasks.depth.losses as L
     from donna_nas.nn.pad import reflect_pad1, reflect_pad1_adjoint
+    from donna_nas.nn.small_map_conv import conv2d_gemm
+
+    default_small_map = smc.SMALL_MAP_PIXELS
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -321,12 +331,28 @@ def kernels(rounds: int, batch: int, size: str) -> None:
         xi, wi = x.clone().requires_grad_(), wt.clone().requires_grad_()
         F.conv2d(xi, wi, padding=1).backward(g)
 
-    def gemm_conv_fb(x, wt, g):
+    def per_image_im2col_fb(x, wt, g):  # n thin products, col2im through autograd
         xi, wi = x.clone().requires_grad_(), wt.clone().requires_grad_()
         n, c, hh, ww = xi.shape
         cols = F.unfold(xi, 3, padding=1)  # (n, c*9, hh*ww)
         out = (wi.view(wt.shape[0], -1) @ cols).view(n, -1, hh, ww)
         out.backward(g)
+
+    def one_gemm_fb(x, wt, g):  # the trainer's path on maps of <= SMALL_MAP_PIXELS pixels
+        xi, wi = x.clone().requires_grad_(), wt.clone().requires_grad_()
+        conv2d_gemm(xi, wi, 1, 1).backward(g)
+
+    # whole training steps (ResNet18 at this size), the two choices of the trainer toggled one at a time
+    steps = {pairs: synthetic_step("resnet18", h, w, batch, True, pose_batch_pairs=pairs) for pairs in (True, False)}
+
+    def training_step(gemm: bool, batched_pose: bool):
+        def run():
+            smc.SMALL_MAP_PIXELS = default_small_map if gemm else 0  # looked up at call time
+            try:
+                steps[batched_pose]()
+            finally:
+                smc.SMALL_MAP_PIXELS = default_small_map
+        return run
 
     def ate_depthwise_bwd():  # the input gradient ATen's autograd computes for the depthwise box
         return torch.ops.aten.convolution_backward(box_grad, stack, kernel9, None, [1, 1], [0, 0], [1, 1], False,
@@ -375,17 +401,24 @@ def kernels(rounds: int, batch: int, size: str) -> None:
         ("reflect pad fwd+bwd (autograd)", "reflect_pad1 (used)", autograd_pad(reflect_pad1), 0),
         ("reflect pad fwd+bwd (autograd)", "F.pad reflect", autograd_pad(lambda t: F.pad(t, (1, 1, 1, 1), mode="reflect")),
          0),
-        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "oneDNN (used)", lambda: conv_fb(x5, w5, g5), flops5 / 1e9),
-        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "im2col + GEMM", lambda: gemm_conv_fb(x5, w5, g5), flops5 / 1e9),
+        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "im2col + one GEMM over the batch (used)",
+         lambda: one_gemm_fb(x5, w5, g5), flops5 / 1e9),
+        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "oneDNN (ATen)", lambda: conv_fb(x5, w5, g5), flops5 / 1e9),
+        (f"512-ch 3x3 conv at {oh}x{ow}, fwd+bwd", "im2col + one GEMM per image, autograd col2im",
+         lambda: per_image_im2col_fb(x5, w5, g5), flops5 / 1e9),
         (f"128-ch 3x3 conv at {h // 8}x{w // 8}, fwd+bwd", "oneDNN (used)", lambda: conv_fb(x3, w3, g3),
          flops3 / 1e9),
         ("1024x1024 GEMM", "torch.mm", lambda: a_mm @ b_mm, 2 * 1024**3 / 1e9),
+        (STEP, "GEMM on small maps, pose pairs batched (used)", training_step(True, True), 0),
+        (STEP, "oneDNN on small maps, pose pairs batched", training_step(False, True), 0),
+        (STEP, "GEMM on small maps, one pose call per pair", training_step(True, False), 0),
+        (STEP, "oneDNN on small maps, one pose call per pair (before)", training_step(False, False), 0),
     ]
 
     times: list[list[float]] = [[] for _ in cases]
     for _ in range(rounds):
-        for i, (_, _, fn, _) in enumerate(cases):
-            times[i].append(_cpu_ms(fn, 10))
+        for i, (group, _, fn, _) in enumerate(cases):
+            times[i].append(_cpu_ms(fn, 2 if group == STEP else 10))
     import pandas as pd
 
     rows = []
@@ -401,16 +434,15 @@ def kernels(rounds: int, batch: int, size: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_text_atomic(RESULTS / "bench_train_kernels.csv", df.to_csv(index=False))
     table = df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False)
-    cmd = "python experiments/bench_train.py " + " ".join(sys.argv[1:])
-    md = f"""# Trainer kernels side by side (bench_train --kernels)
-
-Command: `{cmd.strip()}`. Date {datetime.date.today()}; machine: 2-core {cpu_model()} ({platform.machine()}), 1 torch thread.
+    header = "\n".join(results_header("Trainer kernels side by side (bench_train --kernels)", ", 1 torch thread"))
+    md = f"""{header}
 Scale: training size {h}x{w}, batch {batch}. Box mean: SSIM's stack of 15 planes, {batch}x15x{h + 2}x{w + 2};
 pad: a {batch}x16x{h}x{w} activation padded by one; convolutions with random weights, forward and both
 backward products. Each variant runs 10 calls per round, all variants alternate {rounds} times in one
 process; medians (and extremes) of CPU time per call. `used_speedup`: this variant's time over the
 variant the trainer uses in the same group (above 1: the trainer's choice is faster). GFLOP/s counts
-2 multiply-adds per MAC, forward plus the two backward GEMMs of a convolution.
+2 multiply-adds per MAC, forward plus the two backward GEMMs of a convolution. Training steps:
+random frames, fused Adam, 2 steps per round.
 
 {table}
 """
