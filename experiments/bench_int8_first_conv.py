@@ -31,7 +31,7 @@ VARIANTS = (("stem weights 8-bit", 8, False), ("stem weights 7-bit (default)", 7
 
 
 def main() -> None:
-    from donna_nas.export.onnx import first_conv_node, quantize_qdq_bytes, sigmoid_nodes
+    from donna_nas.export.onnx import image_conv_nodes, quantize_qdq_bytes, sigmoid_nodes
     from donna_nas.export.pipeline import _eigen, _frames, measure_fps_side_by_side
     from donna_nas.tasks.depth.evaluate import load_gt
     from donna_nas.tasks.depth.run import load_config, load_model
@@ -60,7 +60,7 @@ def main() -> None:
             calib = _frames(data, str(Path(data) / "splits" / "train_files.txt"), size, limit=a.calib)
             base = _eigen(fp32, test, gts, info)["sq_rel"]
             for k, (variant, bits, float_stem) in enumerate(VARIANTS):
-                extra = [first_conv_node(fp32)] if float_stem else []
+                extra = image_conv_nodes(fp32) if float_stem else []
                 p = Path(tmp) / f"{name}_{k}.onnx"
                 p.write_bytes(quantize_qdq_bytes(fp32.read_bytes(), [c[None] for c in calib],
                                                  keep_float=sigmoid_nodes(fp32) + extra, stem_weight_bits=bits))

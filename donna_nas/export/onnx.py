@@ -86,31 +86,36 @@ def sigmoid_nodes(onnx_path: str | Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Sigmoid"]
 
 
-def first_conv_node(onnx_path: str | Path) -> str | None:
-    """The name of the graph's first Conv (the stem, fed by the normalised image), or None."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path)).graph
-    return next((n.name for n in graph.node if n.op_type == "Conv"), None)
-
-
 # Ops through which a tensor still carries the input image, pixel for pixel (the normalisation).
 _PIXELWISE = frozenset({"Sub", "Div", "Mul", "Add", "Cast", "Identity"})
 
 
-def image_conv_weights(model) -> list[str]:
-    """Weight tensors of the convolutions that read the graph's input image, directly or through
-    pixelwise normalisation (``Sub``/``Div``/...): the stem. ``model`` is an ``onnx.ModelProto``."""
+def image_convs(model) -> list:
+    """The Conv nodes that read the graph's input image, directly or through pixelwise normalisation
+    (``Sub``/``Div``/...): the stem. ``model`` is an ``onnx.ModelProto``; both the 7-bit stem weights
+    and ``--float-first-conv`` find the stem here."""
     inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
-    carries_image, weights = set(inputs), []
+    carries_image, convs = set(inputs), []
     for node in model.graph.node:  # ONNX graphs are topologically sorted
         if not node.input or node.input[0] not in carries_image:
             continue
         if node.op_type == "Conv" and len(node.input) > 1:
-            weights.append(node.input[1])
+            convs.append(node)
         elif node.op_type in _PIXELWISE:
             carries_image.update(node.output)
-    return weights
+    return convs
+
+
+def image_conv_weights(model) -> list[str]:
+    """Weight tensor names of ``image_convs(model)``."""
+    return [n.input[1] for n in image_convs(model)]
+
+
+def image_conv_nodes(onnx_path: str | Path) -> list[str]:
+    """Node names of the stem convolutions (``image_convs``) of the ONNX file at ``onnx_path``."""
+    import onnx
+
+    return [n.name for n in image_convs(onnx.load(str(onnx_path)))]
 
 
 def check_stem_weight_bits(bits: int) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from donna_nas.errors import UserError
 from donna_nas.export.onnx import (FpsResult, check_stem_weight_bits, export_depth_onnx, max_abs_diff_vs_torch, measure_fps,
-                                   first_conv_node, ort_session, predict_disparities, quantize_qdq,
+                                   image_conv_nodes, ort_session, predict_disparities, quantize_qdq,
                                    sigmoid_nodes)
 from donna_nas.runtime.io import write_json_atomic, write_text_atomic
 
@@ -107,8 +107,7 @@ def export_run(run: str | Path, int8: bool = True, calib: int = 32, size: tuple[
         train_split = cfg.train_split or str(Path(data) / "splits" / "train_files.txt")
         calib_images = _frames(data, train_split, size, limit=calib)
         keep = sigmoid_nodes(fp32_path)
-        stem = first_conv_node(fp32_path) if float_first_conv else None
-        keep += [stem] if stem else []
+        keep += image_conv_nodes(fp32_path) if float_first_conv else []
         int8_path = quantize_qdq(fp32_path, out / "model_int8.onnx", calib_images, keep_float=keep,
                                  stem_weight_bits=stem_weight_bits)
         fps8 = measure_fps(int8_path, size, threads, repeats=fps_repeats)
