@@ -122,8 +122,8 @@ class DepthTrainer(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, aug = batch["images"], batch["images_aug"]
-        # one autocast region for both nets: autocast casts each weight once per region, and the
-        # pose net runs twice
+        # one autocast region for both nets: autocast casts each weight once per region (the pose
+        # net runs once per frame pair with pose_batch_pairs off)
         with self.networks_autocast():
             disps = self.depth.multiscale(aug[:, 0])
             params = self.pose_parameters(aug)
