@@ -51,10 +51,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--record", default="profile_train_step")
     ap.add_argument("--shapes", type=int, default=10, help="convolution calls by input shape to list")
+    ap.add_argument("--before", action="store_true",
+                    help="the trainer before its two speed choices: oneDNN on the last stage's small maps "
+                         "(SMALL_MAP_PIXELS = 0) and one pose call per frame pair")
     a = ap.parse_args()
     torch.set_num_threads(1)
     h, w = (int(v) for v in a.size.split("x"))
-    step = synthetic_step(a.backbone, h, w, a.batch, True)
+    if a.before:
+        import donna_nas.nn.small_map_conv as smc
+
+        smc.SMALL_MAP_PIXELS = 0  # looked up at call time: every convolution through ATen
+    step = synthetic_step(a.backbone, h, w, a.batch, True, pose_batch_pairs=not a.before)
     for _ in range(2):
         step()
     t0 = time.process_time()
@@ -88,8 +95,10 @@ def main() -> None:
     write_text_atomic(RESULTS / f"{a.record}.csv", buf.getvalue())
     md = results_header("Where a depth training step spends its CPU time",
                         f", 1 torch thread; torch {torch.__version__}")
+    trainer = ("the trainer before its small-map GEMM and batched pose call (`--before`)" if a.before
+               else "the current trainer")
     md += [f"Scale: {a.backbone}, {h}×{w}, batch {a.batch}; one step = depth net + pose net on 2 pairs + 4-scale "
-           f"Monodepth2 loss + fused Adam on random frames; {a.steps} profiled steps after warm-up. "
+           f"Monodepth2 loss + fused Adam on random frames, {trainer}; {a.steps} profiled steps after warm-up. "
            f"{ms_per_step:.0f} CPU-ms per step unprofiled.", "",
            "| group | share of self CPU time |", "|---|---:|"]
     md += [f"| {g} | {t / total:.1%} |" for g, t in sorted(groups.items(), key=lambda kv: -kv[1])]
