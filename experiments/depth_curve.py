@@ -168,14 +168,14 @@ def curve(a) -> None:
     work = Path(a.work[0])
     data = world(work, a.world, (h, w), a.drives, a.frames, a.seed)
     name = (f"{a.world}_{a.mode}_s{a.seed}" + ("" if a.mixed_precision == "off" else f"_{a.mixed_precision}")
-            + ("" if a.warp == "exact" else f"_warp-{a.warp}"))
+            + ("" if a.warp == "exact" else f"_warp-{a.warp}") + ("_pose-per-pair" if a.pose_per_pair else ""))
     run = work / "runs" / name
     log_path = work / f"{name}.json"
     done = json.loads(log_path.read_text()) if log_path.exists() else {"rows": [], "seconds": 0.0}
     have = {r["step"] for r in done["rows"]}
     cfg = DepthConfig(data=str(data), backbone="resnet18", height=h, width=w, batch=a.batch, lr=a.lr,
                       epochs=100000, lr_step=100000, seed=a.seed, checkpoint_every=50,
-                      mixed_precision=a.mixed_precision, warp=a.warp)
+                      mixed_precision=a.mixed_precision, warp=a.warp, pose_batch_pairs=not a.pose_per_pair)
     for m in a.milestones:
         if m in have:
             continue
@@ -195,7 +195,8 @@ def curve(a) -> None:
         row = {"step": m, **{k: res["metrics"][k] for k in METRICS}}
         done["rows"].append(row)
         done["baselines"] = res["baselines"]
-        done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, warp=a.warp, size=[h, w], drives=a.drives, frames=a.frames,
+        done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, warp=a.warp,
+                    pose_batch_pairs=not a.pose_per_pair, size=[h, w], drives=a.drives, frames=a.frames,
                     batch=a.batch, lr=a.lr, train_samples=len((data / "splits" / "train_files.txt").read_text().split("\n")) - 1,
                     test_frames=res["frames"], machine=f"{platform.machine()} {os.cpu_count()} cores, {a.threads} torch thread")
         log_path.write_text(json.dumps(done, indent=1))
@@ -210,10 +211,13 @@ RATIO_TARGET = 1.5  # self-supervised abs_rel at most this times the supervised 
 def ratio_lines(curves: list[dict]) -> list[str]:
     """Self-supervised against the supervised bound at equal steps, per seed and on the seeds' mean,
     and at each step whether the self-supervised network beats the per-pixel prior."""
-    by = {(c["world"], c.get("seed", 0), c["mode"]): c for c in curves
-          if c.get("mixed_precision", "off") == "off" and c.get("warp", "exact") == "exact"}
-    pairs = {(w, s): (by[(w, s, "selfsup")], by[(w, s, "supervised")]) for (w, s, m) in by
-             if m == "selfsup" and (w, s, "supervised") in by}
+    plain = [c for c in curves if c.get("mixed_precision", "off") == "off" and c.get("warp", "exact") == "exact"]
+    supervised = {(c["world"], c.get("seed", 0)): c for c in plain if c["mode"] == "supervised"}
+    # a self-supervised curve of either pose form pairs with the supervised curve of its world and seed;
+    # the batched form is named in the world column so the two never overwrite each other
+    pairs = {(c["world"] + (" (pose pairs batched)" if c.get("pose_batch_pairs") else ""), c.get("seed", 0)):
+             (c, supervised[(c["world"], c.get("seed", 0))]) for c in plain
+             if c["mode"] == "selfsup" and (c["world"], c.get("seed", 0)) in supervised}
     if not pairs:
         return []
 
@@ -250,6 +254,18 @@ def ratio_lines(curves: list[dict]) -> list[str]:
     return out + [""]
 
 
+def _with_pose_batching(path: Path, curve: dict) -> dict:
+    """``curve`` with ``pose_batch_pairs`` set: from the curve itself, else from its run's config.yaml
+    (curves written before the field recorded it), else False (the trainer had only per-pair calls)."""
+    if "pose_batch_pairs" not in curve:
+        import yaml
+
+        config = path.parent / "runs" / path.stem / "config.yaml"
+        stored = yaml.safe_load(config.read_text()) if config.is_file() else {}
+        curve["pose_batch_pairs"] = bool((stored or {}).get("pose_batch_pairs", False))
+    return curve
+
+
 def report(a) -> None:
     import matplotlib
 
@@ -259,13 +275,14 @@ def report(a) -> None:
 
     from donna_nas.runtime.io import write_text_atomic
 
-    curves = [json.loads(p.read_text()) for w in a.work for p in sorted(Path(w).glob("*_s*.json"))]
+    curves = [_with_pose_batching(p, json.loads(p.read_text())) for w in a.work for p in sorted(Path(w).glob("*_s*.json"))]
     rows = []
     seed_of = {}  # (world, model label) -> world seed, to colour a curve like its baselines
     for c in curves:
         seed = c.get("seed", 0)
         tags = "" if c.get("mixed_precision", "off") == "off" else f" ({c['mixed_precision']} autocast)"
         tags += "" if c.get("warp", "exact") == "exact" else f" (--warp {c['warp']})"
+        tags += " (pose pairs batched)" if c["pose_batch_pairs"] and c["mode"] == "selfsup" else ""
         tags += f" (seed {seed}: world and training)" if seed else ""
         label = f"{c['mode']} ResNet18{tags}"
         seed_of[(c["world"], label)] = seed
@@ -346,6 +363,8 @@ def main() -> None:
                     help="selfsup: train with DepthConfig.mixed_precision (bf16: bfloat16 autocast of the nets)")
     ap.add_argument("--warp", choices=("exact", "monodepth2"), default="exact",
                     help="selfsup: DepthConfig.warp (monodepth2: the half-pixel magnification of its code on PyTorch >= 1.3)")
+    ap.add_argument("--pose-per-pair", action="store_true",
+                    help="one pose-net call per frame pair, as Monodepth2 (DepthConfig.pose_batch_pairs = False)")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--record", default="depth_curve",
                     help="--report writes experiments/results/RECORD.{md,csv,png} (default depth_curve)")
