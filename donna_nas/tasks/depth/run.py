@@ -94,7 +94,7 @@ class DepthConfig:
     # (kept for the comparison in experiments/final_finetune_curve.py --joins)
     bridge: bool = True
     # the pose net runs once on both frame pairs stacked along the batch, not once per pair as in
-    # Monodepth2: about 8% faster steps (experiments/bench_train.py). Its batch-norm statistics are
+    # Monodepth2: steps 1.10x faster (experiments/bench_train.py --kernels). Its batch-norm statistics are
     # then taken over both pairs (2 × batch samples) instead of each pair alone; the pose net is
     # used only in training (the learning curve against per-pair calls: docs/depth.md).
     # Runs whose config.yaml predates this field resume with False, as they were trained
