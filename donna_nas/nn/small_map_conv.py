@@ -22,7 +22,8 @@ from torch import nn
 __all__ = ["SMALL_MAP_PIXELS", "SmallMapConv2d", "conv2d_gemm"]
 
 # output pixels per image at or below which a training-time convolution goes through conv2d_gemm:
-# the 2×6 maps of a ResNet's last stage at 64×192; at 4×12 (48 pixels) oneDNN was as fast
+# the 2×6 maps of a ResNet's last stage at 64×192 (taking the 4×12 maps too gained nothing in a
+# throwaway A/B)
 SMALL_MAP_PIXELS = 12
 
 
