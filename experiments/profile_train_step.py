@@ -12,8 +12,6 @@ the groups, the 15 ops with the most self CPU time and the ``--shapes`` costlies
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import torch
 
 from donna_nas.runtime.io import write_text_atomic
 
-from _provenance import results_header  # experiments/ is on sys.path when a script here runs
+from _provenance import results_header, write_csv  # experiments/ is on sys.path when a script here runs
 from bench_train import synthetic_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,16 +81,13 @@ def main() -> None:
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]
 
     RESULTS.mkdir(exist_ok=True)
-    buf = io.StringIO()
-    wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(["kind", "name", "self_cpu_share", "calls"])
-    for g, t in sorted(groups.items(), key=lambda kv: -kv[1]):
-        wr.writerow(["group", g, round(t / total, 4), ""])
-    for e in top:
-        wr.writerow(["op", e.key, round(e.self_cpu_time_total / total, 4), e.count])
-    for e in conv_shapes:
-        wr.writerow(["conv shape", f"{e.key} {_shapes(e)}", round(e.self_cpu_time_total / total, 4), e.count])
-    write_text_atomic(RESULTS / f"{a.record}.csv", buf.getvalue())
+    rows = [{"kind": "group", "name": g, "self_cpu_share": round(t / total, 4), "calls": ""}
+            for g, t in sorted(groups.items(), key=lambda kv: -kv[1])]
+    rows += [{"kind": "op", "name": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
+             for e in top]
+    rows += [{"kind": "conv shape", "name": f"{e.key} {_shapes(e)}",
+              "self_cpu_share": round(e.self_cpu_time_total / total, 4), "calls": e.count} for e in conv_shapes]
+    write_csv(RESULTS / f"{a.record}.csv", rows)
     md = results_header("Where a depth training step spends its CPU time",
                         f", 1 torch thread; torch {torch.__version__}")
     trainer = ("the trainer before its small-map GEMM and batched pose call (`--before`)" if a.before

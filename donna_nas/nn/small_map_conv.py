@@ -27,6 +27,11 @@ __all__ = ["SMALL_MAP_PIXELS", "SmallMapConv2d", "conv2d_gemm"]
 SMALL_MAP_PIXELS = 12
 
 
+def _output_size(h: int, w: int, kh: int, kw: int, stride: int, padding: int) -> tuple[int, int]:
+    """Output height and width of a zero-padded, undilated convolution."""
+    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+
+
 class _GemmConv2d(torch.autograd.Function):
     """Zero-padded, dense (groups 1, dilation 1) convolution without bias as im2col + one GEMM."""
 
@@ -34,7 +39,7 @@ class _GemmConv2d(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:  # noqa: D102
         n, c, h, w = x.shape
         o, _, kh, kw = weight.shape
-        oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+        oh, ow = _output_size(h, w, kh, kw, stride, padding)
         # (n, c·kh·kw, oh·ow) → (c·kh·kw, n·oh·ow): one product for the whole batch, not n thin ones
         cols = F.unfold(x, (kh, kw), padding=padding, stride=stride).transpose(0, 1).reshape(c * kh * kw, n * oh * ow)
         out = weight.reshape(o, -1) @ cols
@@ -82,6 +87,5 @@ class SmallMapConv2d(nn.Conv2d):
             return False
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled("cpu"):
             return False
-        (kh, kw), s, p = self.kernel_size, self.stride[0], self.padding[0]
-        oh, ow = (x.shape[2] + 2 * p - kh) // s + 1, (x.shape[3] + 2 * p - kw) // s + 1
+        oh, ow = _output_size(x.shape[2], x.shape[3], *self.kernel_size, self.stride[0], self.padding[0])
         return oh * ow <= SMALL_MAP_PIXELS

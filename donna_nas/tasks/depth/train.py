@@ -107,7 +107,7 @@ class DepthTrainer(nn.Module):
         axisangle, translation = self.pose(torch.cat([a for a, _ in pairs.values()]),
                                            torch.cat([b for _, b in pairs.values()]))
         n = i0.shape[0]
-        return {f: (axisangle[k * n:(k + 1) * n], translation[k * n:(k + 1) * n]) for k, f in enumerate(pairs)}
+        return dict(zip(pairs, zip(axisangle.split(n), translation.split(n))))
 
     @staticmethod
     def transforms(params: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, torch.Tensor]:
