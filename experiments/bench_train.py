@@ -55,7 +55,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [("resnet18", 96, 320), ("resnet18", 192, 640), ("resnet50", 96, 320), ("resnet50", 192, 640)]
 
 
-def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool, pose_batch_pairs: bool = True):
+def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool, pose_batch_pairs: bool = True,
+                   pose_downsample: int = 1):
     """One full training step (depth net, pose net on 2 pairs, 4-scale loss, Adam) on random frames
     with the dataset's dict contract, as a closure."""
     import torch
@@ -63,7 +64,8 @@ def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool, 
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import DepthTrainer
 
-    cfg = DepthConfig(backbone=backbone, height=h, width=w, batch=batch, pose_batch_pairs=pose_batch_pairs)
+    cfg = DepthConfig(backbone=backbone, height=h, width=w, batch=batch, pose_batch_pairs=pose_batch_pairs,
+                      pose_downsample=pose_downsample)
     m = DepthTrainer(cfg).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-4, fused=fused_adam)
     K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
@@ -343,13 +345,14 @@ def kernels(rounds: int, batch: int, size: str) -> None:
         conv2d_gemm(xi, wi, 1, 1).backward(g)
 
     # whole training steps (ResNet18 at this size), the two choices of the trainer toggled one at a time
-    steps = {pairs: synthetic_step("resnet18", h, w, batch, True, pose_batch_pairs=pairs) for pairs in (True, False)}
+    steps = {(pairs, ds): synthetic_step("resnet18", h, w, batch, True, pose_batch_pairs=pairs, pose_downsample=ds)
+             for pairs, ds in ((True, 1), (False, 1), (True, 2))}
 
-    def training_step(gemm: bool, batched_pose: bool):
+    def training_step(gemm: bool, batched_pose: bool, pose_downsample: int = 1):
         def run():
             smc.SMALL_MAP_PIXELS = default_small_map if gemm else 0  # looked up at call time
             try:
-                steps[batched_pose]()
+                steps[(batched_pose, pose_downsample)]()
             finally:
                 smc.SMALL_MAP_PIXELS = default_small_map
         return run
@@ -410,6 +413,8 @@ def kernels(rounds: int, batch: int, size: str) -> None:
          flops3 / 1e9),
         ("1024x1024 GEMM", "torch.mm", lambda: a_mm @ b_mm, 2 * 1024**3 / 1e9),
         (STEP, "GEMM on small maps, pose pairs batched (used)", training_step(True, True), 0),
+        (STEP, "GEMM on small maps, pose pairs batched, pose net at half size (--pose-downsample 2)",
+         training_step(True, True, 2), 0),
         (STEP, "oneDNN on small maps, pose pairs batched", training_step(False, True), 0),
         (STEP, "GEMM on small maps, one pose call per pair", training_step(True, False), 0),
         (STEP, "oneDNN on small maps, one pose call per pair (before)", training_step(False, False), 0),

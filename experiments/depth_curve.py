@@ -168,14 +168,16 @@ def curve(a) -> None:
     work = Path(a.work[0])
     data = world(work, a.world, (h, w), a.drives, a.frames, a.seed)
     name = (f"{a.world}_{a.mode}_s{a.seed}" + ("" if a.mixed_precision == "off" else f"_{a.mixed_precision}")
-            + ("" if a.warp == "exact" else f"_warp-{a.warp}") + ("_pose-per-pair" if a.pose_per_pair else ""))
+            + ("" if a.warp == "exact" else f"_warp-{a.warp}") + ("_pose-per-pair" if a.pose_per_pair else "")
+            + ("" if a.pose_downsample == 1 else f"_pose-ds{a.pose_downsample}"))
     run = work / "runs" / name
     log_path = work / f"{name}.json"
     done = json.loads(log_path.read_text()) if log_path.exists() else {"rows": [], "seconds": 0.0}
     have = {r["step"] for r in done["rows"]}
     cfg = DepthConfig(data=str(data), backbone="resnet18", height=h, width=w, batch=a.batch, lr=a.lr,
                       epochs=100000, lr_step=100000, seed=a.seed, checkpoint_every=50,
-                      mixed_precision=a.mixed_precision, warp=a.warp, pose_batch_pairs=not a.pose_per_pair)
+                      mixed_precision=a.mixed_precision, warp=a.warp, pose_batch_pairs=not a.pose_per_pair,
+                      pose_downsample=a.pose_downsample)
     for m in a.milestones:
         if m in have:
             continue
@@ -196,7 +198,7 @@ def curve(a) -> None:
         done["rows"].append(row)
         done["baselines"] = res["baselines"]
         done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, warp=a.warp,
-                    pose_batch_pairs=not a.pose_per_pair, size=[h, w], drives=a.drives, frames=a.frames,
+                    pose_batch_pairs=not a.pose_per_pair, pose_downsample=a.pose_downsample, size=[h, w], drives=a.drives, frames=a.frames,
                     batch=a.batch, lr=a.lr, train_samples=len((data / "splits" / "train_files.txt").read_text().split("\n")) - 1,
                     test_frames=res["frames"], machine=f"{platform.machine()} {os.cpu_count()} cores, {a.threads} torch thread")
         log_path.write_text(json.dumps(done, indent=1))
@@ -215,7 +217,7 @@ def ratio_lines(curves: list[dict]) -> list[str]:
     supervised = {(c["world"], c.get("seed", 0)): c for c in plain if c["mode"] == "supervised"}
     # a self-supervised curve of either pose form pairs with the supervised curve of its world and seed;
     # the batched form is named in the world column so the two never overwrite each other
-    pairs = {(c["world"] + (" (pose pairs batched)" if c.get("pose_batch_pairs") else ""), c.get("seed", 0)):
+    pairs = {(c["world"] + _pose_tags(c), c.get("seed", 0)):
              (c, supervised[(c["world"], c.get("seed", 0))]) for c in plain
              if c["mode"] == "selfsup" and (c["world"], c.get("seed", 0)) in supervised}
     if not pairs:
@@ -254,6 +256,13 @@ def ratio_lines(curves: list[dict]) -> list[str]:
     return out + [""]
 
 
+def _pose_tags(curve: dict) -> str:
+    """How a self-supervised curve ran its pose net, for labels: batched pairs, a downsampled input."""
+    ds = curve.get("pose_downsample", 1)
+    return ((" (pose pairs batched)" if curve.get("pose_batch_pairs") else "")
+            + (f" (pose net at 1/{ds} size)" if ds != 1 else ""))
+
+
 def _with_pose_batching(path: Path, curve: dict) -> dict:
     """``curve`` with ``pose_batch_pairs`` set: from the curve itself, else from its run's config.yaml
     (curves written before the field recorded it), else False (the trainer had only per-pair calls)."""
@@ -282,7 +291,7 @@ def report(a) -> None:
         seed = c.get("seed", 0)
         tags = "" if c.get("mixed_precision", "off") == "off" else f" ({c['mixed_precision']} autocast)"
         tags += "" if c.get("warp", "exact") == "exact" else f" (--warp {c['warp']})"
-        tags += " (pose pairs batched)" if c["pose_batch_pairs"] and c["mode"] == "selfsup" else ""
+        tags += _pose_tags(c) if c["mode"] == "selfsup" else ""
         tags += f" (seed {seed}: world and training)" if seed else ""
         label = f"{c['mode']} ResNet18{tags}"
         seed_of[(c["world"], label)] = seed
@@ -363,6 +372,8 @@ def main() -> None:
                     help="selfsup: train with DepthConfig.mixed_precision (bf16: bfloat16 autocast of the nets)")
     ap.add_argument("--warp", choices=("exact", "monodepth2"), default="exact",
                     help="selfsup: DepthConfig.warp (monodepth2: the half-pixel magnification of its code on PyTorch >= 1.3)")
+    ap.add_argument("--pose-downsample", type=int, default=1,
+                    help="the pose net sees the frames average-pooled by this factor (DepthConfig.pose_downsample)")
     ap.add_argument("--pose-per-pair", action="store_true",
                     help="one pose-net call per frame pair, as Monodepth2 (DepthConfig.pose_batch_pairs = False)")
     ap.add_argument("--report", action="store_true")

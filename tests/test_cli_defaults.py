@@ -148,10 +148,10 @@ def test_finetune_depth_builds_depth_config_from_the_given_options(monkeypatch, 
     cfgs = []
     monkeypatch.setattr(train, "train_depth", lambda cfg, out, **kw: cfgs.append(cfg) or {"step": 0})
     _invoke(["finetune", "--data", tmp_path, "--out", tmp_path / "run", "--lr", "0.5", "--size", "64x192",
-             "--xdistill", "--seg-teacher", "labels", "--pose-per-pair", "--no-eval"], monkeypatch, depth_cli, "_finish")
+             "--xdistill", "--seg-teacher", "labels", "--pose-per-pair", "--pose-downsample", "2", "--no-eval"], monkeypatch, depth_cli, "_finish")
     (cfg,) = cfgs
     assert cfg == run.DepthConfig(data=str(tmp_path), lr=0.5, height=64, width=192, xdistill=True,
-                                  seg_teacher="labels", pose_batch_pairs=False)
+                                  seg_teacher="labels", pose_batch_pairs=False, pose_downsample=2)
 
 
 def test_build_supernet_builds_supernet_config_from_the_given_options(monkeypatch, tmp_path):

@@ -143,6 +143,43 @@ def test_runs_written_before_pose_batching_resume_with_separate_calls(tmp_path):
     assert load_config(tmp_path).pose_batch_pairs is False
 
 
+def test_pose_downsample_gives_the_pose_net_average_pooled_frames():
+    """--pose-downsample 2 at 64x192 gives exactly the poses that the same pose net computes on the
+    frames average-pooled to 32x96, and the pose encoder sees 32x96 inputs."""
+    from donna_nas.tasks.depth.train import DepthTrainer
+
+    frames = torch.rand(2, 3, 3, 64, 192, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    pooled_net = DepthTrainer(_cfg(height=64, width=192, pose_downsample=2)).eval()
+    plain_net = DepthTrainer(_cfg()).eval()  # the training size H x W = 32 x 96, factor 1
+    plain_net.load_state_dict(pooled_net.state_dict())
+    seen = []
+    pooled_net.pose.encoder.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape[-2:])))
+    pooled = torch.nn.functional.avg_pool2d(frames.flatten(0, 1), 2).unflatten(0, (2, 3))
+    with torch.no_grad():
+        got, want = pooled_net.pose_parameters(frames), plain_net.pose_parameters(pooled)
+    assert seen == [(32, 96)]
+    for f in want:
+        for g, w in zip(got[f], want[f]):
+            torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("factor", [0, 3, 4])
+def test_pose_downsample_must_divide_the_size_and_leave_32_pixels(factor):
+    with pytest.raises(UserError, match="--pose-downsample"):
+        _cfg(height=64, width=192, pose_downsample=factor).validate()
+
+
+def test_runs_written_before_pose_downsample_resume_at_full_size(tmp_path):
+    from donna_nas.tasks.depth.run import load_config, save_config
+
+    save_config(tmp_path, _cfg(height=64, width=192, pose_downsample=2))
+    assert load_config(tmp_path).pose_downsample == 2
+    text = (tmp_path / "config.yaml").read_text()
+    (tmp_path / "config.yaml").write_text("\n".join(ln for ln in text.splitlines() if "pose_downsample" not in ln))
+    assert load_config(tmp_path).pose_downsample == 1
+
+
 def test_existing_run_needs_resume(tmp_path):
     ds = FakeFrames()
     train_depth(_cfg(max_steps=2), tmp_path / "r", dataset=ds, progress=False, log=None)

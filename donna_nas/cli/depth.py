@@ -58,6 +58,7 @@ def finetune(
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help=_help("mixed_precision", "depth: 'bf16' runs the depth and pose nets under bfloat16 autocast (weights, Adam and loss stay float32): faster on CPUs with AMX/AVX512-BF16, slower elsewhere.")),
     warp: Optional[str] = typer.Option(None, "--warp", help=_help("warp", "depth: how the photometric loss samples the warped frame: 'exact', or 'monodepth2' (Monodepth2's code on PyTorch >= 1.3: align_corners=False on an align_corners=True grid, a half-pixel magnification).")),
     pose_batch_pairs: Optional[bool] = typer.Option(None, "--pose-batch-pairs/--pose-per-pair", help=_help("pose_batch_pairs", "depth: one pose-net call on both frame pairs (batch-norm statistics over both; faster), or one call per pair as in Monodepth2.")),
+    pose_downsample: Optional[int] = typer.Option(None, "--pose-downsample", help=_help("pose_downsample", "depth: the pose net sees the frames average-pooled by this factor (1: the training size, as in Monodepth2); the depth net and the loss keep the full size.")),
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the Eigen test split at the end."),
@@ -71,7 +72,8 @@ def finetune(
     check_out_dir(out)
     if task == "classify":  # the options given; ClassifyConfig supplies the rest
         for flag, value in (("--mixed-precision", mixed_precision), ("--warp", warp),
-                            ("--pose-batch-pairs/--pose-per-pair", pose_batch_pairs)):
+                            ("--pose-batch-pairs/--pose-per-pair", pose_batch_pairs),
+                            ("--pose-downsample", pose_downsample)):
             if value is not None:
                 raise UserError(f"{flag}: depth training only; drop it with --task classify")
         from donna_nas.cli.classify import run_classify
@@ -110,7 +112,7 @@ def finetune(
                  xdistill_weight=xdistill_weight, xdistill_scales=_int_list("--xdistill-scales", xdistill_scales),
                  groups=str(groups) if groups else None, seed=seed, workers=workers,
                  checkpoint_every=checkpoint_every, max_steps=max_steps, mixed_precision=mixed_precision, warp=warp,
-                 pose_batch_pairs=pose_batch_pairs)
+                 pose_batch_pairs=pose_batch_pairs, pose_downsample=pose_downsample)
     if size is not None:
         opts["height"], opts["width"] = parse_size(size)
     cfg = DepthConfig(data=str(data), **opts)  # the options given; DepthConfig supplies the rest

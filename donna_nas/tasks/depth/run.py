@@ -99,6 +99,12 @@ class DepthConfig:
     # used only in training (the learning curve against per-pair calls: docs/depth.md).
     # Runs whose config.yaml predates this field resume with False, as they were trained
     pose_batch_pairs: bool = True
+    # the pose net sees the frames average-pooled by this factor (1: the training size, as in
+    # Monodepth2). Ego-motion is a six-number summary of the whole frame, so a coarser input costs
+    # the pose net a factor² fewer FLOPs, while the depth net and the photometric loss keep the
+    # full resolution (measured: docs/depth.md, "Trainer speed"). Runs whose config.yaml
+    # predates this field resume with 1, as they were trained
+    pose_downsample: int = 1
 
     def validate(self) -> None:
         if self.height % 32 or self.width % 32:
@@ -121,6 +127,10 @@ class DepthConfig:
             raise UserError(f"--mixed-precision {self.mixed_precision}: use off or bf16")
         if self.distill_weight < 0:
             raise UserError(f"--distill-weight {self.distill_weight}: must be >= 0")
+        f = self.pose_downsample
+        if f < 1 or self.height % f or self.width % f or self.height // f < 32 or self.width // f < 32:
+            raise UserError(f"--pose-downsample {f}: must be at least 1, divide --size {self.height}x{self.width} "
+                            "and leave the pose net at least 32x32 pixels")
         if self.batch < 1 or self.epochs < 1:
             raise UserError("--batch and --epochs must be at least 1")
 
@@ -171,6 +181,7 @@ def load_config(run: Path) -> DepthConfig:
     if bad:
         raise UserError(f"{path}: unknown field(s) {', '.join(bad)}")
     obj.setdefault("pose_batch_pairs", False)  # written before the field: one pose call per pair
+    obj.setdefault("pose_downsample", 1)  # written before the field: the pose net at the training size
     return DepthConfig(**obj)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -96,7 +97,11 @@ class DepthTrainer(nn.Module):
 
     def pose_parameters(self, images_aug: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """The pose net's (axis-angle, translation) per source frame, in the caller's precision;
-        the pose net always sees a pair in temporal order."""
+        the pose net always sees a pair in temporal order, average-pooled by
+        ``DepthConfig.pose_downsample``."""
+        f = self.cfg.pose_downsample
+        if f > 1:
+            images_aug = F.avg_pool2d(images_aug.flatten(0, 1), f).unflatten(0, images_aug.shape[:2])
         i0 = images_aug[:, 0]
         pairs = {f: (images_aug[:, j], i0) if f < 0 else (i0, images_aug[:, j])
                  for j, f in enumerate(self.cfg.frame_ids[1:], start=1)}
