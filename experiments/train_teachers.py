@@ -62,8 +62,10 @@ def teacher_config(data: Path, backbone: str, seed: int, steps: int, **extra):
     from donna_nas.tasks.depth.run import DepthConfig
 
     h, w = WORLD["size"]
+    # the pose net as the shipped teachers were trained: one call per frame pair at the training size
     return DepthConfig(data=str(data), backbone=backbone, height=h, width=w, batch=4, lr=1e-4,
-                       epochs=100000, lr_step=100000, seed=seed, checkpoint_every=50, max_steps=steps, **extra)
+                       epochs=100000, lr_step=100000, seed=seed, checkpoint_every=50, max_steps=steps,
+                       pose_batch_pairs=False, pose_downsample=1, **extra)
 
 
 def train(run: Path, cfg) -> None:
