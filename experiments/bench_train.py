@@ -294,7 +294,7 @@ def _box3_slices(t):
 STEP = "training step, ResNet18"
 
 
-def kernels(rounds: int, batch: int, size: str) -> None:
+def kernels(rounds: int, batch: int, size: str, record: str = "bench_train_kernels") -> None:
     """The per-kernel timings quoted in docs/depth.md and the trainer's docstrings, side by side."""
     import statistics
 
@@ -437,7 +437,7 @@ def kernels(rounds: int, batch: int, size: str) -> None:
     used = {r["kernel"]: r["cpu_ms"] for r in rows if r["variant"].endswith("(used)")}
     df["used_speedup"] = [round(r["cpu_ms"] / used[r["kernel"]], 2) if r["kernel"] in used else None for r in rows]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS / "bench_train_kernels.csv", df.to_csv(index=False))
+    write_text_atomic(RESULTS / f"{record}.csv", df.to_csv(index=False))
     table = df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False)
     header = "\n".join(results_header("Trainer kernels side by side (bench_train --kernels)", ", 1 torch thread"))
     md = f"""{header}
@@ -451,7 +451,7 @@ random frames, fused Adam, 2 steps per round.
 
 {table}
 """
-    write_text_atomic(RESULTS / "bench_train_kernels.md", md)
+    write_text_atomic(RESULTS / f"{record}.md", md)
     print(md)
 
 
@@ -461,8 +461,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--load", default="other load not recorded",
                     help="--compare: what else ran on the machine meanwhile (written with the figures)")
-    ap.add_argument("--record", default="bench_train_compare",
-                    help="--compare results name: experiments/results/NAME.{md,csv}")
+    ap.add_argument("--record", default=None,
+                    help="results name: experiments/results/NAME.{md,csv} (default bench_train_compare with "
+                         "--compare, bench_train_kernels with --kernels)")
     ap.add_argument("--precisions", nargs="+", default=["off"], choices=("off", "bf16"),
                     help="with --compare: this checkout's trainer in each --mixed-precision setting")
     ap.add_argument("--mixed-precision", default=None, help=argparse.SUPPRESS)
@@ -480,7 +481,7 @@ def main() -> None:
                     help="the trainer's kernel choices (box mean, pad adjoint, convolution paths) side by side")
     a = ap.parse_args()
     if a.kernels:
-        kernels(a.rounds, a.batch, a.size)
+        kernels(a.rounds, a.batch, a.size, a.record or "bench_train_kernels")
         return
     if a.photometric:
         photometric(a.rounds, a.size, a.batch)
@@ -492,7 +493,8 @@ def main() -> None:
     if a.compare:
         if a.short and a.short >= a.steps:
             raise SystemExit(f"--short {a.short} must be fewer than --steps {a.steps}")
-        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions), a.record, a.load)
+        compare(a.compare, a.steps, a.rounds, a.batch, a.size, a.short, tuple(a.precisions),
+                a.record or "bench_train_compare", a.load)
         return
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), int(a.one[2]), a.batch, a.steps, a.threads)))

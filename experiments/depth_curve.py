@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _provenance import code_commit  # noqa: E402
+from _provenance import code_commit, cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -200,7 +200,7 @@ def curve(a) -> None:
         done.update(world=a.world, mode=a.mode, seed=a.seed, mixed_precision=a.mixed_precision, warp=a.warp,
                     pose_batch_pairs=not a.pose_per_pair, pose_downsample=a.pose_downsample, size=[h, w], drives=a.drives, frames=a.frames,
                     batch=a.batch, lr=a.lr, train_samples=len((data / "splits" / "train_files.txt").read_text().split("\n")) - 1,
-                    test_frames=res["frames"], machine=f"{platform.machine()} {os.cpu_count()} cores, {a.threads} torch thread")
+                    test_frames=res["frames"], machine=f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, {a.threads} torch thread")
         log_path.write_text(json.dumps(done, indent=1))
         print(f"{name} step {m}: abs_rel {row['abs_rel']:.3f} sq_rel {row['sq_rel']:.3f} a1 {row['a1']:.3f} | "
               f"prior {res['baselines']['prior']['abs_rel']:.3f}/{res['baselines']['prior']['sq_rel']:.3f} "
@@ -321,6 +321,8 @@ def report(a) -> None:
                            label=f"{wname} world: {model}")
             else:
                 style = {"selfsup": "o-", "supervised": "s--"}.get(model.split(" ")[0], "^-.")
+                if "pose net at 1/" in model:  # the same world's colour: tell the pose forms apart by shape
+                    style = "D-."
                 ax.plot(g["step"], g[metric], style, color=c, label=f"{wname} world: {model}")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -372,14 +374,19 @@ def main() -> None:
                     help="selfsup: train with DepthConfig.mixed_precision (bf16: bfloat16 autocast of the nets)")
     ap.add_argument("--warp", choices=("exact", "monodepth2"), default="exact",
                     help="selfsup: DepthConfig.warp (monodepth2: the half-pixel magnification of its code on PyTorch >= 1.3)")
-    ap.add_argument("--pose-downsample", type=int, default=1,
-                    help="the pose net sees the frames average-pooled by this factor (DepthConfig.pose_downsample)")
+    ap.add_argument("--pose-downsample", type=int, default=None,
+                    help="the pose net sees the frames average-pooled by this factor (default: DepthConfig's; "
+                         "1 is Monodepth2's full size)")
     ap.add_argument("--pose-per-pair", action="store_true",
                     help="one pose-net call per frame pair, as Monodepth2 (DepthConfig.pose_batch_pairs = False)")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--record", default="depth_curve",
                     help="--report writes experiments/results/RECORD.{md,csv,png} (default depth_curve)")
     a = ap.parse_args()
+    if a.pose_downsample is None:
+        from donna_nas.tasks.depth.run import DepthConfig
+
+        a.pose_downsample = DepthConfig().pose_downsample
     report(a) if a.report else curve(a)
 
 
