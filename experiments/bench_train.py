@@ -412,12 +412,12 @@ def kernels(rounds: int, batch: int, size: str, record: str = "bench_train_kerne
         (f"128-ch 3x3 conv at {h // 8}x{w // 8}, fwd+bwd", "oneDNN (used)", lambda: conv_fb(x3, w3, g3),
          flops3 / 1e9),
         ("1024x1024 GEMM", "torch.mm", lambda: a_mm @ b_mm, 2 * 1024**3 / 1e9),
-        (STEP, "GEMM on small maps, pose pairs batched (used)", training_step(True, True), 0),
-        (STEP, "GEMM on small maps, pose pairs batched, pose net at half size (--pose-downsample 2)",
-         training_step(True, True, 2), 0),
-        (STEP, "oneDNN on small maps, pose pairs batched", training_step(False, True), 0),
-        (STEP, "GEMM on small maps, one pose call per pair", training_step(True, False), 0),
-        (STEP, "oneDNN on small maps, one pose call per pair (before)", training_step(False, False), 0),
+        (STEP, "GEMM on small maps, pose pairs batched, pose net at half size (used)", training_step(True, True, 2), 0),
+        (STEP, "GEMM on small maps, pose pairs batched, pose net at full size (--pose-downsample 1)",
+         training_step(True, True), 0),
+        (STEP, "oneDNN on small maps, pose pairs batched, full size", training_step(False, True), 0),
+        (STEP, "GEMM on small maps, one pose call per pair, full size", training_step(True, False), 0),
+        (STEP, "oneDNN on small maps, one pose call per pair, full size (before)", training_step(False, False), 0),
     ]
 
     times: list[list[float]] = [[] for _ in cases]

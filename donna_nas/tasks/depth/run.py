@@ -101,7 +101,7 @@ class DepthConfig:
     pose_batch_pairs: bool = True
     # the pose net sees the frames average-pooled by this factor (1: the training size, as in
     # Monodepth2). Ego-motion is six numbers for the whole frame, so the pose net needs less detail
-    # than the depth net: at 2 it costs a quarter of the FLOPs (a ResNet18 step at 64x192 1.34x
+    # than the depth net: at 2 it costs a quarter of the FLOPs (a ResNet18 step at 64x192 1.29x
     # faster), while the depth net and the photometric loss keep the full resolution; the learning
     # curve against 1: docs/depth.md, "Trainer speed". Runs whose config.yaml predates this field
     # resume with 1, as they were trained
