@@ -429,7 +429,9 @@ def materialise_shipped_teacher(name: str, run: Path, data: Path, seg_teacher: s
                        height=int(info["height"]), width=int(info["width"]), act=info["act"],
                        min_depth=info["min_depth"], max_depth=info["max_depth"], batch=4, epochs=1,
                        max_steps=0, init_from=m.name, xdistill=xdistill,
-                       seg_teacher=seg_teacher if xdistill else None)
+                       seg_teacher=seg_teacher if xdistill else None,
+                       # the shipped teachers' pose net: one call per frame pair at the training size
+                       pose_batch_pairs=False, pose_downsample=1)
     save_config(run, dcfg)
     tensors, _ = load_model_weights(m.name)  # fp32, from the verified fp16 file
     with atomic_path(run / "model.safetensors") as tmp:

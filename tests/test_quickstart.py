@@ -158,6 +158,10 @@ def test_teacher_row_is_the_shipped_model_without_teacher_training(quickstart):
     assert ft["distill_from"] == TEACHER and ft["distill_weight"] == 1.0
     assert ft["xdistill"] and ft["seg_teacher"] == SEG
     assert ft["xdistill_scales"] == list(QuickstartConfig.final_xdistill_scales) == [0]  # the full-resolution map
+    # the materialised teacher records the pose net it was trained with; the final finetune the default
+    recipe = yaml.safe_load((out / "teacher" / "config.yaml").read_text())
+    assert (recipe["pose_batch_pairs"], recipe["pose_downsample"]) == (False, 1)
+    assert ft["pose_downsample"] == 2
 
 
 def test_quickstart_resumes_without_redoing_work(quickstart):
