@@ -419,7 +419,7 @@ def materialise_shipped_teacher(name: str, run: Path, data: Path, seg_teacher: s
     from donna_nas.runtime.io import atomic_path
     from donna_nas.tasks.depth.evaluate import evaluate_run
     from donna_nas.tasks.depth.run import DepthConfig, load_model_weights, save_config
-    from donna_nas.tasks.depth.zoo import resolve_model
+    from donna_nas.tasks.depth.zoo import SHIPPED_TEACHER_POSE, resolve_model
 
     m = resolve_model(name, kind="depth")
     info = json.loads((m.folder / "model.json").read_text())
@@ -429,9 +429,7 @@ def materialise_shipped_teacher(name: str, run: Path, data: Path, seg_teacher: s
                        height=int(info["height"]), width=int(info["width"]), act=info["act"],
                        min_depth=info["min_depth"], max_depth=info["max_depth"], batch=4, epochs=1,
                        max_steps=0, init_from=m.name, xdistill=xdistill,
-                       seg_teacher=seg_teacher if xdistill else None,
-                       # the shipped teachers' pose net: one call per frame pair at the training size
-                       pose_batch_pairs=False, pose_downsample=1)
+                       seg_teacher=seg_teacher if xdistill else None, **SHIPPED_TEACHER_POSE)
     save_config(run, dcfg)
     tensors, _ = load_model_weights(m.name)  # fp32, from the verified fp16 file
     with atomic_path(run / "model.safetensors") as tmp:

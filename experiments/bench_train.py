@@ -56,16 +56,17 @@ CONFIGS = [("resnet18", 96, 320), ("resnet18", 192, 640), ("resnet50", 96, 320),
 
 
 def synthetic_step(backbone: str, h: int, w: int, batch: int, fused_adam: bool, pose_batch_pairs: bool = True,
-                   pose_downsample: int = 1):
+                   pose_downsample: int | None = None):
     """One full training step (depth net, pose net on 2 pairs, 4-scale loss, Adam) on random frames
-    with the dataset's dict contract, as a closure."""
+    with the dataset's dict contract, as a closure; ``pose_downsample`` None is the trainer's default."""
     import torch
 
     from donna_nas.tasks.depth.run import DepthConfig
     from donna_nas.tasks.depth.train import DepthTrainer
 
-    cfg = DepthConfig(backbone=backbone, height=h, width=w, batch=batch, pose_batch_pairs=pose_batch_pairs,
-                      pose_downsample=pose_downsample)
+    cfg = DepthConfig(backbone=backbone, height=h, width=w, batch=batch, pose_batch_pairs=pose_batch_pairs)
+    if pose_downsample is not None:
+        cfg.pose_downsample = pose_downsample
     m = DepthTrainer(cfg).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-4, fused=fused_adam)
     K = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])

@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--record", default="profile_train_step")
     ap.add_argument("--shapes", type=int, default=10, help="convolution calls by input shape to list")
     ap.add_argument("--before", action="store_true",
-                    help="the trainer before its two speed choices: oneDNN on the last stage's small maps "
-                         "(SMALL_MAP_PIXELS = 0) and one pose call per frame pair")
+                    help="the trainer before its three speed choices: oneDNN on the last stage's small maps "
+                         "(SMALL_MAP_PIXELS = 0) and one pose call per frame pair on full-size frames")
     a = ap.parse_args()
     torch.set_num_threads(1)
     h, w = (int(v) for v in a.size.split("x"))
@@ -59,7 +59,8 @@ def main() -> None:
         import donna_nas.nn.small_map_conv as smc
 
         smc.SMALL_MAP_PIXELS = 0  # looked up at call time: every convolution through ATen
-    step = synthetic_step(a.backbone, h, w, a.batch, True, pose_batch_pairs=not a.before)
+    step = synthetic_step(a.backbone, h, w, a.batch, True, pose_batch_pairs=not a.before,
+                          pose_downsample=1 if a.before else None)
     for _ in range(2):
         step()
     t0 = time.process_time()
@@ -90,7 +91,7 @@ def main() -> None:
     write_csv(RESULTS / f"{a.record}.csv", rows)
     md = results_header("Where a depth training step spends its CPU time",
                         f", 1 torch thread; torch {torch.__version__}")
-    trainer = ("the trainer before its small-map GEMM and batched pose call (`--before`)" if a.before
+    trainer = ("the trainer before its small-map GEMM, batched pose call and half-size pose net (`--before`)" if a.before
                else "the current trainer")
     md += [f"Scale: {a.backbone}, {h}×{w}, batch {a.batch}; one step = depth net + pose net on 2 pairs + 4-scale "
            f"Monodepth2 loss + fused Adam on random frames, {trainer}; {a.steps} profiled steps after warm-up. "

@@ -60,12 +60,12 @@ def make_world(work: Path, seed: int) -> Path:
 def teacher_config(data: Path, backbone: str, seed: int, steps: int, **extra):
     """The one training configuration of every teacher run (constant lr, batch 4, Monodepth2 loss)."""
     from donna_nas.tasks.depth.run import DepthConfig
+    from donna_nas.tasks.depth.zoo import SHIPPED_TEACHER_POSE
 
     h, w = WORLD["size"]
-    # the pose net as the shipped teachers were trained: one call per frame pair at the training size
     return DepthConfig(data=str(data), backbone=backbone, height=h, width=w, batch=4, lr=1e-4,
                        epochs=100000, lr_step=100000, seed=seed, checkpoint_every=50, max_steps=steps,
-                       pose_batch_pairs=False, pose_downsample=1, **extra)
+                       **SHIPPED_TEACHER_POSE, **extra)
 
 
 def train(run: Path, cfg) -> None:

@@ -99,9 +99,9 @@ class DepthTrainer(nn.Module):
         """The pose net's (axis-angle, translation) per source frame, in the caller's precision;
         the pose net always sees a pair in temporal order, average-pooled by
         ``DepthConfig.pose_downsample``."""
-        f = self.cfg.pose_downsample
-        if f > 1:
-            images_aug = F.avg_pool2d(images_aug.flatten(0, 1), f).unflatten(0, images_aug.shape[:2])
+        factor = self.cfg.pose_downsample
+        if factor > 1:
+            images_aug = F.avg_pool2d(images_aug.flatten(0, 1), factor).unflatten(0, images_aug.shape[:2])
         i0 = images_aug[:, 0]
         pairs = {f: (images_aug[:, j], i0) if f < 0 else (i0, images_aug[:, j])
                  for j, f in enumerate(self.cfg.frame_ids[1:], start=1)}

@@ -25,9 +25,12 @@ from typing import Any
 from donna_nas.errors import UserError
 
 __all__ = ["ShippedModel", "models_dir", "list_models", "resolve_model", "is_model_name",
-           "write_shipped_depth_model", "write_shipped_seg_teacher", "sha256_of"]
+           "write_shipped_depth_model", "write_shipped_seg_teacher", "sha256_of", "SHIPPED_TEACHER_POSE"]
 
 CARD = "card.json"
+# the pose net the shipped depth teachers were trained with (DepthConfig fields): one call per frame
+# pair at the training size, as Monodepth2; the trainer's defaults changed after they were made
+SHIPPED_TEACHER_POSE = {"pose_batch_pairs": False, "pose_downsample": 1}
 WEIGHTS = "model.safetensors"
 
 
