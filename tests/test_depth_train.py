@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
+from donna_nas.data.epochs import EpochDataset
 from donna_nas.errors import UserError
 from donna_nas.tasks.depth.run import DepthConfig, load_model
 from donna_nas.tasks.depth.train import TrainingDiverged, epoch_batches, train_depth
@@ -19,7 +20,7 @@ from donna_nas.tasks.depth.train import TrainingDiverged, epoch_batches, train_d
 H, W = 32, 96
 
 
-class FakeFrames(Dataset):
+class FakeFrames(EpochDataset):
     """Same dict contract as KittiRawDataset: a textured scene panning sideways, random labels."""
 
     def __init__(self, n=6, h=32, w=96, nan_from_epoch=None, seed=0):
@@ -178,6 +179,48 @@ def test_runs_written_before_pose_downsample_resume_at_full_size(tmp_path):
     text = (tmp_path / "config.yaml").read_text()
     (tmp_path / "config.yaml").write_text("\n".join(ln for ln in text.splitlines() if "pose_downsample" not in ln))
     assert load_config(tmp_path).pose_downsample == 1
+
+
+class EpochLog(FakeFrames):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.epochs = []
+
+    def set_epoch(self, e):
+        super().set_epoch(e)
+        self.epochs.append(e)
+
+
+class NoEpochs(Dataset):
+    """A plain dataset with a ``set_epoch`` it never declared: the trainer must not call it."""
+
+    def __init__(self):
+        self.frames, self.calls = FakeFrames(), []
+
+    def set_epoch(self, e):
+        self.calls.append(e)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, i):
+        return self.frames[i]
+
+
+def test_trainer_tells_an_epoch_dataset_each_epoch_and_resume_continues_the_count(tmp_path):
+    # 6 samples, batch 2: 3 steps per epoch; 7 steps touch epochs 0, 1, 2
+    ds = EpochLog()
+    train_depth(_cfg(max_steps=7, epochs=3), tmp_path / "a", dataset=ds, progress=False, log=None)
+    assert ds.epochs == [0, 1, 2]
+    ds = EpochLog()
+    train_depth(_cfg(max_steps=4, epochs=3), tmp_path / "b", dataset=ds, progress=False, log=None)
+    assert ds.epochs == [0, 1]
+    ds = EpochLog()  # resumed at step 4: inside epoch 1, so it draws epoch 1's augmentations again
+    train_depth(_cfg(max_steps=7, epochs=3), tmp_path / "b", resume=True, dataset=ds, progress=False, log=None)
+    assert ds.epochs == [1, 2]
+    plain = NoEpochs()
+    train_depth(_cfg(max_steps=4), tmp_path / "c", dataset=plain, progress=False, log=None)
+    assert plain.calls == []
 
 
 def test_existing_run_needs_resume(tmp_path):

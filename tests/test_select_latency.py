@@ -224,6 +224,17 @@ def test_teacher_units_compose_to_the_encoder():
     assert len(resnet_units(enc)) == 1 + 8
 
 
+def test_a_teacher_that_is_not_a_resnet_asks_for_its_latency():
+    import pytest
+    import torch
+
+    from donna_nas.errors import UserError
+    from donna_nas.latency.teacher import resnet_units
+
+    with pytest.raises(UserError, match="not a ResNet encoder.*--teacher-latency-ms"):
+        resnet_units(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)))
+
+
 def test_measured_teacher_latency_is_cached(tmp_path, monkeypatch):
     import donna_nas.latency.teacher as lt
     from donna_nas.latency.ort import cpu_name

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from donna_nas.data.epochs import EpochDataset
 from donna_nas.errors import UserError
 
 #: KITTI intrinsics normalised by image width (row 0) and height (row 1); principal point centred
@@ -249,7 +250,7 @@ def _missing_error(root: Path, missing: list[Path], total: int) -> UserError:
                      f"image_02/data/*.png|jpg) or use a split that matches the data")
 
 
-class KittiRawDataset(torch.utils.data.Dataset):
+class KittiRawDataset(EpochDataset):
     """Monocular (optionally stereo) frame tuples from KITTI raw, for self-supervised depth.
 
     ``s = ds[i]`` is a dict: ``images`` (F, 3, H, W) float32 in [0, 1] in ``frame_ids`` order (plus the

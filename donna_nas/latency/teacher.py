@@ -18,16 +18,16 @@ import torch
 from torch import nn
 
 from donna_nas.errors import UserError
+from donna_nas.nn.resnet import ResNetEncoder
 
 __all__ = ["resnet_units", "measure_resnet_encoder"]
 
 
 def resnet_units(encoder: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of a ``ResNetEncoder``'s stem and residual blocks, in order."""
-    for attr in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
-        if not hasattr(encoder, attr):
-            raise UserError(f"teacher encoder {type(encoder).__name__}: not a ResNet encoder "
-                            f"(no {attr}); pass --teacher-latency-ms MS or --max-latency-ms MS")
+    if not isinstance(encoder, ResNetEncoder):
+        raise UserError(f"teacher encoder {type(encoder).__name__}: not a ResNet encoder, so it cannot be timed "
+                        "unit by unit; pass --teacher-latency-ms MS or --max-latency-ms MS")
     units: list[tuple[str, nn.Module]] = [("stem", nn.Sequential(encoder.conv1, encoder.bn1, encoder.relu))]
     for li in range(1, 5):
         for bi, block in enumerate(getattr(encoder, f"layer{li}")):

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
+from donna_nas.data.epochs import start_epoch
 from donna_nas.errors import UserError
 from donna_nas.runtime.io import atomic_path
 
@@ -98,8 +99,7 @@ def train_seg_teacher(
     try:
         net.train()
         for ep in range(epochs):
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(ep)
+            start_epoch(dataset, ep)
             for b in loader:
                 x = b["images_aug"][:, 0] if "images_aug" in b else b["images"][:, 0]
                 y = b["semantics"].long()

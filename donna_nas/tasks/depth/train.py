@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from donna_nas.data.epochs import start_epoch
 from donna_nas.errors import UserError
 from donna_nas.tasks.depth.backbones import make_encoder
 from donna_nas.tasks.depth.geometry import transformation_from_parameters
@@ -338,8 +339,7 @@ def train_depth(
             model.train()
             while step < total:
                 epoch, within = divmod(step, n_batches)
-                if hasattr(dataset, "set_epoch"):
-                    dataset.set_epoch(epoch)
+                start_epoch(dataset, epoch)
                 lr = cfg.lr * cfg.lr_gamma ** (epoch // max(cfg.lr_step, 1))
                 for g in optimizer.param_groups:
                     g["lr"] = lr

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from donna_nas.data.epochs import EpochDataset
 from donna_nas.errors import UserError
 
 __all__ = [
@@ -235,7 +236,7 @@ def make_teacher(cfg: Any) -> ModelTeacher | LabelTeacher:
     raise UserError(f"--seg-teacher {src}: unknown teacher type {suffix!r}; use .safetensors (train-seg-teacher), .onnx, .pt (TorchScript), a label folder or 'labels'")
 
 
-class LabelFolder(torch.utils.data.Dataset):
+class LabelFolder(EpochDataset):
     """Wrap a KittiRawDataset: add ``semantics`` read from a folder laid out like its ``semantics/`` tree.
 
     ``FOLDER/<date>/<drive>/image_0X/data/<frame:010d>.png`` (uint8 class ids, 255 = ignore), e.g. label
