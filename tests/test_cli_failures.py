@@ -85,7 +85,7 @@ def test_out_below_a_file(world, tmp_path, capsys):
 
 @pytest.mark.parametrize("err_no, words", [
     (errno.EROFS, "read-only"),
-    (errno.EACCES, "writable --out"),
+    (errno.EACCES, "fix its permissions"),
     (errno.ENOSPC, "free space"),
 ])
 def test_os_errors_on_write_are_one_line(err_no, words, world, tmp_path, monkeypatch, capsys):

@@ -326,6 +326,7 @@ import sys, json, hashlib, os
 import torch
 from torch.utils.data import Dataset
 sys.path.insert(0, {root!r})
+from donna_nas.data.epochs import EpochDataset
 from donna_nas.tasks.depth.run import DepthConfig
 from donna_nas.tasks.depth.train import train_depth
 {fake}

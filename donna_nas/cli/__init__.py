@@ -79,11 +79,11 @@ _OS_FIXES = {
     errno.ENOSPC: "the disk is full: free space, then rerun the same command (with --resume where it has one); "
                   "what was written before is kept",
     errno.EDQUOT: "the disk quota is exceeded: free space, then rerun the same command (with --resume where it has one)",
-    errno.EACCES: "no permission: choose a writable --out or fix the folder's permissions",
-    errno.EPERM: "not permitted: choose a writable --out or fix the folder's permissions",
-    errno.EROFS: "the file system is read-only: choose --out on a writable disk",
-    errno.ENOTDIR: "a file is in the way where a folder is needed: pass a folder (or a new name) as --out",
-    errno.EEXIST: "a file is in the way where a folder is needed: pass a folder (or a new name) as --out",
+    errno.EACCES: "no permission: write to another folder (--out where the command has one) or fix its permissions",
+    errno.EPERM: "not permitted: write to another folder (--out where the command has one) or fix its permissions",
+    errno.EROFS: "the file system is read-only: write to a writable disk (--out where the command has one)",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: pass a folder or a new name",
+    errno.EEXIST: "a file is in the way where a folder is needed: pass a folder or a new name",
     errno.EISDIR: "a folder was given where a file is needed: pass a file path",
     errno.ENOENT: "not found: check the path",
     errno.EMFILE: "too many open files: lower --workers or raise `ulimit -n`",
@@ -121,6 +121,9 @@ def _hide_flag_types(cmd) -> None:
 
 
 def _fail(message: str) -> None:
+    """Print ``error: MESSAGE`` on one line (a message quoting a library's multi-line text is joined)
+    and exit 2, the status every failure has."""
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     sys.exit(2)
 
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         command.main(args=argv, prog_name="donna-nas", standalone_mode=True)
     except UserError as exc:
         _fail(escape(str(exc)))
+    except UnicodeDecodeError as exc:  # a reader that does not name its file (those that do raise UserError)
+        _fail(escape(f"a file that should be text is not UTF-8 (byte {exc.start}); check the paths given "
+                     "and restore or re-export the file"))
     except OSError as exc:
         _fail(escape(os_error_message(exc)))
     except (MemoryError, RuntimeError) as exc:

@@ -23,7 +23,7 @@ def evaluate(
     scale_factor: float = typer.Option(1.0, "--scale-factor", help="Multiply predicted depth (5.4 for stereo models)."),
     min_depth: float = typer.Option(1e-3, "--min-depth"),
     max_depth: float = typer.Option(80.0, "--max-depth"),
-    out: Path = typer.Option(None, "--out", help="Also write the metrics as JSON here."),
+    out: Path = typer.Option(None, "--out", help="Also write the metrics (and baselines) as JSON here."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle",
                                       help="Read monodepth2's object-array gt_depths.npz (only for trusted files)."),
     data: Path = typer.Option(None, "--data", help="With RUN: evaluate on this data root instead of the run's own."),
@@ -47,6 +47,21 @@ def evaluate(
     from donna_nas.tasks.depth.metrics import evaluate_disparities
 
     import json
+    import math
+
+    # options of the --pred/--gt mode: a RUN or --model is scored by the task's own protocol
+    pair_only = {"--pred": pred is not None, "--crop": crop != "auto", "--no-median-scaling": not median_scaling,
+                 "--scale-factor": scale_factor != 1.0, "--min-depth": min_depth != 1e-3,
+                 "--max-depth": max_depth != 80.0, "--allow-pickle": allow_pickle}
+    given = [k for k, v in pair_only.items() if v]
+    if (run is not None or model is not None) and given:
+        raise UserError(f"evaluate {'RUN' if run is not None else '--model'}: {', '.join(given)} apply to "
+                        "--pred/--gt only (a run or shipped model is scored with the Eigen protocol it was "
+                        "trained for); drop them, or export predictions and use --pred/--gt")
+    if not (math.isfinite(min_depth) and math.isfinite(max_depth) and 0 < min_depth < max_depth):
+        raise UserError(f"--min-depth {min_depth} --max-depth {max_depth}: need 0 < min < max (Eigen: 1e-3 and 80)")
+    if not (math.isfinite(scale_factor) and scale_factor > 0):
+        raise UserError(f"--scale-factor {scale_factor}: must be a finite number above 0 (5.4 for stereo models)")
 
     if model is not None:  # a shipped depth model on any world; nothing is written into the package
         from donna_nas.tasks.depth.evaluate import evaluate_model
@@ -76,6 +91,8 @@ def evaluate(
                      prior=str(prior) if prior else None)
         res = json.loads((run / "metrics.json").read_text())
         rows = {"model": res["metrics"], **res["baselines"]}
+        if out is not None:
+            write_json_atomic(out, res)
         if as_json:
             print(json.dumps(rows, indent=1, sort_keys=True))
             return

@@ -14,10 +14,10 @@ def register(app: typer.Typer) -> None:
 def export_cmd(
     run: Path = typer.Argument(..., metavar="RUN", help="A finished depth run directory (donna-nas finetune --out)."),
     int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write a static INT8 QDQ model."),
-    calib: int = typer.Option(32, help="Training frames used to calibrate INT8 activations."),
+    calib: int = typer.Option(32, min=1, help="Training frames used to calibrate INT8 activations."),
     size: str = typer.Option("", help="Export size HxW (default: the training size; another size needs --force)."),
     force: bool = typer.Option(False, "--force", help="Export at a --size the model was not trained at."),
-    threads: int = typer.Option(1, help="ONNX Runtime threads for the FPS measurement."),
+    threads: int = typer.Option(1, min=1, help="ONNX Runtime threads for the FPS measurement."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval",
                                   help="Evaluate the ONNX models on the test split (Eigen protocol)."),
     data: str = typer.Option("", help="Dataset folder (default: the run's)."),

@@ -159,6 +159,9 @@ def load_gt_depths(path: str | os.PathLike, allow_pickle: bool = False) -> tuple
     path = Path(path)
     if not path.is_file():
         raise UserError(f"ground-truth file {path} is missing; create it with 'donna-nas data export-gt'")
+    if not zipfile.is_zipfile(path):  # a .npy, a text file, a truncated download
+        raise UserError(f"{path}: not an .npz archive (ground-truth depths); create it with "
+                        "'donna-nas data export-gt' or pass monodepth2's gt_depths.npz")
     try:
         with np.load(path, allow_pickle=allow_pickle) as z:
             meta = {k: str(z[k]) for k in ("protocol", "crop") if k in z.files}
@@ -175,5 +178,8 @@ def load_gt_depths(path: str | os.PathLike, allow_pickle: bool = False) -> tuple
         if "pickle" in str(exc):
             raise UserError(f"{path} stores an object array (monodepth2 format); pass --allow-pickle "
                             f"only if you trust the file") from exc
-        raise UserError(f"{path}: not a readable .npz ({exc})") from exc
+        raise UserError(f"{path}: not a readable .npz ({str(exc).splitlines()[0]}); export it again") from exc
+    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise UserError(f"{path}: damaged .npz ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                        "export it again with 'donna-nas data export-gt'") from exc
     raise UserError(f"{path}: no 'depth_NNNNN' or 'data' arrays; not a gt_depths.npz")

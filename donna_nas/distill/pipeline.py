@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -158,15 +158,9 @@ class RunResult:
 
 # ----------------------------------------------------------------------------------- helpers
 def _load_config(path: Path) -> SupernetConfig:
-    try:
-        obj = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    known = {f.name for f in fields(SupernetConfig)}
-    bad = sorted(set(obj) - known)
-    if bad:
-        raise UserError(f"{path}: unknown field(s) {bad}")
-    return SupernetConfig(**obj)
+    from donna_nas.runtime.config_file import read_config_mapping
+
+    return SupernetConfig(**read_config_mapping(path, SupernetConfig))
 
 
 def _done(run: Path, job_id: str, weights: Path | None = None) -> dict | None:

@@ -139,10 +139,14 @@ class LookupTable(LatencySource):
         path = Path(path)
         if not path.exists():
             raise UserError(f"{path}: latency table not found")
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            records = list(reader)
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                header = reader.fieldnames or []
+                records = list(reader)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save the latency table as UTF-8 CSV "
+                            f"with the columns {', '.join(COLUMNS)}") from None
         return cls(parse_rows(records, str(path), header), path)
 
     def to_csv(self, path: str | Path) -> None:

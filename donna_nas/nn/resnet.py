@@ -169,7 +169,9 @@ def load_torchvision_state_dict(model: ResNetEncoder, path: str | Path) -> None:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle / zip errors: one line for the user
-        raise UserError(f"{path}: cannot read as a torch state dict ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"{path}: cannot read as a torch state dict ({type(exc).__name__}: {first}); pass a "
+                        "torchvision-format .pth file of tensors only") from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -13,6 +13,7 @@ A kill between creating and renaming the temporary file leaves it behind; ``remo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -113,12 +114,21 @@ def atomic_path(path: str | os.PathLike[str], keep_previous: str | os.PathLike[s
 
 
 _OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+#: numpy's ``tofile`` on a full disk: ``OSError: 140824 requested and 41984 written`` (no errno, no path)
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
 
 
 def as_os_error(exc: BaseException, path: str | os.PathLike[str]) -> OSError | None:
     """An ``OSError`` naming ``path`` for an error that wraps one in its text (safetensors reports
-    a full disk as ``SafetensorError: ... (os error 28)``); None for any other error."""
+    a full disk as ``SafetensorError: ... (os error 28)``), or for an ``OSError`` that names no
+    file (numpy's short write on a full disk becomes ``ENOSPC``); None for any other error."""
     if isinstance(exc, OSError):
+        if exc.filename is not None:
+            return None
+        if exc.errno is None and _SHORT_WRITE.match(str(exc)):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        if exc.errno is not None:
+            return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
         return None
     m = _OS_ERROR_IN_TEXT.search(str(exc))
     if not m:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from donna_nas.errors import UserError
+from donna_nas.runtime.config_file import read_text
 from donna_nas.latency.base import LatencySource, MappingLatency, as_latency_source
 from donna_nas.latency.synthetic import SyntheticLatency
 from donna_nas.space.ops import OpInstance, block_input_hw, incoming_widths, layer_ops, stem_op
@@ -167,7 +168,7 @@ class LinearBlockPredictor(AdditivePredictor):
                 raise UserError(f"{path}: predictor file not found (created by "
                                 f"`donna-nas build-supernet`, or pass --predictor FILE)")
             try:
-                obj = json.loads(path.read_text())
+                obj = json.loads(read_text(path, "restore it or rerun `donna-nas build-supernet`"))
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(obj, dict):
@@ -186,9 +187,10 @@ class LinearBlockPredictor(AdditivePredictor):
             intercept = float(obj["intercept"])
         except (TypeError, ValueError):
             raise UserError(f"{src}: 'intercept' and every coefficient in 'terms' must be numbers") from None
-        bad = [b for b, t in clean.items() if any(math.isnan(v) for v in t.values())]
-        if bad or math.isnan(intercept):
-            raise UserError(f"{src}: NaN coefficient (block {bad[0] if bad else 'intercept'})")
+        bad = [b for b, t in clean.items() if not all(math.isfinite(v) for v in t.values())]
+        if bad or not math.isfinite(intercept):
+            raise UserError(f"{src}: NaN or infinite coefficient (block {bad[0] if bad else 'intercept'}); "
+                            "refit the predictor (`donna-nas build-supernet --resume`) or restore the file")
         return cls(intercept=intercept, terms=clean, direction=obj.get("direction", "minimize"),
                    metric=str(obj.get("metric", "metric")), strict=bool(obj.get("strict", True)),
                    source=src)

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from donna_nas.errors import UserError
+from donna_nas.runtime.config_file import read_text
 from donna_nas.space.ops import OP_TYPES, OpInstance, arch_ops
 
 OPS = tuple(OP_TYPES)
@@ -300,7 +301,7 @@ class SearchSpace:
         if not path.exists():
             raise UserError(f"{path}: search space file not found")
         try:
-            obj = yaml.safe_load(path.read_text())
+            obj = yaml.safe_load(read_text(path, "save the space file as UTF-8 text"))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
@@ -473,7 +474,22 @@ def _space_from_dict(obj: Any, src: str) -> SearchSpace:
     stem = obj.get("stem") or {}
     if not isinstance(stem, dict) or set(stem) - {"channels", "stride", "kernel", "act"}:
         raise UserError(f"{src}: field 'stem' must be a mapping of channels, stride, kernel, act")
+    for key in ("channels", "stride", "kernel"):
+        if key in stem:
+            _positive_int(stem[key], f"{src}: field 'stem.{key}'")
+    if "act" in stem and not isinstance(stem["act"], str):
+        raise UserError(f"{src}: field 'stem.act' is {stem['act']!r}; expected an activation name such as relu")
+    size = obj.get("input_size", (192, 640))
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise UserError(f"{src}: field 'input_size' is {size!r}; expected [height, width]")
     return SearchSpace(name=str(obj["name"]), blocks=tuple(blocks),
-                       input_size=tuple(obj.get("input_size", (192, 640))),
-                       stem=Stem(**stem), in_channels=int(obj.get("in_channels", 3)),
+                       input_size=tuple(_positive_int(v, f"{src}: field 'input_size'") for v in size),
+                       stem=Stem(**stem), in_channels=_positive_int(obj.get("in_channels", 3), f"{src}: field 'in_channels'"),
                        source=src)
+
+
+def _positive_int(value: Any, where: str) -> int:
+    """``value`` when it is a whole number above 0 (YAML ints only: ``3.0`` and ``"3"`` are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{where} is {value!r}; expected a whole number above 0")
+    return value

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +152,9 @@ def _load_config(run: Path) -> ClassifyConfig:
     path = run / "config.yaml"
     if not path.is_file():
         raise UserError(f"{path}: not found; is {run} a classification run directory?")
-    obj = yaml.safe_load(path.read_text()) or {}
-    bad = sorted(set(obj) - {f.name for f in fields(ClassifyConfig)})
-    if bad:
-        raise UserError(f"{path}: unknown field(s) {', '.join(bad)}")
-    return ClassifyConfig(**obj)
+    from donna_nas.runtime.config_file import read_config_mapping
+
+    return ClassifyConfig(**read_config_mapping(path, ClassifyConfig))
 
 
 def train_classifier(cfg: ClassifyConfig | None, out: str | Path, resume: bool = False,

@@ -15,8 +15,9 @@ Layout of ``RUN/``::
 from __future__ import annotations
 
 import json
+import math
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from donna_nas.errors import UserError
+from donna_nas.runtime.config_file import read_config_mapping, read_text
 from donna_nas.runtime.io import (atomic_path, kill_point, remove_stale_temp,
                                   write_json_atomic, write_text_atomic)
 
@@ -134,6 +136,17 @@ class DepthConfig:
                             "and leave the pose net at least 16x16 pixels (1 keeps the training size)")
         if self.batch < 1 or self.epochs < 1:
             raise UserError("--batch and --epochs must be at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr {self.lr}: must be a finite number above 0 (Monodepth2: 1e-4)")
+        if not (0 < self.min_depth < self.max_depth) or not math.isfinite(self.max_depth):
+            raise UserError(f"min_depth {self.min_depth}, max_depth {self.max_depth}: need 0 < min < max, finite")
+        if self.xdistill_weight < 0 or self.smoothness < 0:
+            raise UserError(f"--xdistill-weight {self.xdistill_weight}, smoothness {self.smoothness}: must be >= 0")
+        if self.workers < 0:
+            raise UserError(f"--workers {self.workers}: must be >= 0 (0 loads data in the training process)")
+        if self.checkpoint_every < 1 or (self.max_steps is not None and self.max_steps < 0):
+            raise UserError(f"--max-steps {self.max_steps}, checkpoint_every {self.checkpoint_every}: need "
+                            "max_steps >= 0 and checkpoint_every >= 1 (leave --max-steps out to train every epoch)")
 
 
 def resolve_model_names(cfg: DepthConfig) -> DepthConfig:
@@ -171,19 +184,15 @@ def load_config(run: Path) -> DepthConfig:
     if not path.is_file():
         raise UserError(f"{path}: not found; is {run} a depth run directory (made by finetune --task depth)?")
     remove_stale_temp(run)  # a run is opened by the process that continues it
-    try:
-        obj = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); restore or delete the file") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a mapping of settings; restore or delete the file")
-    known = {f.name for f in fields(DepthConfig)}
-    bad = sorted(set(obj) - known)
-    if bad:
-        raise UserError(f"{path}: unknown field(s) {', '.join(bad)}")
+    obj = read_config_mapping(path, DepthConfig)
     obj.setdefault("pose_batch_pairs", False)  # written before the field: one pose call per pair
     obj.setdefault("pose_downsample", 1)  # written before the field: the pose net at the training size
-    return DepthConfig(**obj)
+    cfg = DepthConfig(**obj)
+    try:
+        cfg.validate()
+    except UserError as exc:  # its messages name the CLI flags that set the fields
+        raise UserError(f"{path}: {exc}; fix the field in the file (or delete the run)") from None
+    return cfg
 
 
 def checkpoint_path(run: Path) -> Path:
@@ -351,6 +360,20 @@ def load_model_weights(spec: str | Path) -> tuple[dict[str, torch.Tensor], Path]
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, path
 
 
+def _check_model_json(info: Any, path: Path, fix: str) -> None:
+    """The fields that rebuild the network, with their types: one line naming the field otherwise."""
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: expected a JSON object (backbone, height, width, act, ...); {fix}")
+    expected = {"backbone": str, "act": str, "height": int, "width": int}
+    for key, tp in expected.items():
+        v = info.get(key)
+        if not isinstance(v, tp) or isinstance(v, bool) or (tp is int and v < 1):
+            raise UserError(f"{path}: field {key!r} is {v!r}; expected "
+                            f"{'a whole number above 0' if tp is int else 'text'}; {fix}")
+    if info.get("space") is not None and not isinstance(info["space"], str):
+        raise UserError(f"{path}: field 'space' is {info['space']!r}; expected a space name or file; {fix}")
+
+
 def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the depth network of a finished run or of a shipped model (by name)."""
     from donna_nas.tasks.depth.backbones import make_encoder
@@ -361,10 +384,14 @@ def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not mj.is_file():
         raise UserError(f"{mj}: not found; training in {folder} has not finished (use --resume to complete it)")
     try:
-        info = json.loads(mj.read_text())
+        info = json.loads(read_text(mj, fix))
     except json.JSONDecodeError as exc:
         raise UserError(f"{mj}: corrupt JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
-    enc = make_encoder(info["backbone"], info.get("space"), init=False)
+    _check_model_json(info, mj, fix)
+    try:
+        enc = make_encoder(info["backbone"], info.get("space"), init=False)
+    except UserError as exc:
+        raise UserError(f"{mj}: field 'backbone': {exc}") from None
     net = DepthNet(enc, DepthDecoder(enc.channels, act=info["act"]))
     tensors, path = load_model_weights(folder)
     try:
