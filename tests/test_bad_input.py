@@ -223,3 +223,29 @@ def test_unreadable_weights_file_is_one_line(tmp_path, capsys, synth_world):
                               "--backbone", "resnet18", "--weights", bad, "--epochs", "1", "--batch", "2",
                               "--no-eval"], capsys)
     assert_one_line(code, out, err, bad, "cannot read as a torch state dict")
+
+
+def test_latency_measure_checks_its_out_folder_before_timing(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+    import tempfile
+
+    import donna_nas.latency.ort as ort
+
+    def read_only(prefix="", suffix="", dir=None, **kw):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+
+    timed = []
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(ort.OrtMeasurer, "measure_ops", lambda *a, **k: timed.append(1))
+    out = tmp_path / "ro" / "table.csv"
+    code, o, e = run_cli(["latency", "measure", "--space", "tiny", "--size", "32x96", "--out", out], capsys)
+    assert_one_line(code, o, e, out.parent, "read-only")
+    assert timed == []
+
+
+def test_export_of_a_file_is_not_a_run(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    code, out, err = run_cli(["export", f], capsys)
+    assert_one_line(code, out, err, f, "a file, not a run directory")

@@ -99,6 +99,15 @@ def test_missing_keys_error_lists_keys_and_command(tmp_path):
     assert f"donna-nas latency measure --space SPACE --size HxW --precision fp32 --out {tmp_path}" in msg
 
 
+@pytest.mark.parametrize("precision", ["unknown", "fp16"])
+def test_missing_keys_of_a_table_this_cpu_cannot_extend_point_to_its_device(tmp_path, precision):
+    t = LookupTable.from_csv(write(tmp_path / "t.csv", [row("a", "1", precision=precision)]))
+    with pytest.raises(MissingKeysError) as e:
+        t.latency_of(["a", "k1"])
+    msg = str(e.value)
+    assert "latency measure" not in msg and f"precision {precision}" in msg and "export-blocks" in msg
+
+
 def test_arch_latency_missing_names_space_and_size(tmp_path):
     space = load_space("tiny")
     t = LookupTable([TableRow("x", 1, 0, "d", "fp32", "r", "s")])

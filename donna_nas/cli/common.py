@@ -43,6 +43,20 @@ def check_out_file(path, flag: str = "--out") -> None:
     check_out_dir(p.parent, flag)
 
 
+def check_writable(folder) -> None:
+    """Create ``folder`` and a file in it, then remove the file: a read-only or full disk fails here,
+    as one line (the CLI's OSError handler), before a long job computes what it could not save."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def same_path(a, b) -> bool:
     from pathlib import Path
 

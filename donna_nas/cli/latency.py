@@ -46,9 +46,10 @@ def measure(space_file: str = SPACE, size: Optional[str] = SIZE,
     from donna_nas.latency.blocks import ops_for
     from donna_nas.space import load_space
 
-    from donna_nas.cli.common import check_out_file
+    from donna_nas.cli.common import check_out_file, check_writable
 
     check_out_file(out)
+    check_writable(out.parent)  # before the timings, not at their first save
     space = load_space(space_file)
     hw = _size(space, size)
     ops = ops_for(space, hw, archs, seed)

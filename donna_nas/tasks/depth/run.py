@@ -344,7 +344,10 @@ def save_model(run: Path, depth_net: torch.nn.Module, cfg: DepthConfig, extra: d
 def _model_dir(spec: str | Path) -> tuple[Path, str]:
     """(folder holding model.json + model.safetensors, how to repair it) for a run or a shipped name."""
     path = Path(spec)
-    if path.is_dir() or len(path.parts) > 1 or path.exists():  # a path, not a name: a run directory
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: a file, not a run directory; pass the folder a `donna-nas finetune` run "
+                        "wrote (with model.json and model.safetensors) or a shipped model name")
+    if path.is_dir() or len(path.parts) > 1:  # a path, not a name: a run directory
         return path, f"rewrite it with `donna-nas finetune --resume --out {path}` (from its checkpoint)"
     from donna_nas.tasks.depth.zoo import resolve_model
 
