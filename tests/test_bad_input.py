@@ -249,3 +249,20 @@ def test_export_of_a_file_is_not_a_run(tmp_path, capsys):
     f.write_text("x")
     code, out, err = run_cli(["export", f], capsys)
     assert_one_line(code, out, err, f, "a file, not a run directory")
+
+
+def test_corrupt_teacher_json_is_named_not_reported_missing(tmp_path):
+    from donna_nas.search.run import teacher_of_run
+
+    assert teacher_of_run(tmp_path) is None  # no file: the teacher is unknown, callers ask for --teacher
+    (tmp_path / "teacher.json").write_text("{broken")
+    with pytest.raises(UserError, match="teacher.json: not valid JSON"):
+        teacher_of_run(tmp_path)
+    (tmp_path / "teacher.json").write_text("{}")
+    with pytest.raises(UserError, match="no 'backbone' field"):
+        teacher_of_run(tmp_path)
+
+
+def test_build_supernet_resume_of_a_missing_folder(tmp_path, capsys):
+    code, out, err = run_cli(["build-supernet", "--space", "tiny", "--out", tmp_path / "nope", "--resume"], capsys)
+    assert_one_line(code, out, err, tmp_path / "nope", "does not exist")

@@ -47,6 +47,7 @@ def build_supernet_cmd(
     from donna_nas.distill.pipeline import SupernetConfig, build_supernet
     from donna_nas.runtime.executor import make_executor
     from donna_nas.cli.common import check_out_dir
+    from donna_nas.errors import UserError
     from donna_nas.runtime.io import remove_stale_temp
     from donna_nas.runtime.threads import set_threads
     from donna_nas.space import load_space
@@ -58,6 +59,9 @@ def build_supernet_cmd(
     if resume and (out / "config.yaml").is_file():
         _check_resume_inputs(out, teacher_weights=teacher_weights, data=data)
         remove_stale_temp(out)
+    elif resume and not out.exists():
+        raise UserError(f"--resume: {out} does not exist; drop --resume to start a build there, or pass the "
+                        "folder of the build to continue")
     sp = load_space(space)
     opts = given(teacher=teacher, teacher_weights=teacher_weights, data=data, task=task,
                  train_frames=train_frames, val_frames=val_frames, bkd_steps=bkd_steps,
@@ -94,9 +98,11 @@ def _check_resume_inputs(out: Path, **given: Optional[str]) -> None:
     from donna_nas.cli.common import same_path
     from donna_nas.errors import UserError
 
+    from donna_nas.runtime.config_file import read_text
+
     path = out / "config.yaml"
     try:
-        stored = yaml.safe_load(path.read_text()) or {}
+        stored = yaml.safe_load(read_text(path, "restore it or start a new --out")) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); restore it or start a new --out") from None
     for name, value in given.items():

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from donna_nas.errors import UserError
+from donna_nas.runtime.config_file import read_text
 
 __all__ = ["DEPLOYED_CONFIRM", "DEPLOYED_GUARD", "MEASURE_KINDS", "SearchRun", "default_storage", "deployed_latency_for_run", "latency_label", "latency_source",
            "load_inputs", "resolve_table", "run_search", "study_name_for", "is_search_run",
@@ -179,12 +180,17 @@ def teacher_key(name: str, input_size: tuple[int, int]) -> str:
 def teacher_of_run(run: Path) -> str | None:
     """The teacher backbone a build-supernet run distilled from (``RUN/teacher.json``)."""
     path = Path(run) / "teacher.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
+    if not path.is_file():
         return None
+    try:
+        info = json.loads(read_text(path, "restore it, or pass --teacher resnet18|resnet50"))
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); restore it, or pass "
+                        "--teacher resnet18|resnet50") from None
     name = (info.get("backbone") or info.get("name")) if isinstance(info, dict) else None
-    return str(name) if name else None
+    if not name:
+        raise UserError(f"{path}: no 'backbone' field naming the teacher; restore it, or pass --teacher resnet18|resnet50")
+    return str(name)
 
 
 def _teacher_backbone(teacher: str) -> str:
