@@ -266,3 +266,28 @@ def test_corrupt_teacher_json_is_named_not_reported_missing(tmp_path):
 def test_build_supernet_resume_of_a_missing_folder(tmp_path, capsys):
     code, out, err = run_cli(["build-supernet", "--space", "tiny", "--out", tmp_path / "nope", "--resume"], capsys)
     assert_one_line(code, out, err, tmp_path / "nope", "does not exist")
+
+
+def test_a_model_with_nan_weights_is_refused_before_export(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from donna_nas.tasks.depth.run import load_model
+
+    shipped_like = tmp_path / "run"
+    shipped_like.mkdir()
+    info = {"backbone": ARCH, "space": "tiny", "act": "elu", "height": 64, "width": 192}
+    (shipped_like / "model.json").write_text(json.dumps(info))
+    from donna_nas.tasks.depth.backbones import make_encoder
+    from donna_nas.tasks.depth.networks import DepthDecoder, DepthNet
+
+    enc = make_encoder(ARCH, "tiny", init=False)
+    sd = DepthNet(enc, DepthDecoder(enc.channels, act="elu")).state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(shipped_like / "model.safetensors"))
+    load_model(shipped_like)  # finite: loads
+    sd = load_file(str(shipped_like / "model.safetensors"))
+    first = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[first] = torch.full_like(sd[first], float("nan"))
+    save_file(sd, str(shipped_like / "model.safetensors"))
+    with pytest.raises(UserError, match="NaN or infinite values .first: " + first.replace(".", r"\.")):
+        load_model(shipped_like)

@@ -397,6 +397,10 @@ def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         raise UserError(f"{mj}: field 'backbone': {exc}") from None
     net = DepthNet(enc, DepthDecoder(enc.channels, act=info["act"]))
     tensors, path = load_model_weights(folder)
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a diverged run's weights: every prediction would be NaN, in every export too
+        raise UserError(f"{path}: {len(broken)} tensor(s) hold NaN or infinite values (first: {broken[0]}); "
+                        f"the training diverged; {fix}, or retrain with a lower --lr")
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
