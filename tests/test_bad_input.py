@@ -291,3 +291,15 @@ def test_a_model_with_nan_weights_is_refused_before_export(tmp_path):
     save_file(sd, str(shipped_like / "model.safetensors"))
     with pytest.raises(UserError, match="NaN or infinite values .first: " + first.replace(".", r"\.")):
         load_model(shipped_like)
+
+
+@pytest.mark.parametrize("text, ok", [("mobilenet=3.5", True), ("r50=20:0.83", True), ("foo=-3", False),
+                                      ("foo=0", False), ("foo=nan", False), ("foo=3:inf", False), ("foo", False)])
+def test_search_reference_needs_a_positive_latency(text, ok):
+    from donna_nas.cli.search import parse_reference
+
+    if ok:
+        assert parse_reference(text).latency_ms > 0
+    else:
+        with pytest.raises(UserError, match="--reference: expected NAME=LATENCY_MS"):
+            parse_reference(text)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Optional
@@ -40,10 +41,14 @@ def parse_reference(text: str):
     try:
         if not m:
             raise ValueError
-        return Reference(m.group(1), float(m.group(2)), float(m.group(3)) if m.group(3) else None)
+        ms = float(m.group(2))
+        metric = float(m.group(3)) if m.group(3) else None
+        if not (math.isfinite(ms) and ms > 0) or (metric is not None and not math.isfinite(metric)):
+            raise ValueError
+        return Reference(m.group(1), ms, metric)
     except ValueError:
-        raise UserError(f"--reference: expected NAME=LATENCY_MS or NAME=LATENCY_MS:METRIC, "
-                        f"got {text!r}") from None
+        raise UserError(f"--reference: expected NAME=LATENCY_MS or NAME=LATENCY_MS:METRIC with a latency "
+                        f"above 0 and finite numbers, got {text!r}") from None
 
 
 # the run wiring lives in the library; these names stay importable from here
