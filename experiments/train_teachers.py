@@ -32,6 +32,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -185,7 +186,9 @@ def stages(a) -> None:
 
 
 def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, 1 torch thread per run, two runs at a time"
+    from _provenance import cpu_model  # experiments/ is on sys.path when a script here runs
+
+    return f"{cpu_model()}, {platform.machine()} {os.cpu_count()} cores, 1 torch thread per run, two runs at a time"
 
 
 def report(a) -> None:
@@ -223,8 +226,11 @@ def report(a) -> None:
                                  "beats_constant": None, "beats_prior": None})
     df = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    df.to_csv(RESULTS / "teachers.csv", index=False)
-    header = [f"Command: `python experiments/train_teachers.py ...` (see its docstring), then `--report`. Date {datetime.date.today()}.",
+    runs_name, xd_name = (f"{a.record}_runs", a.record) if a.record else ("teachers", "xdistill")
+    df.to_csv(RESULTS / f"{runs_name}.csv", index=False)
+    header = [f"Command: `python experiments/train_teachers.py ...` (see its docstring), then "
+              f"`python experiments/train_teachers.py {shlex.join(sys.argv[1:])}`. Date {datetime.date.today()}; "
+              f"work folder {work}.",
               f"World: version 2, {WORLD['drives']} drives x {WORLD['frames']} frames at {WORLD['size'][0]}x{WORLD['size'][1]}, "
               f"seed {WORLD['seed']} ('own': its held-out test drives); 'unseen': the same recipe at seed {a.unseen_seed}, "
               "which no model trained on. Batch 4, lr 1e-4. Machine: " + machine() + ".", ""]
@@ -245,7 +251,7 @@ def report(a) -> None:
                   f"{se['unseen']['miou']:.3f} on the unseen-seed world (groups: {', '.join(se['own']['groups'])})."]
     lines += ["- Branches (`md2-*`, `xd-*`) start from their backbone's base (`base-*`) with its depth and pose nets and a "
               "fresh optimizer; their steps count the base's. wall s: this run's own training time."]
-    write_text_atomic(RESULTS / "teachers.md", "\n".join(lines) + "\n")
+    write_text_atomic(RESULTS / f"{runs_name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
     # X-Distill against Monodepth2 at equal steps: mean ± std over seeds, per backbone and weight
@@ -273,8 +279,8 @@ def report(a) -> None:
             beats_prior = "yes" if bool(h.beats_prior.all()) else "**no**"
             md.append(f"| {bb} | {method} | {w:g} | {len(seeds)} | {pm['abs_rel']} | {pm['sq_rel']} | {pm['a1']} | "
                       f"{ratio:.3f} | {verdict} | {beats_prior} |")
-    pd.DataFrame(out).to_csv(RESULTS / "xdistill.csv", index=False)
-    write_text_atomic(RESULTS / "xdistill.md", "\n".join(md) + "\n")
+    pd.DataFrame(out).to_csv(RESULTS / f"{xd_name}.csv", index=False)
+    write_text_atomic(RESULTS / f"{xd_name}.md", "\n".join(md) + "\n")
     print("\n".join(md))
 
 
@@ -345,6 +351,8 @@ def main() -> None:
     ap.add_argument("--ship-weight", type=float, default=0.01, help="X-Distill weight of the shipped model")
     ap.add_argument("--work", default=str(Path.home() / "dn" / "teachers"))
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--record", default=None, help="with --report: write experiments/results/NAME.{csv,md} (the "
+                    "X-Distill table) and NAME_runs.{csv,md} instead of xdistill.* and teachers.* (the shipped ones')")
     ap.add_argument("--ship", action="store_true")
     a = ap.parse_args()
     if a.report or a.ship:
