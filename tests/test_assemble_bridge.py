@@ -84,11 +84,12 @@ def test_bridge_map_is_the_composition_of_the_two_adapters(run):
     prev = load_bkd_model(run, SPACE, 0, arch.block_choices[0].op, arch.block_choices[0].act)
     cur = load_bkd_model(run, SPACE, 1, arch.block_choices[1].op, arch.block_choices[1].act)
     M, m = bridge_map(prev, cur, c)
-    r = torch.randn(3, c, 4, 5)
+    r = torch.randn(3, c, 4, 5, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = cur.block_input(prev.head(r))[:, :c]
     got = torch.einsum("ij,njhw->nihw", M.float(), r) + m.float().view(1, c, 1, 1)
-    assert M.shape == (c, c) and torch.allclose(got, want, atol=1e-5)
+    # relative as well as absolute: the folded map sums in another order than the two layers
+    assert M.shape == (c, c) and torch.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_a_depth_run_starts_from_bridged_blocks_unless_told_otherwise(run):
