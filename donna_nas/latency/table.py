@@ -209,8 +209,8 @@ class LookupTable(LatencySource):
             cmd = (f"donna-nas latency measure --space {space} --size {size} "
                    f"--precision {self.precision or 'fp32'} --out {out}")
         else:  # a device table (a phone's): this CPU cannot time its ops for it
-            cmd = (f"the device that made {out} (precision {self.precision}; `donna-nas latency export-blocks` "
-                   "writes the ops as ONNX files to time there), then add the rows")
+            cmd = (f"the device that made {out} (precision {self.precision}): `donna-nas latency export-blocks "
+                   f"--space {space} --size {size} --out DIR` writes the ops as ONNX files to time there; then add the rows")
         return MissingKeysError(missing, self.name, cmd)
 
     def op_latencies(self, ops, space=None, input_size=None) -> list[float]:
