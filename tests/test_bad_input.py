@@ -15,6 +15,14 @@ from tests.test_cli_failures import assert_one_line, run_cli
 BINARY = b"\xff\xfe\x00\x81garbage\x00"
 
 
+def _each_refused(path, cases, call):
+    """For each (file content, message pattern): write it to ``path``; ``call()`` must refuse it so."""
+    for text, match in cases:
+        path.write_text(text)
+        with pytest.raises(UserError, match=match):
+            call()
+
+
 # ------------------------------------------------------------------ text that is not UTF-8
 def test_binary_latency_table_is_one_line(tmp_path, capsys):
     table = tmp_path / "t.csv"
@@ -108,12 +116,9 @@ def test_empty_or_non_mapping_config_yaml(tmp_path):
     from donna_nas.tasks.depth.run import load_config
 
     run = _run_with_config(tmp_path)
-    (run / "config.yaml").write_text("")
-    with pytest.raises(UserError, match="config.yaml: empty"):
-        load_config(run)
-    (run / "config.yaml").write_text("- 1\n- 2\n")
-    with pytest.raises(UserError, match="expected a mapping of settings, found list"):
-        load_config(run)
+    _each_refused(run / "config.yaml", [("", "config.yaml: empty"),
+                                        ("- 1\n- 2\n", "expected a mapping of settings, found list")],
+                  lambda: load_config(run))
 
 
 def test_cli_flags_out_of_range_refused_before_anything_is_written(tmp_path, synth_world, capsys):
@@ -255,12 +260,8 @@ def test_corrupt_teacher_json_is_named_not_reported_missing(tmp_path):
     from donna_nas.search.run import teacher_of_run
 
     assert teacher_of_run(tmp_path) is None  # no file: the teacher is unknown, callers ask for --teacher
-    (tmp_path / "teacher.json").write_text("{broken")
-    with pytest.raises(UserError, match="teacher.json: not valid JSON"):
-        teacher_of_run(tmp_path)
-    (tmp_path / "teacher.json").write_text("{}")
-    with pytest.raises(UserError, match="no 'backbone' field"):
-        teacher_of_run(tmp_path)
+    _each_refused(tmp_path / "teacher.json", [("{broken", "teacher.json: not valid JSON"),
+                                              ("{}", "no 'backbone' field")], lambda: teacher_of_run(tmp_path))
 
 
 def test_build_supernet_resume_of_a_missing_folder(tmp_path, capsys):
