@@ -386,10 +386,15 @@ def validate_space(space: SearchSpace) -> None:
     if len(space.input_size) != 2 or any(not isinstance(v, int) or v <= 0 for v in space.input_size):
         raise UserError(f"{src}: field 'input_size' must be two positive integers [H, W], "
                         f"got {list(space.input_size)}")
-    if space.stem.kernel not in KERNELS or space.stem.stride not in (1, 2):
-        raise UserError(f"{src}: stem kernel must be one of {list(KERNELS)} and stride 1 or 2")
-    if space.stem.act not in ACTS:
-        raise UserError(f"{src}: stem act {space.stem.act!r} unknown (allowed: {', '.join(ACTS)})")
+    if not _positive_int(space.in_channels):
+        raise UserError(f"{src}: field 'in_channels' is {space.in_channels!r}; expected a whole number above 0")
+    stem = space.stem
+    for key, ok, allowed in (("channels", _positive_int(stem.channels), "a whole number above 0"),
+                             ("kernel", stem.kernel in KERNELS, f"one of {list(KERNELS)}"),
+                             ("stride", stem.stride in (1, 2), "1 or 2"),
+                             ("act", stem.act in ACTS, f"one of {', '.join(ACTS)}")):
+        if not ok:
+            raise UserError(f"{src}: field 'stem.{key}' is {getattr(stem, key)!r}; allowed: {allowed}")
     seen: set[str] = set()
     for b in space.blocks:
         where = f"{src}: block {b.name!r}"
@@ -419,8 +424,13 @@ def validate_space(space: SearchSpace) -> None:
         _check_values(where, "se", c.se, lambda v: isinstance(v, bool), "true or false")
         _check_values(where, "act", c.act, lambda v: v in ACTS, f"one of {', '.join(ACTS)}")
         _check_values(where, "out_channels", b.out_channels,
-                      lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 8 == 0,
+                      lambda v: _positive_int(v) and v % 8 == 0,
                       "positive multiples of 8")
+
+
+def _positive_int(value: Any) -> bool:
+    """A whole number above 0 (``True``, ``3.0`` and ``"3"`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _check_values(where: str, key: str, values: Sequence, ok, allowed: str) -> None:
@@ -474,22 +484,8 @@ def _space_from_dict(obj: Any, src: str) -> SearchSpace:
     stem = obj.get("stem") or {}
     if not isinstance(stem, dict) or set(stem) - {"channels", "stride", "kernel", "act"}:
         raise UserError(f"{src}: field 'stem' must be a mapping of channels, stride, kernel, act")
-    for key in ("channels", "stride", "kernel"):
-        if key in stem:
-            _positive_int(stem[key], f"{src}: field 'stem.{key}'")
-    if "act" in stem and not isinstance(stem["act"], str):
-        raise UserError(f"{src}: field 'stem.act' is {stem['act']!r}; expected an activation name such as relu")
     size = obj.get("input_size", (192, 640))
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
+    if not isinstance(size, (list, tuple)):  # the values themselves: validate_space
         raise UserError(f"{src}: field 'input_size' is {size!r}; expected [height, width]")
-    return SearchSpace(name=str(obj["name"]), blocks=tuple(blocks),
-                       input_size=tuple(_positive_int(v, f"{src}: field 'input_size'") for v in size),
-                       stem=Stem(**stem), in_channels=_positive_int(obj.get("in_channels", 3), f"{src}: field 'in_channels'"),
-                       source=src)
-
-
-def _positive_int(value: Any, where: str) -> int:
-    """``value`` when it is a whole number above 0 (YAML ints only: ``3.0`` and ``"3"`` are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{where} is {value!r}; expected a whole number above 0")
-    return value
+    return SearchSpace(name=str(obj["name"]), blocks=tuple(blocks), input_size=tuple(size),
+                       stem=Stem(**stem), in_channels=obj.get("in_channels", 3), source=src)
