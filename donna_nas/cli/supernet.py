@@ -93,20 +93,15 @@ def _absolute(value: Optional[str]) -> Optional[str]:
 
 def _check_resume_inputs(out: Path, **given: Optional[str]) -> None:
     """With --resume, a --teacher-weights/--data that differs from the stored one is refused."""
-    import yaml
-
     from donna_nas.cli.common import same_path
+    from donna_nas.distill.pipeline import SupernetConfig
     from donna_nas.errors import UserError
-
-    from donna_nas.runtime.config_file import read_text
+    from donna_nas.runtime.config_file import read_config_mapping
 
     path = out / "config.yaml"
-    try:
-        stored = yaml.safe_load(read_text(path, "restore it or start a new --out")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); restore it or start a new --out") from None
+    stored = read_config_mapping(path, SupernetConfig, "restore it or start a new --out")
     for name, value in given.items():
-        old = stored.get(name) if isinstance(stored, dict) else None
+        old = stored.get(name)
         if value is not None and (old is None or not same_path(value, old)):
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} {value}: {path} was built with {flag} {old}; drop {flag} to resume "

@@ -9,6 +9,7 @@ validates everything and reports all bad rows in one error.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Iterable
 
 from donna_nas.errors import UserError
 from donna_nas.latency.base import LatencySource, MissingKeysError
+from donna_nas.runtime.config_file import read_text
 from donna_nas.runtime.io import atomic_path
 
 COLUMNS = ("op", "latency_ms", "std_ms", "device", "precision", "runtime", "source")
@@ -139,14 +141,10 @@ class LookupTable(LatencySource):
         path = Path(path)
         if not path.exists():
             raise UserError(f"{path}: latency table not found")
-        try:
-            with path.open(newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                header = reader.fieldnames or []
-                records = list(reader)
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save the latency table as UTF-8 CSV "
-                            f"with the columns {', '.join(COLUMNS)}") from None
+        text = read_text(path, f"save the latency table as UTF-8 CSV with the columns {', '.join(COLUMNS)}")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        records = list(reader)
         return cls(parse_rows(records, str(path), header), path)
 
     def to_csv(self, path: str | Path) -> None:
