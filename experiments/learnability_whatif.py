@@ -32,31 +32,26 @@ import platform
 import shlex
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
+from unittest import mock
 
 from _provenance import code_commit, cpu_model  # experiments/ is on sys.path when a script here runs
-from bench_learnability import what_if_texture
+from bench_learnability import _ceiling_row, what_if_texture
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEEDS, GAINS, BLURS = (1.0, 1.25, 1.5), (1.0, 2.0, 3.0), (1.0, 0.3, 0.1, 0.0)
 TARGET_FRACTION, TARGET_RATIO = 0.85, 2.0
 
 
-@contextmanager
 def what_if_speed(scale: float):
     """Every drive's ego speed times ``scale`` (the camera path's x; the street is drawn first)."""
     from donna_nas.data import synth_scene as S
 
     trajectory = S._trajectory
-    S._trajectory = lambda rng, frames, speed: trajectory(rng, frames, speed * scale)
-    try:
-        yield
-    finally:
-        S._trajectory = trajectory
+    return mock.patch.object(S, "_trajectory", lambda rng, frames, speed: trajectory(rng, frames, speed * scale))
 
 
-@contextmanager
 def what_if_no_poles():
     """Scenes without their poles (the only boxes thinner than a pixel's footprint at 10 m)."""
     from donna_nas.data import synth as SY
@@ -71,24 +66,14 @@ def what_if_no_poles():
             setattr(scene, name, getattr(scene, name)[keep])
         return scene, traj
 
-    SY.make_scene = without_poles
-    try:
-        yield
-    finally:
-        SY.make_scene = make
+    return mock.patch.object(SY, "make_scene", without_poles)
 
 
-@contextmanager
 def what_if_supersample(n: int):
     """``n`` x ``n`` rays per pixel instead of the version-2 default for the size."""
     from donna_nas.data import synth as SY
 
-    default = SY.default_supersample
-    SY.default_supersample = lambda size: n
-    try:
-        yield
-    finally:
-        SY.default_supersample = default
+    return mock.patch.object(SY, "default_supersample", lambda size: n)
 
 
 def measure_variant(a, size, speed: float, gain: float, blur: float, no_poles: bool = False,
@@ -104,13 +89,9 @@ def measure_variant(a, size, speed: float, gain: float, blur: float, no_poles: b
             stack.enter_context(what_if_supersample(supersample))
         r = measure(seed=a.seed, drives=a.drives, frames=a.frames, size=size, targets_per_drive=a.targets,
                     world_version=2)
-    row = {"speed": speed, "contrast": gain, "blur": blur, "poles": "removed" if no_poles else "kept",
-           "supersample": supersample or "default", "fraction": round(r.fraction, 3),
-           "median_ratio": round(r.median_ratio, 2)}
-    for k, v in r.by_kind.items():
-        row[f"{k} share"], row[f"{k} fraction"] = round(v["share"], 3), round(v["fraction"], 3)
-    row["ceiling"] = round(r.ceiling, 3)
-    return row
+    figures = {k: v for k, v in _ceiling_row(a.size, "", r).items() if k not in ("size", "texture")}
+    return {"speed": speed, "contrast": gain, "blur": blur, "poles": "removed" if no_poles else "kept",
+            "supersample": supersample or "default", **figures}
 
 
 def main() -> None:
